@@ -1,0 +1,193 @@
+"""Sweep YAML -> a validated SweepConfig, with `--set key.path=value` overrides.
+
+    sweep = load_sweep("sweeps/quick.yaml", ["loss=wgan-gp", "optimizer.lr_g=2e-4"])
+    sweep.trial   # TrialConfig of the fixed values (searched keys at their dataclass defaults)
+    sweep.space   # list[Param], ordered so conditions come after what they refer to
+
+Every problem (file, YAML, override, type, name, range, distribution, condition) is
+collected and raised as one ConfigError, before anything starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable
+
+import yaml
+
+from ganpipe.config import schema
+from ganpipe.config.errors import ConfigError, Problem
+from ganpipe.config.space import Param, apply
+from ganpipe.config.validate import (
+    NAME_RE,
+    PRIMARY,
+    SWEEP_CLASSES,
+    TOP_KEYS,
+    TRIAL_CLASSES,
+    Validator,
+    fields_of,
+    primary_noun,
+)
+
+# the top level, as field name -> type, so overrides walk it like any section
+TOP_FIELDS: dict[str, Any] = {"name": str, "description": str, **TRIAL_CLASSES, **SWEEP_CLASSES}
+
+
+def _read(file: str, problems: list[Problem]) -> dict | None:
+    try:
+        with open(file, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        problems.append(Problem(file, "(file)", f"cannot read: {e.strerror or e}"))
+        return None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problems.append(Problem(file, "(yaml)", f"{where}{getattr(e, 'problem', None) or e}"))
+        return None
+    if not isinstance(raw, dict):
+        got = "an empty file" if raw is None else type(raw).__name__
+        problems.append(Problem(file, "(top level)", f"expected a mapping of sweep keys ({', '.join(TOP_KEYS)}), got {got}"))
+        return None
+    return raw
+
+
+# ---- --set overrides ----------------------------------------------------------------------
+def _override(node: dict, fields: dict, prefix: str, parts: list[str], value: Any,
+              problems: list[Problem], overridden: set[str]) -> None:
+    """Set `parts` (a key path below `prefix`) in the raw mapping `node`, checking keys only.
+
+    Values are validated later with everything else; `overridden` makes those problems
+    name "--set" instead of the file.
+    """
+    name = parts[0]
+    key = prefix + name
+    if name not in fields:
+        problems.append(Problem("--set", key, f"unknown key {name!r}; valid: {', '.join(fields)}"))
+        return
+    typ = fields[name]
+    if not dataclasses.is_dataclass(typ):  # a leaf: a value or a distribution
+        if len(parts) > 1:
+            problems.append(Problem("--set", f"{key}.{parts[1]}", f"{key} is a value, not a section"))
+            return
+        node[name] = value
+        overridden.add(key)
+        return
+    child = node.get(name)
+    if child is None:
+        child = {}
+    if isinstance(child, str) and key in PRIMARY:  # `loss: hinge` in the file
+        child = {PRIMARY[key]: child}
+    if not isinstance(child, dict):
+        return  # the file's own value is malformed; validation reports it
+    node[name] = child
+    sub = fields_of(typ)
+    if len(parts) > 1:
+        _override(child, sub, key + ".", parts[1:], value, problems, overridden)
+    elif isinstance(value, str) and key in PRIMARY:  # `--set loss=wgan-gp`
+        _override(child, sub, key + ".", [PRIMARY[key]], value, problems, overridden)
+    elif isinstance(value, dict):  # `--set optimizer={name: adam, lr_g: 1e-3}` merges
+        for k, v in value.items():
+            _override(child, sub, key + ".", [str(k)], v, problems, overridden)
+    else:
+        what = f"a mapping or {primary_noun(key)}" if key in PRIMARY else "a mapping"
+        problems.append(Problem("--set", key, f"{key} is a section: expected {what}, got {value!r}"))
+
+
+def apply_overrides(raw: dict, overrides: Iterable[str], problems: list[Problem]) -> set[str]:
+    """Apply `key.path=value` strings (values parsed as YAML) to `raw` in place."""
+    overridden: set[str] = set()
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            problems.append(Problem("--set", item, "expected KEY.PATH=VALUE, e.g. optimizer.lr_g=2e-4"))
+            continue
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            problems.append(Problem("--set", key, f"cannot parse value {text!r}: {getattr(e, 'problem', None) or e}"))
+            continue
+        _override(raw, TOP_FIELDS, "", key.split("."), value, problems, overridden)
+    return overridden
+
+
+# ---- the sweep -----------------------------------------------------------------------
+def _grace_period(v: Validator, search: schema.SearchConfig, trial: schema.TrialConfig, space: list[Param]) -> None:
+    """ASHA cannot stop a trial before its grace period: it must fit in train.steps."""
+    if search.scheduler.name != "asha":
+        return
+    steps = next((p for p in space if p.path == "train.steps"), None)
+    if steps is None:
+        fewest, what = trial.train.steps, f"train.steps ({trial.train.steps})"
+    else:  # searched: the shortest trial it can sample (or fall back to)
+        fewest = min(steps.choices) if steps.kind == "choice" else steps.low
+        if steps.when:
+            fewest = min(fewest, steps.default if steps.default is not None else trial.train.steps)
+        what = f"the fewest train.steps the search can pick ({fewest})"
+    if search.scheduler.grace_period > fewest:
+        v.problem("search.scheduler.grace_period",
+                  f"must be <= {what} when the scheduler is asha, got {search.scheduler.grace_period}")
+
+
+def load_sweep(path, overrides: Iterable[str] = ()) -> schema.SweepConfig:
+    """Read, override, validate. Raises ConfigError listing every problem."""
+    file = str(path)
+    problems: list[Problem] = []
+    raw = _read(file, problems)
+    overridden = apply_overrides(raw if raw is not None else {}, overrides, problems)
+    if raw is None:
+        raise ConfigError(problems)
+
+    v = Validator(file, overridden)
+    v.problems = problems
+    for k in raw:
+        if k not in TOP_KEYS:
+            v.problem(str(k), f"unknown key {k!r}; valid: {', '.join(TOP_KEYS)}")
+    name = raw.get("name")
+    if name is None:
+        v.problem("name", "required: the sweep's name (it names the MLflow experiment and model)")
+    elif not isinstance(name, str) or not NAME_RE.match(name):
+        v.problem("name", f"must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit; got {name!r}")
+    description = raw.get("description") or ""
+    if not isinstance(description, str):
+        v.problem("description", f"expected a string, got {description!r}")
+        description = ""
+
+    trial, space = v.trial(raw, allow_dist=True)
+    sections = {k: v.section(cls, raw.get(k), k, False, []) for k, cls in SWEEP_CLASSES.items()}
+    space = v.conditions(space, trial)
+    _grace_period(v, sections["search"], trial, space)
+    if problems:
+        raise ConfigError(problems)
+    return schema.SweepConfig(name=name, description=description, trial=trial, space=space, source=file, **sections)
+
+
+# ---- one trial --------------------------------------------------------------------------
+def trial_to_dict(cfg: schema.TrialConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _trial(raw: dict, file: str) -> schema.TrialConfig:
+    v = Validator(file)
+    if not isinstance(raw, dict):
+        raise ConfigError([Problem(file, "(top level)", f"expected a mapping of trial sections, got {type(raw).__name__}")])
+    for k in raw:
+        if k not in TRIAL_CLASSES:
+            v.problem(str(k), f"unknown key {k!r}; valid: {', '.join(TRIAL_CLASSES)}")
+    cfg, _ = v.trial(raw, allow_dist=False)
+    if v.problems:
+        raise ConfigError(v.problems)
+    return cfg
+
+
+def trial_from_dict(d: dict) -> schema.TrialConfig:
+    """Inverse of trial_to_dict (for checkpoints); validated, missing keys at defaults."""
+    return _trial(d, "trial")
+
+
+def resolve_trial(sweep: schema.SweepConfig, values: dict[str, Any]) -> schema.TrialConfig:
+    """The TrialConfig of one sampled point: fixed values + `values` + conditional defaults."""
+    cfg = apply(sweep.trial, values, sweep.space)
+    return _trial(trial_to_dict(cfg), sweep.source or "trial")

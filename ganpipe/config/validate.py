@@ -1,0 +1,399 @@
+"""Validation of a parsed sweep mapping: types, names, ranges, distributions, conditions.
+
+Everything here *collects* Problems instead of raising, so one run reports all of them.
+The pure helpers (`coerce`, `constraint`) are reused for fixed values, distribution
+bounds, choices, defaults and `when:` values alike.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+import re
+import typing
+from functools import cache
+from typing import Any
+
+from ganpipe.config import schema
+from ganpipe.config.errors import Problem
+from ganpipe.config.space import KINDS, CycleError, Param, get_path, ordered
+
+BAD = object()  # a value that failed its check (its Problem is already recorded)
+
+# a section given as a plain string means this key: `loss: hinge` == `loss: {name: hinge}`
+PRIMARY = {"data": "dataset", "model": "architecture", "loss": "name", "optimizer": "name"}
+
+# key -> (low, low inclusive, high, high inclusive); None = unbounded
+RANGES: dict[str, tuple] = {
+    "model.latent_dim": (1, True, None, False),
+    "model.width": (1, True, None, False),
+    "model.ema_decay": (0, True, 1, False),
+    "loss.gp_weight": (0, True, None, False),
+    "loss.r1_weight": (0, True, None, False),
+    "optimizer.lr_g": (0, False, None, False),
+    "optimizer.lr_d": (0, False, None, False),
+    "optimizer.beta1": (0, True, 1, False),
+    "optimizer.beta2": (0, True, 1, False),
+    "train.steps": (1, True, None, False),
+    "train.batch_size": (1, True, None, False),
+    "train.n_disc": (1, True, None, False),
+    "train.grad_clip": (0, True, None, False),
+    "train.seed": (0, True, None, False),  # numpy / optuna seeds must be non-negative
+    "eval.every": (1, True, None, False),
+    "eval.num_samples": (0, True, None, False),
+    "search.num_samples": (1, True, None, False),
+    "search.seed": (0, True, None, False),
+    "search.max_concurrent": (1, True, None, False),
+    "search.scheduler.grace_period": (1, True, None, False),
+    "search.scheduler.reduction_factor": (1, False, None, False),
+    "resources.cpu": (0, False, None, False),
+    "resources.gpu": (0, True, None, False),
+    "failure.max_failures": (0, True, None, False),
+    "failure.keep_checkpoints": (1, True, None, False),
+    "promote.min_diversity": (0, True, None, False),
+    "promote.max_fid": (0, False, None, True),
+    "promote.recheck_top_k": (0, True, None, False),
+    "promote.recheck_seeds": (1, True, None, False),
+}
+
+# key -> (what it is, module, registry dict); imported lazily: torch-heavy modules
+REGISTRIES = {
+    "data.dataset": ("dataset", "ganpipe.data", "DATASETS"),
+    "model.architecture": ("architecture", "ganpipe.nets", "ARCHITECTURES"),
+    "loss.name": ("loss", "ganpipe.losses", "LOSSES"),
+    "optimizer.name": ("optimizer", "ganpipe.train.optim", "OPTIMIZERS"),
+}
+STATIC_NAMES = {
+    "search.sampler": ("sampler", ("tpe", "random", "cmaes")),
+    "search.scheduler.name": ("scheduler", ("asha", "none")),
+}
+OBJECTIVES = (["fid"], ["fid", "diversity"])
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+DIST_KEYS = (*KINDS, "when", "default", "log")
+
+
+# ---- the schema, as types --------------------------------------------------------------
+@cache
+def fields_of(cls: type) -> dict[str, Any]:
+    """Field name -> resolved annotation (schema.py uses string annotations)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+TRIAL_CLASSES: dict[str, type] = fields_of(schema.TrialConfig)
+# search, resources, failure, promote, tracking (`trial` is spread over the six sections)
+SWEEP_CLASSES: dict[str, type] = {
+    k: t for k, t in fields_of(schema.SweepConfig).items() if dataclasses.is_dataclass(t) and k != "trial"
+}
+TOP_KEYS = ("name", "description", *schema.TRIAL_SECTIONS, *SWEEP_CLASSES)
+
+
+def field_type(path: str) -> Any | None:
+    """The annotation of a dotted key (trial or sweep section), or None if unknown."""
+    parts = path.split(".")
+    cls = TRIAL_CLASSES.get(parts[0]) or SWEEP_CLASSES.get(parts[0])
+    for part in parts[1:]:
+        if cls is None or not dataclasses.is_dataclass(cls):
+            return None
+        cls = fields_of(cls).get(part)
+    return cls if len(parts) > 1 else None
+
+
+def trial_keys() -> list[str]:
+    return [f"{s}.{k}" for s, cls in TRIAL_CLASSES.items() for k in fields_of(cls)]
+
+
+def _type_name(t: Any) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        t, "a list of strings"
+    )
+
+
+def _show(v: Any) -> str:
+    return repr(v) if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+
+
+# ---- pure checks: return (value, None) or (BAD, message) -------------------------------
+def coerce(value: Any, typ: Any) -> tuple[Any, str | None]:
+    """Check `value` against a field annotation, converting what YAML gets wrong.
+
+    PyYAML reads `1e-3` (no dot) as a string, so numeric strings become numbers.
+    """
+    bad = (BAD, f"expected {_type_name(typ)}, got {_show(value)}")
+    if typ is bool:
+        return (value, None) if isinstance(value, bool) else bad
+    if typ is str:
+        return (value, None) if isinstance(value, str) else bad
+    if typ in (int, float):
+        if isinstance(value, bool):
+            return bad
+        if isinstance(value, str) and NUMBER_RE.match(value.strip()):
+            value = float(value)
+        if not isinstance(value, (int, float)):
+            return bad
+        if isinstance(value, float) and math.isnan(value):
+            return BAD, "expected a number, got NaN"
+        if typ is float:
+            return float(value), None
+        if isinstance(value, float):
+            if not value.is_integer():
+                return BAD, f"expected an integer, got {_show(value)}"
+            value = int(value)
+        return value, None
+    if typing.get_origin(typ) is list:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value), None
+        return bad
+    return BAD, f"unsupported field type {typ}"  # a schema field this module does not know
+
+
+def registry_names(key: str) -> tuple[str, list[str]] | None:
+    """(what, valid names) for a named-choice key, else None."""
+    if key in STATIC_NAMES:
+        what, names = STATIC_NAMES[key]
+        return what, list(names)
+    if key in REGISTRIES:
+        what, module, attr = REGISTRIES[key]
+        return what, list(getattr(importlib.import_module(module), attr))
+    return None
+
+
+def primary_noun(section: str) -> str:
+    """'a loss name', 'an architecture name': what a shorthand section string means."""
+    what = REGISTRIES[f"{section}.{PRIMARY[section]}"][0]
+    return f"{'an' if what[0] in 'aeiou' else 'a'} {what} name"
+
+
+def _range_text(lo, lo_inc, hi, hi_inc) -> str:
+    if hi is None:
+        return f"{'>=' if lo_inc else '>'} {lo:g}"
+    if lo is None:
+        return f"{'<=' if hi_inc else '<'} {hi:g}"
+    return f"in {'[' if lo_inc else '('}{lo:g}, {hi:g}{']' if hi_inc else ')'}"
+
+
+def constraint(key: str, value: Any) -> str | None:
+    """The problem with an already typed `value` at `key` (range, registry), or None."""
+    if key == "search.objectives" and value not in OBJECTIVES:
+        return f"must be [fid] or [fid, diversity], got [{', '.join(value)}]"
+    names = registry_names(key)
+    if names is not None:
+        what, valid = names
+        if value not in valid:
+            return f"unknown {what} {_show(value)}; valid: {', '.join(valid)}"
+    if isinstance(value, float) and math.isinf(value) and key != "promote.max_fid":
+        return "must be finite"
+    if key in RANGES and isinstance(value, (int, float)):
+        lo, lo_inc, hi, hi_inc = RANGES[key]
+        ok = (lo is None or value > lo or (lo_inc and value == lo)) and (
+            hi is None or value < hi or (hi_inc and value == hi)
+        )
+        if not ok:
+            return f"must be {_range_text(lo, lo_inc, hi, hi_inc)}, got {_show(value)}"
+    return None
+
+
+def check(key: str, value: Any, typ: Any) -> tuple[Any, str | None]:
+    value, msg = coerce(value, typ)
+    if msg is None:
+        msg = constraint(key, value)
+    return (BAD, msg) if msg else (value, None)
+
+
+# ---- the validator ---------------------------------------------------------------------
+class Validator:
+    """Walks a raw sweep mapping, building typed sections and recording Problems."""
+
+    def __init__(self, file: str, overridden: set[str] | frozenset = frozenset()):
+        self.file = file
+        self.overridden = overridden  # keys set by --set: their problems name "--set"
+        self.problems: list[Problem] = []
+
+    def problem(self, key: str, message: str) -> None:
+        from_set = any(key == o or key.startswith(o + ".") for o in self.overridden)
+        self.problems.append(Problem("--set" if from_set else self.file, key, message))
+
+    # -- sections --
+    def section(self, cls: type, raw: Any, key: str, allow_dist: bool, space: list[Param]):
+        """An instance of dataclass `cls` from `raw` (defaults where absent or bad)."""
+        if raw is None:
+            raw = {}
+        if isinstance(raw, str) and key in PRIMARY:
+            raw = {PRIMARY[key]: raw}
+        if not isinstance(raw, dict):
+            hint = f" or {primary_noun(key)}" if key in PRIMARY else ""
+            self.problem(key, f"expected a mapping{hint}, got {_show(raw)}")
+            return cls()
+        fields = fields_of(cls)
+        for k in raw:
+            if k not in fields:
+                self.problem(f"{key}.{k}", f"unknown key {_show(k)}; valid: {', '.join(fields)}")
+        kwargs = {}
+        for name, typ in fields.items():
+            if name not in raw:
+                continue
+            path, value = f"{key}.{name}", raw[name]
+            if dataclasses.is_dataclass(typ):
+                kwargs[name] = self.section(typ, value, path, allow_dist, space)
+            elif isinstance(value, dict):
+                if allow_dist:
+                    param = self.distribution(path, value, typ)
+                    if param is not None:
+                        space.append(param)
+                else:
+                    self.problem(
+                        path,
+                        f"expected {_type_name(typ)}; search distributions are only allowed in "
+                        f"the trial sections ({', '.join(schema.TRIAL_SECTIONS)})",
+                    )
+            else:
+                value, msg = check(path, value, typ)
+                if msg:
+                    self.problem(path, msg)
+                else:
+                    kwargs[name] = value
+        return cls(**kwargs)
+
+    def trial(self, raw: dict, allow_dist: bool) -> tuple[schema.TrialConfig, list[Param]]:
+        space: list[Param] = []
+        sections = {
+            s: self.section(cls, raw.get(s), s, allow_dist, space) for s, cls in TRIAL_CLASSES.items()
+        }
+        return schema.TrialConfig(**sections), space
+
+    # -- distributions --
+    def distribution(self, path: str, raw: dict, typ: Any) -> Param | None:
+        n = len(self.problems)
+        kinds = [k for k in raw if k in KINDS]
+        for k in raw:
+            if k not in DIST_KEYS:
+                self.problem(f"{path}.{k}", f"unknown key {_show(k)} in a distribution; valid: {', '.join(DIST_KEYS)}")
+        if len(kinds) != 1:
+            got = "none" if not kinds else " and ".join(kinds)
+            self.problem(path, f"a distribution needs exactly one of {', '.join(KINDS)}; got {got}")
+            return None
+        kind = kinds[0]
+        spec = raw[kind]
+        param = Param(path, kind)
+        if kind == "choice":
+            param.choices = self._choices(path, spec, typ)
+        else:
+            param.low, param.high = self._bounds(path, kind, spec, typ)
+        log = raw.get("log", False)
+        if "log" in raw and kind != "int":
+            self.problem(f"{path}.log", "log: applies to int only; use loguniform for a log-scale float")
+        elif not isinstance(log, bool):
+            self.problem(f"{path}.log", f"expected true or false, got {_show(log)}")
+        param.log = kind == "loguniform" or (kind == "int" and log is True)
+        if param.log and kind == "int" and param.low is not None and param.low < 1:
+            self.problem(path, f"int with log: true needs a low bound >= 1, got {param.low}")
+        param.when = self._when_syntax(path, raw.get("when", {}))
+        if "default" in raw:
+            value, msg = check(path, raw["default"], typ)
+            if msg:
+                self.problem(f"{path}.default", msg)
+            param.default = None if value is BAD else value
+        return param if len(self.problems) == n else None
+
+    def _choices(self, path: str, spec: Any, typ: Any) -> list | None:
+        if not isinstance(spec, list) or not spec:
+            self.problem(path, f"choice: needs a non-empty list of values, got {_show(spec)}")
+            return None
+        out = []
+        for i, v in enumerate(spec):
+            if not (v is None or isinstance(v, (str, int, float, bool))):
+                self.problem(path, f"choice {i}: {_show(v)} is not a scalar (Optuna choices are str/int/float/bool)")
+                continue
+            value, msg = check(path, v, typ)
+            if msg:
+                self.problem(path, f"choice {_show(v)}: {msg}")
+            else:
+                out.append(value)
+        if len(set(map(repr, out))) != len(out):
+            self.problem(path, "choice: values repeat")
+        return out
+
+    def _bounds(self, path: str, kind: str, spec: Any, typ: Any) -> tuple:
+        if typ not in (int, float):
+            self.problem(path, f"{kind}: needs a numeric key; {path} is {_type_name(typ)}, use choice:")
+            return None, None
+        if typ is int and kind != "int":
+            self.problem(path, f"{kind}: gives fractions but {path} is an integer; use int: (log: true for a log scale)")
+            return None, None
+        if not isinstance(spec, list) or len(spec) != 2:
+            self.problem(path, f"{kind}: needs [low, high], got {_show(spec)}")
+            return None, None
+        bound_type = int if kind == "int" else float
+        bounds = []
+        for v in spec:
+            value, msg = coerce(v, bound_type)
+            if msg:
+                self.problem(path, f"{kind}: bound {_show(v)}: {msg}")
+                return None, None
+            bounds.append(value)
+        lo, hi = bounds
+        if not lo < hi:
+            self.problem(path, f"{kind}: low must be < high, got [{lo}, {hi}]")
+        elif kind == "loguniform" and lo <= 0:
+            self.problem(path, f"loguniform: low must be > 0, got {lo}")
+        else:
+            for b in (lo, hi):  # the whole sampled range must be allowed
+                msg = constraint(path, b)
+                if msg:
+                    self.problem(path, f"{kind}: range [{lo:g}, {hi:g}] leaves the allowed values: {msg}")
+                    break
+        return lo, hi
+
+    def _when_syntax(self, path: str, raw: Any) -> dict[str, list]:
+        if not isinstance(raw, dict):
+            self.problem(f"{path}.when", f"expected a mapping {{key.path: value or [values]}}, got {_show(raw)}")
+            return {}
+        when = {}
+        for k, v in raw.items():
+            typ = field_type(k) if isinstance(k, str) and k.split(".")[0] in TRIAL_CLASSES else None
+            if typ is None:
+                self.problem(f"{path}.when", f"unknown key {_show(k)}; a condition names a trial key, e.g. loss.name")
+                continue
+            if k == path:
+                self.problem(f"{path}.when", "a param cannot be conditional on itself")
+                continue
+            values = v if isinstance(v, list) else [v]
+            good = []
+            for x in values:
+                value, msg = check(k, x, typ)
+                if msg:
+                    self.problem(f"{path}.when", f"{k}: {msg}")
+                else:
+                    good.append(value)
+            if not values:
+                self.problem(f"{path}.when", f"{k}: needs at least one value")
+            when[k] = good
+        return when
+
+    # -- across keys --
+    def conditions(self, space: list[Param], base: schema.TrialConfig) -> list[Param]:
+        """`when:` values the referenced param can take; cycles; returns the ordered space."""
+        by_path = {p.path: p for p in space}
+        for p in space:
+            for k, values in p.when.items():
+                ref = by_path.get(k)
+                if ref is None:
+                    continue  # a fixed key: a condition that never holds may be meant for --set
+                # when `ref` is itself conditional it may also hold its fallback value
+                fallback = ref.default if ref.default is not None else get_path(base, k)
+                for v in values:
+                    if ref.kind == "choice":
+                        ok = v in ref.choices
+                        allowed = "[" + ", ".join(map(_show, ref.choices)) + "]"
+                    else:
+                        ok = ref.low <= v <= ref.high and (ref.kind != "int" or float(v).is_integer())
+                        allowed = f"{ref.kind} [{ref.low:g}, {ref.high:g}]"
+                    if not ok and not (ref.when and v == fallback):
+                        self.problem(f"{p.path}.when", f"{k} can never be {_show(v)}; it is {allowed}")
+        try:
+            return ordered(space)
+        except CycleError as e:
+            self.problem(f"{e.cycle[0]}.when", str(e))
+            return list(space)

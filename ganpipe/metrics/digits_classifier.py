@@ -1,0 +1,171 @@
+"""A small CNN for the 8x8 digits: its argmax gives the digit modes, its penultimate layer
+the FID / coverage feature space. Trained reproducibly and shipped as package data.
+
+    model = load_digits_classifier()          # cached, eval mode, no grad
+    feats = model.features(x)                 # (N, 1, 8, 8) in [-1, 1] -> (N, 64)
+    logits = model(x)                         # (N, 10)
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ARCH_VERSION = "digits-cnn-v1"
+FEATURE_DIM = 64
+DEFAULT_SEED = 0
+SPLIT_SEED = 20240517  # the 80/20 split is fixed, whatever the training seed
+HELDOUT_FRACTION = 0.2
+WEIGHTS_PATH = Path(__file__).parent / "weights" / "digits_classifier.pt"
+
+
+class DigitsClassifier(nn.Module):
+    """conv16 -> conv32 -> pool -> conv64 -> pool -> fc64 (features) -> fc10; ~40k parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),  # 8x8 -> 4x4
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),  # 4x4 -> 2x2
+            nn.Flatten(),
+            nn.Linear(64 * 2 * 2, FEATURE_DIM), nn.ReLU(),
+        )
+        self.head = nn.Linear(FEATURE_DIM, 10)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, 8, 8) in [-1, 1] -> (N, 64) penultimate activations (after ReLU)."""
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, 8, 8) -> (N, 10) logits."""
+        return self.head(self.body(x))
+
+    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass for both: ((N, 64), (N, 10))."""
+        f = self.body(x)
+        return f, self.head(f)
+
+
+def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) labels -> (rest, picked) sorted index tensors; `picked` holds round(fraction * n_c)
+    of every class c, drawn with a torch.Generator seeded by `seed` (same call, same split)."""
+    g = torch.Generator().manual_seed(seed)
+    rest, picked = [], []
+    for c in torch.unique(labels).tolist():
+        idx = torch.nonzero(labels == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        n_pick = round(fraction * len(idx))
+        picked.append(idx[:n_pick])
+        rest.append(idx[n_pick:])
+    return torch.cat(rest).sort().values, torch.cat(picked).sort().values
+
+
+def heldout_split() -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed stratified 80/20 (train, held-out) index split of the 1797 digits."""
+    from ganpipe.data.digits import load_digits_tensors
+
+    _, labels = load_digits_tensors()
+    return stratified_split(labels, HELDOUT_FRACTION, SPLIT_SEED)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
+    model.eval()
+    return float((model(images).argmax(dim=1) == labels).float().mean())
+
+
+def train_digits_classifier(seed: int = DEFAULT_SEED, epochs: int = 40, verbose: bool = False) -> tuple[DigitsClassifier, float]:
+    """Train on the fixed 80 % split; return (model in eval mode, held-out accuracy).
+
+    Reproducible: weights from torch.manual_seed(seed), minibatch order from its own
+    generator, one intra-op thread (thread count changes float reduction order).
+    """
+    from ganpipe.data.digits import load_digits_tensors
+
+    images, labels = load_digits_tensors()
+    train_idx, test_idx = heldout_split()
+    x, y = images[train_idx], labels[train_idx]
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(seed)
+        model = DigitsClassifier()
+        order = torch.Generator().manual_seed(seed)
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+        t0 = time.perf_counter()
+        for epoch in range(epochs):
+            model.train()
+            perm = torch.randperm(len(x), generator=order)
+            for i in range(0, len(x), 64):
+                b = perm[i : i + 64]
+                loss = nn.functional.cross_entropy(model(x[b]), y[b])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            sched.step()
+            if verbose:
+                print(f"epoch {epoch} loss {loss.item():.4f} "
+                      f"heldout {accuracy(model, images[test_idx], labels[test_idx]):.4f} "
+                      f"{time.perf_counter() - t0:.1f}s")
+        acc = accuracy(model, images[test_idx], labels[test_idx])
+    finally:
+        torch.set_num_threads(threads)
+    model.requires_grad_(False)
+    return model, acc
+
+
+def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """sha256 over (name, dtype, shape, raw bytes) of every tensor, in sorted key order."""
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_digits_classifier(model: DigitsClassifier, path: str | Path, *, seed: int, heldout_accuracy: float) -> str:
+    """Write state_dict + metadata (arch version, seed, held-out accuracy, sha256); return the sha256."""
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    sha = weights_sha256(state)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"arch_version": ARCH_VERSION, "seed": seed, "heldout_accuracy": heldout_accuracy,
+                "sha256": sha, "state_dict": state}, path)
+    return sha
+
+
+def read_digits_checkpoint(path: str | Path = WEIGHTS_PATH) -> dict:
+    """The raw checkpoint dict; raises if the architecture or the weights' sha256 do not match."""
+    ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if ckpt.get("arch_version") != ARCH_VERSION:
+        raise ValueError(f"{path}: architecture {ckpt.get('arch_version')!r}, expected {ARCH_VERSION!r}")
+    if weights_sha256(ckpt["state_dict"]) != ckpt["sha256"]:
+        raise ValueError(f"{path}: weights do not match their recorded sha256 (corrupted file?)")
+    return ckpt
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: str) -> DigitsClassifier:
+    ckpt = read_digits_checkpoint(path)
+    model = DigitsClassifier()
+    model.load_state_dict(ckpt["state_dict"])
+    model.metadata = {k: v for k, v in ckpt.items() if k != "state_dict"}  # type: ignore[attr-defined]
+    return model.eval().requires_grad_(False)
+
+
+def load_digits_classifier(path: str | Path | None = None) -> DigitsClassifier:
+    """The shipped (or given) classifier, loaded once per process, eval mode, no grad.
+    `.metadata` holds arch_version, seed, heldout_accuracy and sha256."""
+    if path is None and not WEIGHTS_PATH.exists():
+        raise FileNotFoundError(f"{WEIGHTS_PATH} is missing; create it with `ganpipe features train digits`")
+    return _load_cached(str(Path(path or WEIGHTS_PATH).resolve()))

@@ -1,0 +1,194 @@
+"""The fixed evaluation protocol: same real set, same latent batch, same feature space at
+every eval of every trial, so FIDs compare across trials and sweeps (only under equal
+`Evaluator.protocol` dicts).
+
+    ev = Evaluator(get_dataset("ring8"))
+    z = fixed_latents(ev.num_samples, latent_dim)      # same z at every eval
+    metrics = ev.evaluate(generator(z))                # {"fid": ..., "diversity": ..., ...}
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ganpipe.data import Dataset, get_dataset
+from ganpipe.metrics.fid import frechet_distance_from_stats, gaussian_stats
+from ganpipe.metrics.modes import label_mode_stats, point_mode_stats
+from ganpipe.metrics.prdc import knn_radii, prdc
+
+PROTOCOL_VERSION = 1
+PROTOCOL_SEED = 8191  # root of every protocol seed; change it and PROTOCOL_VERSION together
+LATENT_SEED = PROTOCOL_SEED  # fixed_latents
+REAL_SEED = PROTOCOL_SEED + 1  # dataset.eval_real
+K = 5  # k of the k-NN balls of precision / recall / density / coverage
+
+# dataset kind/name -> (n_real, n_fake); digits' real side is the whole dataset (eval_real)
+DEFAULT_SIZES = {"points": (2500, 2500), "digits": (1797, 2000), "stacked-digits": (10000, 10000)}
+POINT_KEYS = ("fid", "diversity", "precision", "recall", "density", "coverage", "modes", "kl", "high_quality")
+IMAGE_KEYS = POINT_KEYS[:-1]
+
+
+def fixed_latents(n: int, latent_dim: int) -> torch.Tensor:
+    """(n, latent_dim) float32 standard normal z, identical at every call, whatever the global RNG."""
+    g = torch.Generator().manual_seed(LATENT_SEED)
+    return torch.randn(n, latent_dim, generator=g)
+
+
+# ---- feature extractors: (N, *shape) float32 -> ((N, d) features, (N,) mode labels | None)
+
+class _PointFeatures:
+    """2-D toy data: the raw coordinates are the features; modes come from the centers."""
+
+    name, sha256 = "raw-2d", None
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return x, None
+
+
+class _DigitsFeatures:
+    """Penultimate layer and argmax class of the shipped digits classifier."""
+
+    chunk = 4096  # images per forward pass: bounds activation memory
+
+    def __init__(self) -> None:
+        from ganpipe.metrics.digits_classifier import load_digits_classifier
+
+        self.model = load_digits_classifier()
+        self.name = self.model.metadata["arch_version"]
+        self.sha256 = self.model.metadata["sha256"]
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats, labels = [], []
+        for i in range(0, len(x), self.chunk):
+            f, logits = self.model.features_and_logits(x[i : i + self.chunk])
+            feats.append(f)
+            labels.append(logits.argmax(dim=1))
+        return torch.cat(feats), torch.cat(labels)
+
+
+class _StackedFeatures(_DigitsFeatures):
+    """Digits classifier per channel: features (N, 3 * 64) concatenated, mode 100a + 10b + c."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = self.name + "-per-channel"
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n, c = x.shape[:2]
+        feats, labels = super().__call__(x.reshape(n * c, 1, *x.shape[2:]))
+        labels = labels.reshape(n, c)
+        return feats.reshape(n, -1), labels[:, 0] * 100 + labels[:, 1] * 10 + labels[:, 2]
+
+
+def _extractor(dataset: Dataset):
+    if dataset.kind == "points" and hasattr(dataset, "centers"):
+        return _PointFeatures()
+    if dataset.name == "digits":
+        return _DigitsFeatures()
+    if dataset.name == "stacked-digits":
+        return _StackedFeatures()
+    raise ValueError(f"no evaluation protocol for dataset {dataset.name!r}; valid: ring8, grid25, digits, stacked-digits")
+
+
+# ---- real statistics, computed once per process
+
+@dataclass(frozen=True)
+class _RealStats:
+    feats: torch.Tensor  # (n_real, d)
+    mu: np.ndarray  # (d,) float64
+    sigma: np.ndarray  # (d, d) float64
+    radii: torch.Tensor  # (n_real,) k-NN radii, self excluded
+
+
+_REAL_CACHE: dict[tuple, _RealStats] = {}
+
+
+def _real_stats(real: torch.Tensor, extractor) -> _RealStats:
+    feats, _ = extractor(real.to(torch.float32))
+    mu, sigma = gaussian_stats(feats)
+    return _RealStats(feats, mu, sigma, knn_radii(feats, K))
+
+
+class Evaluator:
+    """Metrics of generated samples under the dataset's fixed protocol.
+
+    dataset:     a Dataset or its registry name.
+    num_samples: generated samples per eval; 0 = the dataset's default (2500 / 2000 / 10000).
+                 The real side keeps its default size.
+    real:        (n, *shape) override of the real set (tests, ablations); not cached, and
+                 `protocol["real"]` says "custom" so its numbers are never mixed with the default.
+    """
+
+    def __init__(self, dataset: Dataset | str, num_samples: int = 0, *, real: torch.Tensor | None = None) -> None:
+        self.dataset = get_dataset(dataset) if isinstance(dataset, str) else dataset
+        self._extractor = _extractor(self.dataset)
+        size_key = "points" if self.dataset.kind == "points" else self.dataset.name
+        n_real, n_fake = DEFAULT_SIZES[size_key]
+        if num_samples < 0:
+            raise ValueError(f"num_samples must be >= 0 (0 = default {n_fake}), got {num_samples}")
+        self._n_fake = num_samples or n_fake
+        if real is not None:
+            self._custom_real = True
+            self._real = _real_stats(real, self._extractor)
+        else:
+            self._custom_real = False
+            real_set = self.dataset.eval_real(n_real, REAL_SEED)
+            key = (self.dataset.name, len(real_set), REAL_SEED, self._extractor.name, self._extractor.sha256)
+            if key not in _REAL_CACHE:
+                _REAL_CACHE[key] = _real_stats(real_set, self._extractor)
+            self._real = _REAL_CACHE[key]
+
+    @property
+    def num_samples(self) -> int:
+        """How many generated samples `evaluate` expects (use fixed_latents(num_samples, ...))."""
+        return self._n_fake
+
+    @property
+    def protocol(self) -> dict:
+        """JSON-able description; compare FIDs only between equal protocol dicts."""
+        return {
+            "version": PROTOCOL_VERSION,
+            "dataset": self.dataset.name,
+            "n_real": len(self._real.feats),
+            "n_fake": self._n_fake,
+            "features": {"name": self._extractor.name, "sha256": self._extractor.sha256},
+            "k": K,
+            "seeds": {"latent": LATENT_SEED, "real": REAL_SEED},
+            "real": "custom" if self._custom_real else "protocol",
+        }
+
+    def _keys(self) -> tuple[str, ...]:
+        return POINT_KEYS if self.dataset.kind == "points" else IMAGE_KEYS
+
+    def evaluate(self, fake: torch.Tensor) -> dict[str, float]:
+        """(num_samples, *dataset.shape) float -> {fid, diversity, precision, recall, density,
+        coverage, modes, kl[, high_quality]}; all NaN if `fake` holds NaN or inf."""
+        expected = (self._n_fake, *self.dataset.shape)
+        if tuple(fake.shape) != expected:
+            raise ValueError(f"evaluate expects fake samples of shape {expected}, got {tuple(fake.shape)}")
+        fake = fake.detach().to("cpu", torch.float32)
+        if not torch.isfinite(fake).all():
+            return {key: math.nan for key in self._keys()}
+        try:
+            return self._metrics(fake)
+        except np.linalg.LinAlgError:  # finite but absurd samples (e.g. 1e30): a divergence too
+            return {key: math.nan for key in self._keys()}
+
+    def _metrics(self, fake: torch.Tensor) -> dict[str, float]:
+        feats, labels = self._extractor(fake)
+        mu, sigma = gaussian_stats(feats)
+        out = {"fid": frechet_distance_from_stats(self._real.mu, self._real.sigma, mu, sigma)}
+        out.update(prdc(self._real.feats, feats, K, real_radii=self._real.radii))
+        ds = self.dataset
+        if ds.kind == "points":
+            modes = point_mode_stats(fake, ds.centers, ds.std)
+        else:
+            modes = label_mode_stats(labels, ds.n_modes)
+        out.update({key: float(value) for key, value in modes.items()})
+        # diversity in [0, 1]: mode coverage where modes are countable at scale, else k-NN coverage
+        out["diversity"] = out["coverage"] if ds.name == "digits" else out["modes"] / ds.n_modes
+        return {key: float(out[key]) for key in self._keys()}

@@ -1,0 +1,198 @@
+"""The GAN train loop: n_disc D steps, then one G step; evaluate every `eval.every` steps.
+
+No Ray and no MLflow here: the loop reports through a `Reporter`, which is what
+lets `ganpipe trial` run the very same code in-process under a debugger.
+Same config + same seed -> same numbers on CPU, and a checkpoint resumes exactly.
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.utils import clip_grad_norm_
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from ganpipe.config.schema import TrialConfig
+from ganpipe.data import get_dataset
+from ganpipe.losses import get_loss, gradient_penalty, r1_penalty
+from ganpipe.metrics import Evaluator, fixed_latents
+from ganpipe.nets import build_networks
+from ganpipe.train.checkpoint import load_checkpoint, save_checkpoint
+from ganpipe.train.optim import make_optimizers
+from ganpipe.train.reporter import EvalReport, NullReporter, Reporter, TrialResult
+
+
+class Diverged(Exception):
+    pass
+
+
+class Trainer:
+    """Holds everything one trial trains and resumes: G, D, EMA of G, optimizers, RNGs, step."""
+
+    def __init__(self, cfg: TrialConfig, device: str = "cpu"):
+        self.cfg, self.device = cfg, torch.device(device)
+        torch.manual_seed(cfg.train.seed)  # weight init
+        self.dataset = get_dataset(cfg.data.dataset)
+        self.g, self.d = (m.to(self.device) for m in build_networks(cfg.model, self.dataset.shape))
+        self.ema = (
+            AveragedModel(self.g, multi_avg_fn=get_ema_multi_avg_fn(cfg.model.ema_decay), use_buffers=True)
+            if cfg.model.ema_decay > 0
+            else None
+        )
+        self.opt_g, self.opt_d = make_optimizers(cfg.optimizer, self.g.parameters(), self.d.parameters())
+        self.loss = get_loss(cfg.loss.name)
+        # One generator for everything random during training (data, z, GP interpolates),
+        # separate from weight init so resuming restores it exactly.
+        self.rng = torch.Generator().manual_seed(cfg.train.seed + 1)
+        self.step = 0
+        self.best: dict[str, float] = {}
+        self.evaluator = Evaluator(self.dataset, cfg.eval.num_samples)
+
+    # ---- one step -------------------------------------------------------------
+    def _z(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.cfg.model.latent_dim, generator=self.rng).to(self.device)
+
+    def _real(self, n: int) -> torch.Tensor:
+        return self.dataset.sample(n, self.rng).to(self.device)
+
+    def _d_step(self) -> torch.Tensor:
+        cfg, bs = self.cfg, self.cfg.train.batch_size
+        real = self._real(bs)
+        with torch.no_grad():
+            fake = self.g(self._z(bs))
+        loss = self.loss.d_loss(self.d(real), self.d(fake))
+        if self.loss.gradient_penalty:
+            loss = loss + cfg.loss.gp_weight * gradient_penalty(self.d, real, fake, self.rng)
+        if cfg.loss.r1_weight > 0:
+            loss = loss + cfg.loss.r1_weight * r1_penalty(self.d, real)
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.train.grad_clip > 0:
+            clip_grad_norm_(self.d.parameters(), cfg.train.grad_clip)
+        self.opt_d.step()
+        return loss.detach()
+
+    def _g_step(self) -> torch.Tensor:
+        loss = self.loss.g_loss(self.d(self.g(self._z(self.cfg.train.batch_size))))
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.train.grad_clip > 0:
+            clip_grad_norm_(self.g.parameters(), self.cfg.train.grad_clip)
+        self.opt_g.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.g)
+        return loss.detach()
+
+    # ---- evaluation -------------------------------------------------------------
+    @property
+    def generator(self) -> torch.nn.Module:
+        """The generator to judge and ship: the EMA copy when EMA is on."""
+        return self.ema.module if self.ema is not None else self.g
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, batch: int = 2048) -> torch.Tensor:
+        g = self.generator
+        was_training = g.training
+        g.eval()
+        try:
+            return torch.cat([g(z[i : i + batch].to(self.device)).cpu() for i in range(0, len(z), batch)])
+        finally:
+            g.train(was_training)
+
+    def evaluate(self) -> tuple[dict[str, float], torch.Tensor]:
+        samples = self.generate(fixed_latents(self.evaluator.num_samples, self.cfg.model.latent_dim))
+        return self.evaluator.evaluate(samples), samples
+
+    # ---- the loop -------------------------------------------------------------------
+    def train(self, reporter: Reporter | None = None, progress=None) -> TrialResult:
+        """Train to `train.steps`; `progress(n)` (e.g. a tqdm bar's update) is told of each step."""
+        reporter = reporter or NullReporter()
+        cfg = self.cfg.train
+        every = self.cfg.eval.every
+        sum_d = sum_g = torch.zeros(())
+        n_since, t_train, metrics = 0, 0.0, {}
+        try:
+            while self.step < cfg.steps:
+                t0 = time.perf_counter()
+                for _ in range(cfg.n_disc):
+                    loss_d = self._d_step()
+                loss_g = self._g_step()
+                t_train += time.perf_counter() - t0
+                self.step += 1
+                n_since += 1
+                if progress is not None:
+                    progress(1)
+                if not (torch.isfinite(loss_d) and torch.isfinite(loss_g)):
+                    raise Diverged(f"diverged at step {self.step}: loss_d={loss_d.item()}, loss_g={loss_g.item()}")
+                sum_d, sum_g = sum_d + loss_d, sum_g + loss_g
+                if self.step % every == 0 or self.step == cfg.steps:
+                    t1 = time.perf_counter()
+                    metrics, samples = self.evaluate()
+                    if not all(math.isfinite(v) for v in metrics.values()):
+                        raise Diverged(f"diverged at step {self.step}: non-finite metrics {metrics}")
+                    metrics.update(
+                        loss_d=(sum_d / n_since).item(),
+                        loss_g=(sum_g / n_since).item(),
+                        steps_per_sec=n_since / t_train,
+                        eval_seconds=time.perf_counter() - t1,
+                    )
+                    if not self.best or metrics["fid"] < self.best["fid"]:
+                        self.best = {"step": self.step, **metrics}
+                    reporter.on_eval(EvalReport(self.step, metrics, samples), self)
+                    sum_d = sum_g = torch.zeros(())
+                    n_since, t_train = 0, 0.0
+        except Diverged as err:
+            result = TrialResult("diverged", self.step, metrics, self.best, str(err))
+        else:
+            result = TrialResult("finished", self.step, metrics, self.best)
+        reporter.on_end(result, self)
+        return result
+
+    # ---- checkpoints ----------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "best": self.best,
+            "g": self.g.state_dict(),
+            "d": self.d.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": {
+                "train": self.rng.get_state(),
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.best = state["step"], dict(state["best"])
+        self.g.load_state_dict(state["g"])
+        self.d.load_state_dict(state["d"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        rng = state["rng"]
+        self.rng.set_state(rng["train"])
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        return save_checkpoint(path, self.cfg, self.state_dict(), self.evaluator.protocol)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu", steps: int | None = None) -> "Trainer":
+        """Resume a trainer; `steps` may extend the budget (e.g. a promotion re-check)."""
+        cfg, state = load_checkpoint(path)
+        if steps is not None:
+            cfg.train.steps = steps
+        trainer = cls(cfg, device)
+        trainer.load_state_dict(state)
+        return trainer

@@ -1,0 +1,58 @@
+"""How the train loop talks to the outside world (console, Ray Tune, tests) without importing it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+
+if TYPE_CHECKING:
+    from ganpipe.train.loop import Trainer
+
+
+@dataclass
+class EvalReport:
+    """One evaluation: `metrics` holds fid, diversity, mode figures, mean losses, steps/s."""
+
+    step: int
+    metrics: dict[str, float]
+    samples: torch.Tensor  # the generated evaluation samples (N, *shape), fixed z
+
+
+@dataclass
+class TrialResult:
+    status: str  # "finished" or "diverged"
+    step: int  # last G step trained
+    metrics: dict[str, float] = field(default_factory=dict)  # at the last evaluation
+    best: dict[str, float] = field(default_factory=dict)  # at the evaluation with the lowest fid
+    message: str = ""
+
+
+class Reporter(Protocol):
+    def on_eval(self, report: EvalReport, trainer: "Trainer") -> None:
+        """Called after every evaluation; `trainer.save_checkpoint(path)` writes a resumable checkpoint."""
+
+    def on_end(self, result: TrialResult, trainer: "Trainer") -> None:
+        """Called once when training stops (finished or diverged)."""
+
+
+class NullReporter:
+    def on_eval(self, report, trainer):
+        pass
+
+    def on_end(self, result, trainer):
+        pass
+
+
+class ListReporter(NullReporter):
+    """Keeps every report in memory (tests, notebooks)."""
+
+    def __init__(self):
+        self.reports: list[EvalReport] = []
+        self.result: TrialResult | None = None
+
+    def on_eval(self, report, trainer):
+        self.reports.append(report)
+
+    def on_end(self, result, trainer):
+        self.result = result

@@ -1,0 +1,104 @@
+"""`ganpipe trial`: one trial in this process, no Ray: the debugging path.
+
+Search entries take their first choice / midpoint unless `--set`; the output folder
+gets the resolved config, a sample PNG and a metrics line per evaluation, the last
+checkpoint and a final `result.json`.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from ganpipe.config import ConfigError, Problem, first_values, load_sweep, resolve_trial
+from ganpipe.config.schema import SweepConfig, TrialConfig
+from ganpipe.train.reporter import EvalReport, TrialResult
+from ganpipe.viz import save_samples_png
+
+TABLE_KEYS = ("fid", "diversity", "modes", "high_quality", "kl", "coverage", "loss_d", "loss_g", "steps_per_sec")
+
+
+def format_metrics(step: int, metrics: dict[str, float]) -> str:
+    cells = [f"step {step:>7d}"] + [f"{k} {metrics[k]:.4g}" for k in TABLE_KEYS if k in metrics]
+    return " | ".join(cells)
+
+
+class FolderReporter:
+    """Writes what a person debugging a trial wants to look at, and prints a metrics row."""
+
+    def __init__(self, out: Path, progress: tqdm | None = None):
+        self.out, self.progress = out, progress
+        self.metrics_file = out / "metrics.jsonl"
+
+    def on_eval(self, report: EvalReport, trainer) -> None:
+        save_samples_png(report.samples, self.out / "samples" / f"step-{report.step:07d}.png", f"step {report.step}")
+        with self.metrics_file.open("a") as f:
+            f.write(json.dumps({"step": report.step, **report.metrics}) + "\n")
+        trainer.save_checkpoint(self.out / "checkpoint.pt")
+        (tqdm.write if self.progress is not None else print)(format_metrics(report.step, report.metrics))
+
+    def on_end(self, result: TrialResult, trainer) -> None:
+        pass
+
+
+def prepare_trial(sweep_path: str, overrides: list[str]) -> tuple[SweepConfig, TrialConfig, dict]:
+    """Load and validate; raise ConfigError before anything is written."""
+    sweep = load_sweep(sweep_path, overrides)
+    values = first_values(sweep.space, sweep.trial)
+    return sweep, resolve_trial(sweep, values), values
+
+
+def choose_out_dir(out: str | None, name: str) -> Path:
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        return Path("runs") / f"trial-{name}-{stamp}"
+    path = Path(out)
+    if path.exists() and any(path.iterdir()):
+        raise ConfigError([Problem("--out", "out", f"{path} exists and is not empty; choose a new folder")])
+    return path
+
+
+def run_trial(sweep_path: str, overrides: list[str], out: str | None, threads: int | None = None) -> TrialResult:
+    from ganpipe.train.loop import Trainer  # heavy imports after validation
+
+    sweep, cfg, values = prepare_trial(sweep_path, overrides)
+    out_dir = choose_out_dir(out, sweep.name)
+    torch.set_num_threads(threads or max(1, int(sweep.resources.cpu)))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+    print(f"trial {sweep.name}: {cfg.data.dataset}, {cfg.model.architecture}, {cfg.loss.name}, {cfg.optimizer.name}")
+    if values:
+        print("search entries at: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    print(f"output: {out_dir}")
+
+    start = time.perf_counter()
+    trainer = Trainer(cfg)
+    with tqdm(total=cfg.train.steps, unit="step", file=sys.stderr, mininterval=1.0) as bar:
+        reporter = FolderReporter(out_dir, bar)
+        result = trainer.train(reporter, progress=bar.update)
+    summary = {
+        "status": result.status,
+        "message": result.message,
+        "step": result.step,
+        "wall_seconds": time.perf_counter() - start,
+        "metrics": result.metrics,
+        "best": result.best,
+        "params": values,
+        "protocol": trainer.evaluator.protocol,
+    }
+    (out_dir / "result.json").write_text(json.dumps(summary, indent=2))
+    if result.status == "diverged":
+        print(f"DIVERGED: {result.message}")
+    else:
+        m = result.metrics
+        print(f"finished {result.step} steps in {summary['wall_seconds']:.1f} s: fid {m['fid']:.4g}, "
+              f"diversity {m['diversity']:.3f}, modes {m['modes']:.0f}/{trainer.dataset.n_modes}")
+    print(f"results: {out_dir / 'result.json'}")
+    return result

@@ -1,0 +1,47 @@
+"""Sample pictures: a scatter PNG for 2-D points, a tiled grid PNG for images."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen on cluster nodes
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def image_grid(images: torch.Tensor, ncol: int | None = None) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] -> one (rows*H, ncol*W[, 3]) array in [0, 1] with 1-px gaps."""
+    images = images.detach().cpu().float().clamp(-1, 1).add(1).div(2)
+    n, c, h, w = images.shape
+    ncol = ncol or math.ceil(math.sqrt(n))
+    nrow = math.ceil(n / ncol)
+    grid = np.ones((nrow * (h + 1) - 1, ncol * (w + 1) - 1, c), dtype=np.float32)
+    for i, img in enumerate(images.permute(0, 2, 3, 1).numpy()):
+        r, col = divmod(i, ncol)
+        grid[r * (h + 1) : r * (h + 1) + h, col * (w + 1) : col * (w + 1) + w] = img
+    return grid[..., 0] if c == 1 else grid
+
+
+def save_samples_png(samples: torch.Tensor, path: str | Path, title: str = "", max_images: int = 64) -> Path:
+    """Scatter for (N, 2) points, grid for (N, C, H, W) images; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if samples.dim() == 2:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        pts = samples.detach().cpu().numpy()
+        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5)
+        ax.set_aspect("equal")
+    else:
+        grid = image_grid(samples[:max_images])
+        fig, ax = plt.subplots(figsize=(5, 5))
+        ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
