@@ -31,6 +31,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch threads; default the sweep's resources.cpu")
     p.add_argument("--pdb", action="store_true", help="drop into the debugger on an exception")
 
+    p = sub.add_parser("sweep", help="run a sweep on Ray Tune with Optuna search, tracked in MLflow")
+    p.add_argument("sweep", help="sweep YAML")
+    _add_set(p)
+    p.add_argument("--address", help="join a Ray cluster: auto, HOST:PORT or ray://HOST:10001; "
+                   "default an in-process local Ray")
+    p.add_argument("--num-samples", type=int, help="number of trials (overrides search.num_samples)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI; default tracking.uri, $MLFLOW_TRACKING_URI "
+                   "or sqlite:///mlflow.db")
+    p.add_argument("--storage", help="Tune results and checkpoints (a shared path on clusters); "
+                   "default ./ray_results")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (no --address); default all")
+    p.add_argument("--resume", action="store_true", help="continue the latest run of this sweep")
+    p.add_argument("--dry-run", action="store_true", help="print config, space, resources and budget; start nothing")
+
+    p = sub.add_parser("ui", help="the MLflow UI on 127.0.0.1 for a tracking store")
+    p.add_argument("--tracking-uri", help="default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--host", default="127.0.0.1", help="bind address; default loopback only")
+
     p = sub.add_parser("features", help="feature extractors of the evaluation protocol")
     fsub = p.add_subparsers(dest="features_command", required=True)
     ft = fsub.add_parser("train", help="train a dataset's feature classifier reproducibly")
@@ -45,6 +64,20 @@ def _run(args: argparse.Namespace) -> int:
 
         result = run_trial(args.sweep, args.overrides, args.out, args.threads)
         return 0 if result.status == "finished" else EXIT_FAILED
+    if args.command == "sweep":
+        from pathlib import Path
+
+        from ganpipe.config import load_sweep
+        from ganpipe.tune.driver import SweepOptions, run_sweep
+
+        sweep = load_sweep(args.sweep, args.overrides)
+        opts = SweepOptions(args.address, args.num_samples, args.tracking_uri, args.storage, args.resume,
+                            args.dry_run, args.num_cpus)
+        return run_sweep(sweep, Path(args.sweep).read_text(), opts)
+    if args.command == "ui":
+        from ganpipe.ui import run_ui
+
+        return run_ui(args.tracking_uri, args.host, args.port)
     if args.command == "features":
         from ganpipe.metrics.features_cli import train_features
 

@@ -229,7 +229,7 @@ def test_constant_generator_has_low_diversity(name):
 
 
 @pytest.mark.parametrize("name", DATASETS)
-@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), 1e30])  # 1e30: overflows
 def test_non_finite_samples_give_nan_metrics(name, bad):
     ds = get_dataset(name)
     ev = Evaluator(ds)

@@ -8,6 +8,7 @@ every eval of every trial, so FIDs compare across trials and sweeps (only under 
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -51,17 +52,20 @@ class _PointFeatures:
 class _DigitsFeatures:
     """Penultimate layer and argmax class of the shipped digits classifier."""
 
-    chunk = 4096  # images per forward pass: bounds activation memory
+    chunk = 2048  # images per forward pass: cache-sized activations ran fastest on CPU
 
     def __init__(self) -> None:
         from ganpipe.metrics.digits_classifier import load_digits_classifier
 
-        self.model = load_digits_classifier()
-        self.name = self.model.metadata["arch_version"]
-        self.sha256 = self.model.metadata["sha256"]
+        shared = load_digits_classifier()
+        self.name = shared.metadata["arch_version"]
+        self.sha256 = shared.metadata["sha256"]
+        # a private channels-last copy: ~2x faster CPU convolutions; the shared model stays as loaded
+        self.model = copy.deepcopy(shared).to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.contiguous(memory_format=torch.channels_last)
         feats, labels = [], []
         for i in range(0, len(x), self.chunk):
             f, logits = self.model.features_and_logits(x[i : i + self.chunk])
@@ -166,20 +170,25 @@ class Evaluator:
 
     def evaluate(self, fake: torch.Tensor) -> dict[str, float]:
         """(num_samples, *dataset.shape) float -> {fid, diversity, precision, recall, density,
-        coverage, modes, kl[, high_quality]}; all NaN if `fake` holds NaN or inf."""
+        coverage, modes, kl[, high_quality]}; all NaN if `fake` holds NaN or inf (or values
+        so large that squared feature norms overflow float32)."""
         expected = (self._n_fake, *self.dataset.shape)
         if tuple(fake.shape) != expected:
             raise ValueError(f"evaluate expects fake samples of shape {expected}, got {tuple(fake.shape)}")
         fake = fake.detach().to("cpu", torch.float32)
+        nan = {key: math.nan for key in self._keys()}
         if not torch.isfinite(fake).all():
-            return {key: math.nan for key in self._keys()}
-        try:
-            return self._metrics(fake)
-        except np.linalg.LinAlgError:  # finite but absurd samples (e.g. 1e30): a divergence too
-            return {key: math.nan for key in self._keys()}
-
-    def _metrics(self, fake: torch.Tensor) -> dict[str, float]:
+            return nan
         feats, labels = self._extractor(fake)
+        # finite but absurd samples (|x| ~ 1e19+) overflow squared distances: a divergence too
+        if not torch.isfinite((feats * feats).sum(dim=1)).all():
+            return nan
+        try:
+            return self._metrics(fake, feats, labels)
+        except np.linalg.LinAlgError:
+            return nan
+
+    def _metrics(self, fake: torch.Tensor, feats: torch.Tensor, labels: torch.Tensor | None) -> dict[str, float]:
         mu, sigma = gaussian_stats(feats)
         out = {"fid": frechet_distance_from_stats(self._real.mu, self._real.sigma, mu, sigma)}
         out.update(prdc(self._real.feats, feats, K, real_radii=self._real.radii))

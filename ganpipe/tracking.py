@@ -1,0 +1,165 @@
+"""The only module that talks to MLflow: experiments, parent and child runs, metrics, artifacts.
+
+Layout (SPEC "MLflow layout"): experiment = sweep name; one parent run per sweep
+execution; one nested child run per Tune trial, found again by its trial id so a
+retried or resumed trial continues its run instead of creating a second one.
+Everything goes through an explicit `MlflowClient`: no global active-run state,
+which is what makes it safe inside Ray workers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+PARENT_TAG = "mlflow.parentRunId"
+TRIAL_TAG = "ganpipe.trial_id"
+REASON_TAG = "ganpipe.reason"
+STATUS_TAG = "ganpipe.status"  # finished | early-stopped | diverged | failed | killed
+
+
+# ---- where ---------------------------------------------------------------------------
+def resolve_uri(cli_uri: str | None, config_uri: str = "") -> str:
+    """--tracking-uri, then the sweep's tracking.uri, then $MLFLOW_TRACKING_URI, then ./mlflow.db.
+
+    A relative sqlite path is made absolute here, in the driver: Tune runs trials in
+    their own working directories, where a relative path would mean another file.
+    """
+    uri = cli_uri or config_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    return uri
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> str | None:
+    """None if the tracking store can be used, else why not (checked before anything starts)."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as response:
+                if response.status == 200:
+                    return None
+                return f"tracking server {uri} answered /health with HTTP {response.status}"
+        except (urllib.error.URLError, OSError) as err:
+            return f"tracking server {uri} is unreachable ({getattr(err, 'reason', err)})"
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).parent
+        if not folder.is_dir():
+            return f"folder {folder} of the sqlite tracking store does not exist"
+        if not os.access(folder, os.W_OK):
+            return f"folder {folder} of the sqlite tracking store is not writable"
+    return None
+
+
+def client(uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=uri)
+
+
+# ---- the sweep's parent run ---------------------------------------------------------------
+def ensure_experiment(c: MlflowClient, name: str) -> str:
+    found = c.get_experiment_by_name(name)
+    return found.experiment_id if found is not None else c.create_experiment(name)
+
+
+def start_parent_run(c: MlflowClient, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
+    return c.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+
+
+def log_texts(c: MlflowClient, run_id: str, files: dict[str, str]) -> None:
+    """Log small text files (YAML, JSON, CSV, Markdown) as artifacts, by artifact path."""
+    for name, text in files.items():
+        c.log_text(run_id, text, name)
+
+
+def log_files(c: MlflowClient, run_id: str, paths: list[Path], artifact_path: str | None = None) -> None:
+    for path in paths:
+        c.log_artifact(run_id, str(path), artifact_path)
+
+
+def log_metrics(c: MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    now = int(time.time() * 1000)
+    c.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
+def reopen(c: MlflowClient, run_id: str) -> None:
+    """A resumed sweep or trial carries on in the same run."""
+    c.update_run(run_id, status="RUNNING")
+
+
+def end_run(c: MlflowClient, run_id: str, status: str, reason: str = "", ganpipe_status: str = "") -> None:
+    """status is FINISHED, FAILED or KILLED; the reason lands in a tag people can filter on."""
+    if reason:
+        c.set_tag(run_id, REASON_TAG, reason[:5000])
+    if ganpipe_status:
+        c.set_tag(run_id, STATUS_TAG, ganpipe_status)
+    c.set_terminated(run_id, status=status)
+
+
+def children(c: MlflowClient, experiment_id: str, parent_run_id: str):
+    return c.search_runs(
+        [experiment_id], filter_string=f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=5000
+    )
+
+
+def close_running_children(c: MlflowClient, experiment_id: str, parent_run_id: str, status: str, reason: str) -> int:
+    """End every child still RUNNING (e.g. after Ctrl-C); returns how many."""
+    n = 0
+    for run in children(c, experiment_id, parent_run_id):
+        if run.info.status == "RUNNING":
+            end_run(c, run.info.run_id, status, reason, status.lower())
+            n += 1
+    return n
+
+
+# ---- one trial's child run --------------------------------------------------------------
+class TrialRun:
+    """The child run of one Tune trial: found by trial id, created only the first time."""
+
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str, trial_id: str, run_name: str,
+                 params: dict, config: dict):
+        self.client = client(uri)
+        existing = self.client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{PARENT_TAG}` = '{parent_run_id}'",
+            max_results=1,
+        )
+        if existing:
+            self.run_id = existing[0].info.run_id
+            self.tags = existing[0].data.tags
+            reopen(self.client, self.run_id)
+        else:
+            tags = {PARENT_TAG: parent_run_id, TRIAL_TAG: trial_id, "ganpipe.node": os.uname().nodename}
+            self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+            self.tags = tags
+            self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
+            self.client.log_text(self.run_id, json.dumps(config, indent=2), "config.json")
+        self.last_step = self._last_logged_step()
+
+    @property
+    def diverged_before(self) -> str:
+        """The divergence message if an earlier attempt of this trial diverged, else ''."""
+        return self.tags.get(REASON_TAG, "") if self.tags.get(STATUS_TAG) == "diverged" else ""
+
+    def _last_logged_step(self) -> int:
+        history = self.client.get_metric_history(self.run_id, "fid")
+        return max((m.step for m in history), default=-1)
+
+    def log_eval(self, step: int, metrics: dict[str, float], png: Path | None) -> None:
+        """One batched call per evaluation; an evaluation already logged (before a retry) is skipped."""
+        if step <= self.last_step:
+            return
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+        if png is not None:
+            self.client.log_artifact(self.run_id, str(png), "samples")
+        self.last_step = step
+
+    def mark_diverged(self, message: str) -> None:
+        self.client.set_tags(self.run_id, {STATUS_TAG: "diverged", REASON_TAG: message})
+

@@ -1,0 +1,62 @@
+"""Driver-side Tune callback that ends every child run: FINISHED, FAILED or KILLED, never left RUNNING.
+
+A trial cannot close its own run when Tune stops it (ASHA, or a final report) because
+its process is simply torn down; the driver sees every ending, so it closes runs here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ray import tune
+
+from ganpipe import tracking
+from ganpipe.config import resolve_trial
+from ganpipe.config.schema import SweepConfig
+
+
+class CloseChildRuns(tune.Callback):
+    def __init__(self, sweep: SweepConfig, uri: str, experiment_id: str, parent_run_id: str):
+        self.sweep, self.uri = sweep, uri
+        self.experiment_id, self.parent_run_id = experiment_id, parent_run_id
+
+    def _run_id(self, trial) -> str | None:
+        run_id = (trial.last_result or {}).get("mlflow_run_id")
+        if run_id:
+            return run_id
+        found = tracking.client(self.uri).search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{tracking.TRIAL_TAG}` = '{trial.trial_id}' "
+            f"and tags.`{tracking.PARENT_TAG}` = '{self.parent_run_id}'",
+            max_results=1,
+        )
+        return found[0].info.run_id if found else None
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        run_id = self._run_id(trial)
+        if run_id is None:
+            return
+        steps = resolve_trial(self.sweep, trial.config).train.steps
+        reached = (trial.last_result or {}).get("step", 0)
+        status = "finished" if reached >= steps else "early-stopped"
+        reason = "" if status == "finished" else f"stopped by the scheduler at step {reached} of {steps}"
+        tracking.end_run(tracking.client(self.uri), run_id, "FINISHED", reason, status)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        run_id = self._run_id(trial)
+        if run_id is None:
+            return
+        c = tracking.client(self.uri)
+        tags = c.get_run(run_id).data.tags
+        if tags.get(tracking.STATUS_TAG) == "diverged":
+            tracking.end_run(c, run_id, "FAILED", tags.get(tracking.REASON_TAG, ""), "diverged")
+        else:
+            tracking.end_run(c, run_id, "FAILED", _error_text(trial), "failed")
+
+
+def _error_text(trial) -> str:
+    """The last line of the trial's error (the exception), which is what a person wants first."""
+    path = getattr(trial, "error_file", None)
+    if path and Path(path).exists():
+        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+        return lines[-1] if lines else "error"
+    return str(getattr(trial, "error_msg", "") or "error")

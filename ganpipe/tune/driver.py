@@ -1,0 +1,305 @@
+"""`ganpipe sweep`: Ray Tune + OptunaSearch (+ ASHA) over the sweep's space, tracked in MLflow.
+
+Order matters: the config is validated, the tracking store checked, Ray joined and
+the resources checked before the MLflow experiment and parent run are created, so a
+bad sweep never leaves a half-started run behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+import optuna
+import ray
+import yaml
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from ganpipe import tracking
+from ganpipe.config import ConfigError, Problem, describe, suggest
+from ganpipe.config.schema import SweepConfig, TrialConfig
+from ganpipe.config.space import Param
+from ganpipe.tune.callbacks import CloseChildRuns
+from ganpipe.tune.trainable import train_trial
+
+STATE_FILE = "ganpipe-sweep.json"  # parent run id and tracking info, for --resume
+OBJECTIVE_MODES = {"fid": "min", "diversity": "max"}
+
+
+@dataclass
+class SweepOptions:
+    address: str | None = None  # None: in-process local Ray sized to this machine
+    num_samples: int | None = None
+    tracking_uri: str | None = None
+    storage: str | None = None  # default ./ray_results
+    resume: bool = False
+    dry_run: bool = False
+    num_cpus: int | None = None  # local Ray only; default all cores
+
+
+class DefineByRun:
+    """The Optuna define-by-run space (a class, not a lambda: the searcher is pickled on save)."""
+
+    def __init__(self, space: list[Param], base: TrialConfig):
+        self.space, self.base = space, base
+
+    def __call__(self, trial):
+        suggest(trial, self.space, self.base)
+        return None
+
+
+# ---- plan -----------------------------------------------------------------------------
+def max_steps(sweep: SweepConfig) -> int:
+    for p in sweep.space:
+        if p.path == "train.steps":
+            return int(max(p.choices) if p.kind == "choice" else p.high)
+    return sweep.trial.train.steps
+
+
+def describe_plan(sweep: SweepConfig) -> str:
+    s = sweep.search
+    sched = s.scheduler
+    lines = [
+        f"sweep {sweep.name}: {sweep.description}".rstrip(": "),
+        "",
+        "resolved config (search entries at their defaults):",
+        yaml.safe_dump(asdict(sweep.trial), sort_keys=False).rstrip(),
+        "",
+        "search space:",
+        describe(sweep.space) if sweep.space else "  (none: every trial trains the same config)",
+        "",
+        f"search: {s.sampler} sampler (seed {s.seed}), objectives "
+        + ", ".join(f"{o} ({OBJECTIVE_MODES[o]})" for o in s.objectives)
+        + f", {s.num_samples} trials, at most {s.max_concurrent} at once",
+        "scheduler: " + (
+            f"ASHA on fid, grace {sched.grace_period} steps, reduction factor {sched.reduction_factor}, "
+            f"max {max_steps(sweep)} steps" if sched.name == "asha" else "none (every trial trains its full budget)"
+        ),
+        f"resources per trial: cpu {sweep.resources.cpu}, gpu {sweep.resources.gpu}",
+        f"trial budget: {s.num_samples} trials x up to {max_steps(sweep)} G steps = "
+        f"{s.num_samples * max_steps(sweep)} G steps",
+        f"failures: up to {sweep.failure.max_failures} retries per trial; keep {sweep.failure.keep_checkpoints} "
+        "checkpoints per trial by fid",
+    ]
+    return "\n".join(lines)
+
+
+# ---- Ray ---------------------------------------------------------------------------------
+def connect_ray(address: str | None, num_cpus: int | None) -> bool:
+    """Join a cluster or start a small local Ray; True if this process started it."""
+    if ray.is_initialized():
+        return False
+    if address:
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except Exception as err:  # Ray raises ConnectionError, RuntimeError, ... depending on the form
+            raise ConfigError([Problem("--address", "address", f"cannot join the Ray cluster at {address}: {err}")])
+        return True
+    ray.init(
+        num_cpus=num_cpus or os.cpu_count(),
+        object_store_memory=200 * 1024 * 1024,  # trials exchange checkpoints via storage, not objects
+        include_dashboard=False,
+        configure_logging=True,
+        logging_level="WARNING",
+    )
+    return True
+
+
+def check_resources(sweep: SweepConfig) -> None:
+    """A request no node can ever satisfy would leave trials PENDING forever: refuse it now."""
+    cpu, gpu = sweep.resources.cpu, sweep.resources.gpu
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    if any(n.get("CPU", 0) >= cpu and n.get("GPU", 0) >= gpu for n in nodes):
+        return
+    have = ", ".join(f"cpu {n.get('CPU', 0):g} gpu {n.get('GPU', 0):g}" for n in nodes) or "no nodes"
+    raise ConfigError([Problem(sweep.source or "sweep", "resources",
+                               f"a trial asks for cpu {cpu:g}, gpu {gpu:g} but no node has that (nodes: {have})")])
+
+
+# ---- experiment folders ----------------------------------------------------------------
+def new_experiment_dir(storage: Path, name: str) -> Path:
+    return storage / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def latest_experiment_dir(storage: Path, name: str) -> Path | None:
+    candidates = sorted(p for p in storage.glob(f"{name}-*") if (p / STATE_FILE).exists())
+    return candidates[-1] if candidates else None
+
+
+# ---- the search -----------------------------------------------------------------------
+def make_sampler(sweep: SweepConfig) -> optuna.samplers.BaseSampler:
+    seed = sweep.search.seed
+    if sweep.search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if sweep.search.sampler == "cmaes":
+        # categorical and conditional params fall back to independent sampling
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def make_searcher(sweep: SweepConfig, exp_dir: Path) -> ConcurrencyLimiter:
+    objectives = sweep.search.objectives
+    metric = objectives[0] if len(objectives) == 1 else list(objectives)
+    mode = OBJECTIVE_MODES[metric] if isinstance(metric, str) else [OBJECTIVE_MODES[o] for o in metric]
+    searcher = OptunaSearch(
+        space=DefineByRun(sweep.space, sweep.trial),
+        metric=metric,
+        mode=mode,
+        sampler=make_sampler(sweep),
+        study_name=exp_dir.name,
+        storage=optuna.storages.RDBStorage(f"sqlite:///{exp_dir / 'optuna.db'}"),
+    )
+    return ConcurrencyLimiter(searcher, max_concurrent=sweep.search.max_concurrent)
+
+
+def make_scheduler(sweep: SweepConfig):
+    sched = sweep.search.scheduler
+    if sched.name == "none":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="step", max_t=max_steps(sweep), grace_period=sched.grace_period,
+        reduction_factor=sched.reduction_factor,
+    )
+
+
+def make_trainable(sweep: SweepConfig, track: dict):
+    trainable = tune.with_parameters(train_trial, sweep=sweep, tracking=track)
+    return tune.with_resources(trainable, {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
+
+
+def progress_reporter(sweep: SweepConfig) -> tune.CLIReporter:
+    metrics = {"step": "step", "fid": "fid", "diversity": "diversity", "modes": "modes"}
+    return tune.CLIReporter(
+        metric_columns=metrics,
+        # conditional params are absent from some trials' configs, which the table cannot show
+        parameter_columns=[p.path for p in sweep.space if not p.when][:8],
+        max_report_frequency=15,
+        sort_by_metric=True,
+    )
+
+
+def build_tuner(sweep: SweepConfig, exp_dir: Path, track: dict) -> tune.Tuner:
+    return tune.Tuner(
+        make_trainable(sweep, track),
+        tune_config=tune.TuneConfig(
+            search_alg=make_searcher(sweep, exp_dir),
+            scheduler=make_scheduler(sweep),
+            num_samples=sweep.search.num_samples,
+            metric="fid",
+            mode="min",
+        ),
+        run_config=tune.RunConfig(
+            name=exp_dir.name,
+            storage_path=str(exp_dir.parent),
+            failure_config=tune.FailureConfig(max_failures=sweep.failure.max_failures),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=sweep.failure.keep_checkpoints,
+                checkpoint_score_attribute="fid",
+                checkpoint_score_order="min",
+            ),
+            callbacks=[CloseChildRuns(sweep, track["uri"], track["experiment_id"], track["parent_run_id"])],
+            progress_reporter=progress_reporter(sweep),
+            verbose=1,
+        ),
+    )
+
+
+# ---- the whole command -------------------------------------------------------------
+def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> int:
+    if opts.num_samples is not None:
+        if opts.num_samples < 1:
+            raise ConfigError([Problem("--num-samples", "search.num_samples", f"must be >= 1, got {opts.num_samples}")])
+        sweep.search.num_samples = opts.num_samples
+    if opts.dry_run:
+        print(describe_plan(sweep))
+        return 0
+
+    uri = tracking.resolve_uri(opts.tracking_uri, sweep.tracking.uri)
+    why = tracking.check_reachable(uri)
+    if why:
+        raise ConfigError([Problem("--tracking-uri" if opts.tracking_uri else (sweep.source or "sweep"),
+                                   "tracking.uri", why)])
+    storage = Path(opts.storage or "ray_results").resolve()
+    if opts.resume:
+        exp_dir = latest_experiment_dir(storage, sweep.name)
+        if exp_dir is None or not tune.Tuner.can_restore(str(exp_dir)):
+            raise ConfigError([Problem("--resume", "resume", f"no sweep {sweep.name!r} to resume under {storage}")])
+    else:
+        exp_dir = new_experiment_dir(storage, sweep.name)
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table with our metric columns
+    started_here = connect_ray(opts.address, opts.num_cpus)
+    try:
+        check_resources(sweep)
+        track = open_sweep_run(sweep, yaml_text, uri, exp_dir, opts.resume)
+        print(f"sweep {sweep.name}: results in {exp_dir}, MLflow at {uri} (parent run {track['parent_run_id']})")
+        if opts.resume:
+            tuner = tune.Tuner.restore(
+                str(exp_dir), trainable=make_trainable(sweep, track), resume_unfinished=True, resume_errored=False
+            )
+        else:
+            tuner = build_tuner(sweep, exp_dir, track)
+        start = time.perf_counter()
+        try:
+            results = tuner.fit()
+        except BaseException as err:  # never leave the parent RUNNING on a driver error
+            c = tracking.client(uri)
+            tracking.close_running_children(c, track["experiment_id"], track["parent_run_id"], "FAILED", repr(err))
+            tracking.end_run(c, track["parent_run_id"], "FAILED", f"driver error: {err!r}", "failed")
+            raise
+        return finish_sweep(sweep, results, track, exp_dir, time.perf_counter() - start)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def open_sweep_run(sweep: SweepConfig, yaml_text: str, uri: str, exp_dir: Path, resume: bool) -> dict:
+    """Create (or, on --resume, reopen) the experiment and the sweep's parent run."""
+    from ganpipe.tune.provenance import sweep_tags
+
+    c = tracking.client(uri)
+    if resume:
+        track = json.loads((exp_dir / STATE_FILE).read_text())
+        tracking.reopen(c, track["parent_run_id"])
+        return {**track, "uri": uri}
+    experiment_id = tracking.ensure_experiment(c, sweep.tracking.experiment or sweep.name)
+    parent = tracking.start_parent_run(c, experiment_id, exp_dir.name, sweep_tags(sweep, yaml_text, exp_dir))
+    tracking.log_texts(c, parent, {
+        "sweep.yaml": yaml_text,
+        "resolved_config.yaml": yaml.safe_dump(asdict(sweep.trial), sort_keys=False),
+        "search_space.txt": describe_plan(sweep),
+    })
+    track = {"uri": uri, "experiment_id": experiment_id, "parent_run_id": parent}
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    (exp_dir / STATE_FILE).write_text(json.dumps(track, indent=2))
+    return track
+
+
+def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Path, seconds: float) -> int:
+    from ganpipe.tune.report import log_sweep_report
+
+    trials = results._experiment_analysis.trials
+    done = len(trials) == sweep.search.num_samples and all(t.status in ("TERMINATED", "ERROR") for t in trials)
+    c = tracking.client(track["uri"])
+    summary = log_sweep_report(sweep, results, track, exp_dir, done)
+    if done:
+        tracking.close_running_children(c, track["experiment_id"], track["parent_run_id"], "KILLED", "sweep ended")
+        tracking.end_run(c, track["parent_run_id"], "FINISHED", ganpipe_status="finished")
+    else:
+        tracking.close_running_children(
+            c, track["experiment_id"], track["parent_run_id"], "KILLED", "sweep interrupted; resume with --resume")
+        tracking.end_run(c, track["parent_run_id"], "KILLED", "interrupted; resume with --resume", "killed")
+    print(summary)
+    print(f"\nsweep {'finished' if done else 'interrupted'} in {seconds:.0f} s; Tune results: {exp_dir}")
+    print(f"MLflow: {track['uri']} (experiment {track['experiment_id']}, parent run {track['parent_run_id']})")
+    print(f"open the UI: ganpipe ui --tracking-uri {track['uri']}")
+    if not done:
+        print(f"resume: ganpipe sweep {sweep.source} --resume" + (f" --storage {exp_dir.parent}"))
+        return 130
+    return 0

@@ -1,0 +1,116 @@
+"""End of a sweep: the ranked results table and Optuna plots, logged to the parent run."""
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import optuna
+
+from ganpipe import tracking
+from ganpipe.config.schema import SweepConfig
+
+SHOWN_METRICS = ("step", "fid", "diversity", "modes", "high_quality", "kl")
+
+
+def results_table(sweep: SweepConfig, results) -> list[dict]:
+    """One row per trial at its best evaluation (lowest fid), best first; failed trials last."""
+    status = {t.trial_id: t.status for t in results._experiment_analysis.trials}
+    rows = []
+    for result in results:
+        df = result.metrics_dataframe
+        config = result.config or {}
+        row = {"trial_id": None, "status": None, **{p.path: config.get(p.path, "") for p in sweep.space}}
+        if df is not None and "fid" in df and df["fid"].notna().any():
+            best = df.loc[df["fid"].idxmin()]
+            row.update({k: best[k] for k in SHOWN_METRICS if k in best})
+            row["trial_id"] = best.get("trial_id")
+            row["mlflow_run_id"] = best.get("mlflow_run_id", "")
+        row["status"] = "ERROR" if result.error else status.get(row["trial_id"], "TERMINATED")
+        if result.error:
+            row["error"] = str(result.error).strip().splitlines()[-1][:200]
+        rows.append(row)
+    rows.sort(key=lambda r: (r["status"] == "ERROR", r.get("fid", math.inf)))
+    return rows
+
+
+def to_markdown(rows: list[dict]) -> str:
+    if not rows:
+        return "(no trials)"
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| rank | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines += [f"| {i + 1} | " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for i, r in enumerate(rows)]
+    return "\n".join(lines)
+
+
+def to_csv(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def fail_stale_optuna_trials(study: optuna.Study) -> int:
+    """After a killed driver the study can keep a RUNNING trial nobody will finish; mark it FAIL."""
+    stale = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for t in stale:
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    return len(stale)
+
+
+def optuna_plots(study: optuna.Study, objectives: list[str], folder: Path) -> tuple[list[Path], list[str]]:
+    """PNG plots (matplotlib backend); returns (files, why some were skipped)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    target = (lambda t: t.values[0]) if len(objectives) > 1 else None
+    plots = {
+        "optuna_history.png": lambda: ovm.plot_optimization_history(study, target=target, target_name="fid"),
+        "optuna_importance.png": lambda: ovm.plot_param_importances(study, target=target, target_name="fid"),
+    }
+    if len(objectives) > 1:
+        plots["optuna_pareto_front.png"] = lambda: ovm.plot_pareto_front(study, target_names=list(objectives))
+    files, skipped = [], []
+    for name, plot in plots.items():
+        try:
+            ax = plot()
+            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+            fig.set_size_inches(8, 5)
+            fig.tight_layout()
+            fig.savefig(folder / name, dpi=100)
+            plt.close(fig)
+            files.append(folder / name)
+        except Exception as err:  # e.g. importance needs >= 2 complete trials with varied params
+            skipped.append(f"{name}: {err}")
+    return files, skipped
+
+
+def log_sweep_report(sweep: SweepConfig, results, track: dict, exp_dir: Path, done: bool) -> str:
+    rows = results_table(sweep, results)
+    c = tracking.client(track["uri"])
+    tracking.log_texts(c, track["parent_run_id"], {"results.md": to_markdown(rows) + "\n", "results.csv": to_csv(rows)})
+    study = optuna.load_study(study_name=exp_dir.name, storage=f"sqlite:///{exp_dir / 'optuna.db'}")
+    notes = []
+    if done:
+        n = fail_stale_optuna_trials(study)
+        if n:
+            notes.append(f"marked {n} stale RUNNING Optuna trial(s) FAIL")
+    with tempfile.TemporaryDirectory() as tmp:
+        files, skipped = optuna_plots(study, sweep.search.objectives, Path(tmp))
+        tracking.log_files(c, track["parent_run_id"], files)
+    notes += [f"plot skipped: {s}" for s in skipped]
+    finished = [r for r in rows if r["status"] != "ERROR" and "fid" in r]
+    if finished:
+        best = finished[0]
+        tracking.log_metrics(c, track["parent_run_id"], {f"best_{k}": float(best[k]) for k in SHOWN_METRICS if k in best})
+    header = f"ranked trials ({len(finished)} with results, {len(rows) - len(finished)} failed):"
+    return "\n".join([header, to_markdown(rows[:10])] + notes)

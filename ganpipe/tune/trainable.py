@@ -1,0 +1,74 @@
+"""The Tune trainable: the same Trainer as `ganpipe trial`, reporting to Tune and MLflow.
+
+A trial resumes from Tune's last checkpoint when it is retried (node lost, error)
+or when the sweep is restored, and continues the same MLflow child run.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from ray import tune
+
+from ganpipe.config import resolve_trial
+from ganpipe.config.schema import SweepConfig
+from ganpipe.tracking import TrialRun
+from ganpipe.train.checkpoint import FILENAME
+from ganpipe.train.loop import Trainer
+from ganpipe.train.reporter import EvalReport, TrialResult
+from ganpipe.viz import save_samples_png
+
+
+class TrialDiverged(RuntimeError):
+    """Raised so Tune marks the trial ERROR and Optuna records it FAIL, never as a score."""
+
+
+class TuneReporter:
+    def __init__(self, run: TrialRun):
+        self.run = run
+
+    def on_eval(self, report: EvalReport, trainer: Trainer) -> None:
+        folder = Path(tempfile.mkdtemp(prefix="ganpipe-ckpt-"))
+        try:
+            trainer.save_checkpoint(folder / FILENAME)
+            png = save_samples_png(report.samples, folder / f"step-{report.step:07d}.png", f"step {report.step}")
+            self.run.log_eval(report.step, report.metrics, png)
+            png.unlink()  # the PNG lives in MLflow; the checkpoint folder holds the checkpoint only
+            tune.report(
+                {**report.metrics, "step": report.step, "mlflow_run_id": self.run.run_id},
+                checkpoint=tune.Checkpoint.from_directory(str(folder)),
+            )
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)  # Tune has copied it to the storage path
+
+    def on_end(self, result: TrialResult, trainer: Trainer) -> None:
+        if result.status == "diverged":
+            self.run.mark_diverged(result.message)
+
+
+def train_trial(params: dict, sweep: SweepConfig, tracking: dict) -> None:
+    """params: the values Optuna sampled (dotted keys); tracking: uri, experiment_id, parent_run_id."""
+    cfg = resolve_trial(sweep, params)
+    torch.set_num_threads(max(1, int(sweep.resources.cpu)))
+    device = "cuda" if sweep.resources.gpu > 0 and torch.cuda.is_available() else "cpu"
+    context = tune.get_context()
+    run = TrialRun(
+        tracking["uri"], tracking["experiment_id"], tracking["parent_run_id"],
+        trial_id=context.get_trial_id(), run_name=context.get_trial_name(),
+        params=params, config=asdict(cfg),
+    )
+    if run.diverged_before:  # a retry of a diverged trial would only diverge again
+        raise TrialDiverged(run.diverged_before)
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            trainer = Trainer.from_checkpoint(Path(folder) / FILENAME, device=device)
+    else:
+        trainer = Trainer(cfg, device=device)
+    result = trainer.train(TuneReporter(run))
+    if result.status == "diverged":
+        raise TrialDiverged(result.message)
