@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -161,5 +161,5 @@ class TrialRun:
         self.last_step = step
 
     def mark_diverged(self, message: str) -> None:
-        self.client.set_tags(self.run_id, {STATUS_TAG: "diverged", REASON_TAG: message})
+        self.client.log_batch(self.run_id, tags=[RunTag(STATUS_TAG, "diverged"), RunTag(REASON_TAG, message[:5000])])
 

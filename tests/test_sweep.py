@@ -1,0 +1,189 @@
+"""`ganpipe sweep` on a real local Ray (2 CPUs) with a real sqlite MLflow store.
+
+Each sweep runs as its own `ganpipe` process, as a user runs it, so Ray is started
+and shut down by the command itself and nothing is left running after a test.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SWEEP = {
+    "name": "t-sweep",
+    "data": "ring8",
+    "model": {"architecture": "mlp", "latent_dim": 4, "width": 32, "ema_decay": {"choice": [0.0, 0.9]}},
+    "loss": {
+        "name": {"choice": ["ns", "hinge", "wgan-gp"]},
+        "gp_weight": {"loguniform": [1.0, 10.0], "when": {"loss.name": "wgan-gp"}},
+    },
+    "optimizer": {"lr_g": {"loguniform": [1e-4, 3e-3]}, "lr_d": 1e-3},
+    "train": {"steps": 300, "batch_size": 64},
+    "eval": {"every": 100, "num_samples": 500},
+    "search": {
+        "num_samples": 6, "sampler": "tpe", "seed": 1, "max_concurrent": 2,
+        "scheduler": {"name": "asha", "grace_period": 100, "reduction_factor": 2},
+    },
+    "resources": {"cpu": 1},
+}
+
+
+def write_sweep(folder: Path, **changes) -> Path:
+    data = json.loads(json.dumps(SWEEP))
+    for key, value in changes.items():
+        section, _, leaf = key.partition("__")
+        if leaf:
+            data.setdefault(section, {})[leaf] = value
+        else:
+            data[section] = value
+    path = folder / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def ganpipe(folder: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ganpipe.cli", *args, "--num-cpus", "2"] if args[0] == "sweep" and "--dry-run" not in args
+        else [sys.executable, "-m", "ganpipe.cli", *args],
+        cwd=folder, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def runs(folder: Path, experiment: str):
+    c = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    exp = c.get_experiment_by_name(experiment)
+    all_runs = c.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in all_runs if "mlflow.parentRunId" not in r.data.tags]
+    kids = [r for r in all_runs if "mlflow.parentRunId" in r.data.tags]
+    return c, parents, kids
+
+
+def optuna_states(folder: Path) -> Counter:
+    (db,) = (folder / "ray_results").glob("*/optuna.db")
+    (summary,) = optuna.get_all_study_summaries(f"sqlite:///{db}")
+    study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{db}")
+    return Counter(t.state.name for t in study.trials)
+
+
+def test_sweep_tracks_every_trial_once_with_conditional_params(tmp_path):
+    proc = ganpipe(tmp_path, "sweep", str(write_sweep(tmp_path)))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "ranked trials" in proc.stdout and "ganpipe ui --tracking-uri" in proc.stdout
+
+    c, parents, kids = runs(tmp_path, "t-sweep")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(kids) == 6
+    assert len({k.data.tags["ganpipe.trial_id"] for k in kids}) == 6
+    assert all(k.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for k in kids)
+    assert all(r.info.status != "RUNNING" for r in parents + kids)
+
+    losses = set()
+    for kid in kids:
+        fid = c.get_metric_history(kid.info.run_id, "fid")
+        div = c.get_metric_history(kid.info.run_id, "diversity")
+        assert fid and div and len({m.step for m in fid}) == len(fid)  # no step logged twice
+        samples = [a.path for a in c.list_artifacts(kid.info.run_id, "samples")]
+        assert samples and all(p.endswith(".png") for p in samples)
+        params = kid.data.params
+        losses.add(params["loss.name"])
+        assert ("loss.gp_weight" in params) == (params["loss.name"] == "wgan-gp")
+    assert "wgan-gp" in losses and len(losses) > 1  # the condition was exercised both ways
+
+    statuses = Counter(k.data.tags["ganpipe.status"] for k in kids)
+    assert statuses["early-stopped"] >= 1, statuses  # ASHA stopped at least one trial
+    artifacts = {a.path for a in c.list_artifacts(parents[0].info.run_id)}
+    assert {"sweep.yaml", "resolved_config.yaml", "results.csv", "results.md", "optuna_history.png"} <= artifacts
+    assert optuna_states(tmp_path) == Counter(COMPLETE=6)
+
+
+def test_diverged_trial_is_failed_not_scored(tmp_path):
+    path = write_sweep(
+        tmp_path, optimizer={"lr_g": 1e12, "lr_d": 1e12}, loss="lsgan",
+        model={"architecture": "mlp", "latent_dim": 4, "width": 32},
+        search={"num_samples": 1, "max_concurrent": 1, "scheduler": {"name": "none"}},
+        failure={"max_failures": 1},
+    )
+    proc = ganpipe(tmp_path, "sweep", str(path))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _, parents, kids = runs(tmp_path, "t-sweep")
+    assert len(kids) == 1
+    assert kids[0].info.status == "FAILED"
+    assert kids[0].data.tags["ganpipe.status"] == "diverged"
+    assert kids[0].data.tags["ganpipe.reason"].startswith("diverged at step")
+    assert optuna_states(tmp_path) == Counter(FAIL=1)
+
+
+def test_dry_run_starts_nothing(tmp_path):
+    proc = ganpipe(tmp_path, "sweep", str(write_sweep(tmp_path)), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "loss.gp_weight" in proc.stdout and "when loss.name = wgan-gp" in proc.stdout
+    assert "resources per trial: cpu 1" in proc.stdout and "trial budget: 6 trials" in proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.yaml"]
+
+
+def test_unreachable_tracking_server_is_bad_input(tmp_path):
+    proc = ganpipe(tmp_path, "sweep", str(write_sweep(tmp_path)), "--tracking-uri", "http://127.0.0.1:9")
+    assert proc.returncode == 2
+    assert "--tracking-uri: tracking.uri: tracking server http://127.0.0.1:9 is unreachable" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.yaml"]
+
+
+def test_impossible_resources_are_refused_before_any_run(tmp_path):
+    proc = ganpipe(tmp_path, "sweep", str(write_sweep(tmp_path, resources={"cpu": 1, "gpu": 1})))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "resources: a trial asks for cpu 1, gpu 1 but no node has that" in proc.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_sigint_then_resume_gives_exact_totals(tmp_path):
+    path = write_sweep(
+        tmp_path, train={"steps": 1500, "batch_size": 64},
+        eval={"every": 500, "num_samples": 500},
+        search={"num_samples": 5, "seed": 2, "max_concurrent": 1, "scheduler": {"name": "none"}},
+    )
+    cmd = [sys.executable, "-m", "ganpipe.cli", "sweep", str(path), "--num-cpus", "2"]
+    driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:  # interrupt once two trials have finished
+            time.sleep(2)
+            if (tmp_path / "mlflow.db").exists():
+                try:
+                    _, _, kids = runs(tmp_path, "t-sweep")
+                except Exception:
+                    continue
+                if sum(k.info.status == "FINISHED" for k in kids) >= 2:
+                    break
+        driver.send_signal(signal.SIGINT)
+        out, _ = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, out[-3000:]
+    _, parents, kids = runs(tmp_path, "t-sweep")
+    assert parents[0].info.status == "KILLED"
+    assert 2 <= len(kids) < 5
+    assert all(k.info.status != "RUNNING" for k in kids)
+
+    proc = ganpipe(tmp_path, "sweep", str(path), "--resume")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    c, parents, kids = runs(tmp_path, "t-sweep")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(kids) == 5 and len({k.data.tags["ganpipe.trial_id"] for k in kids}) == 5
+    assert all(k.info.status == "FINISHED" for k in kids)
+    for kid in kids:
+        steps = [m.step for m in c.get_metric_history(kid.info.run_id, "fid")]
+        assert sorted(steps) == [500, 1000, 1500], steps  # each evaluation logged exactly once
+    assert optuna_states(tmp_path) == Counter(COMPLETE=5)
