@@ -116,7 +116,7 @@ def apply_overrides(raw: dict, overrides: Iterable[str], problems: list[Problem]
 # ---- the sweep -----------------------------------------------------------------------
 def _grace_period(v: Validator, search: schema.SearchConfig, trial: schema.TrialConfig, space: list[Param]) -> None:
     """ASHA cannot stop a trial before its grace period: it must fit in train.steps."""
-    if search.scheduler.name != "asha":
+    if search.scheduler.name != "asha" or search.scheduler.grace_period == 0:  # 0: one evaluation interval
         return
     steps = next((p for p in space if p.path == "train.steps"), None)
     if steps is None:

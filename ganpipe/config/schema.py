@@ -70,7 +70,7 @@ class TrialConfig:
 @dataclass
 class SchedulerConfig:
     name: str = "asha"  # asha or none
-    grace_period: int = 1000  # G steps before ASHA may stop a trial
+    grace_period: int = 0  # G steps before ASHA may stop a trial; 0 = one evaluation interval (eval.every)
     reduction_factor: float = 2.0
 
 

@@ -44,7 +44,7 @@ RANGES: dict[str, tuple] = {
     "search.num_samples": (1, True, None, False),
     "search.seed": (0, True, None, False),
     "search.max_concurrent": (1, True, None, False),
-    "search.scheduler.grace_period": (1, True, None, False),
+    "search.scheduler.grace_period": (0, True, None, False),  # 0 = eval.every
     "search.scheduler.reduction_factor": (1, False, None, False),
     "resources.cpu": (0, False, None, False),
     "resources.gpu": (0, True, None, False),

@@ -62,6 +62,10 @@ def max_steps(sweep: SweepConfig) -> int:
     return sweep.trial.train.steps
 
 
+def grace_period(sweep: SweepConfig) -> int:
+    return sweep.search.scheduler.grace_period or sweep.trial.eval.every
+
+
 def describe_plan(sweep: SweepConfig) -> str:
     s = sweep.search
     sched = s.scheduler
@@ -78,7 +82,7 @@ def describe_plan(sweep: SweepConfig) -> str:
         + ", ".join(f"{o} ({OBJECTIVE_MODES[o]})" for o in s.objectives)
         + f", {s.num_samples} trials, at most {s.max_concurrent} at once",
         "scheduler: " + (
-            f"ASHA on fid, grace {sched.grace_period} steps, reduction factor {sched.reduction_factor}, "
+            f"ASHA on fid, grace {grace_period(sweep)} steps, reduction factor {sched.reduction_factor}, "
             f"max {max_steps(sweep)} steps" if sched.name == "asha" else "none (every trial trains its full budget)"
         ),
         f"resources per trial: cpu {sweep.resources.cpu}, gpu {sweep.resources.gpu}",
@@ -163,7 +167,7 @@ def make_scheduler(sweep: SweepConfig):
     if sched.name == "none":
         return FIFOScheduler()
     return ASHAScheduler(
-        time_attr="step", max_t=max_steps(sweep), grace_period=sched.grace_period,
+        time_attr="step", max_t=max_steps(sweep), grace_period=min(grace_period(sweep), max_steps(sweep)),
         reduction_factor=sched.reduction_factor,
     )
 
