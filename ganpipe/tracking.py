@@ -160,6 +160,9 @@ class TrialRun:
             self.client.log_artifact(self.run_id, str(png), "samples")
         self.last_step = step
 
+    def log_restart(self, step: int) -> None:
+        log_metrics(self.client, self.run_id, {"restarted_at_step": step}, step)
+
     def mark_diverged(self, message: str) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(STATUS_TAG, "diverged"), RunTag(REASON_TAG, message[:5000])])
 

@@ -187,3 +187,85 @@ def test_sigint_then_resume_gives_exact_totals(tmp_path):
         steps = [m.step for m in c.get_metric_history(kid.info.run_id, "fid")]
         assert sorted(steps) == [500, 1000, 1500], steps  # each evaluation logged exactly once
     assert optuna_states(tmp_path) == Counter(COMPLETE=5)
+
+
+def _descendants(pid: int) -> list[int]:
+    """PIDs of every process below `pid`, read from /proc (no psutil needed)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+            except (OSError, ValueError):
+                pass
+    found, frontier = [], [pid]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parents.items() if pp == p]
+        found += kids
+        frontier += kids
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def test_killed_trial_process_is_retried_from_its_checkpoint(tmp_path):
+    path = write_sweep(
+        tmp_path, train={"steps": 3000, "batch_size": 64}, eval={"every": 500, "num_samples": 500},
+        search={"num_samples": 1, "max_concurrent": 1, "scheduler": {"name": "none"}},
+        failure={"max_failures": 2},
+    )
+    cmd = [sys.executable, "-m", "ganpipe.cli", "sweep", str(path), "--num-cpus", "2"]
+    driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    killed = []
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not killed:
+            time.sleep(1)
+            try:
+                c, _, kids = runs(tmp_path, "t-sweep")
+            except Exception:
+                continue
+            if kids and c.get_metric_history(kids[0].info.run_id, "fid"):  # a checkpoint exists
+                for pid in _descendants(driver.pid):
+                    if "ImplicitFunc" in _cmdline(pid):
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append(pid)
+        out, _ = driver.communicate(timeout=240)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert killed, "no trial process found to kill"
+    assert driver.returncode == 0, out[-3000:]
+    c, _, kids = runs(tmp_path, "t-sweep")
+    assert len(kids) == 1 and kids[0].info.status == "FINISHED"
+    steps = [m.step for m in c.get_metric_history(kids[0].info.run_id, "fid")]
+    assert sorted(steps) == [500, 1000, 1500, 2000, 2500, 3000]
+    restarts = c.get_metric_history(kids[0].info.run_id, "restarted_at_step")
+    assert len(restarts) == 1 and restarts[0].value >= 500  # resumed from a checkpoint, not from step 0
+    assert optuna_states(tmp_path) == Counter(COMPLETE=1)
+
+
+def test_two_objectives_give_a_pareto_front(tmp_path):
+    path = write_sweep(
+        tmp_path, train={"steps": 100, "batch_size": 32}, eval={"every": 50, "num_samples": 500},
+        search={"num_samples": 3, "max_concurrent": 2, "objectives": ["fid", "diversity"], "sampler": "random",
+                "scheduler": {"name": "none"}},
+    )
+    proc = ganpipe(tmp_path, "sweep", str(path))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    c, parents, kids = runs(tmp_path, "t-sweep")
+    assert len(kids) == 3
+    artifacts = {a.path for a in c.list_artifacts(parents[0].info.run_id)}
+    assert "optuna_pareto_front.png" in artifacts
+    (db,) = (tmp_path / "ray_results").glob("*/optuna.db")
+    (summary,) = optuna.get_all_study_summaries(f"sqlite:///{db}")
+    study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{db}")
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MAXIMIZE"]
+    assert all(len(t.values) == 2 for t in study.trials)

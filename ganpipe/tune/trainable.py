@@ -67,6 +67,7 @@ def train_trial(params: dict, sweep: SweepConfig, tracking: dict) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             trainer = Trainer.from_checkpoint(Path(folder) / FILENAME, device=device)
+        run.log_restart(trainer.step)  # visible in MLflow: where a retried or restored trial picked up
     else:
         trainer = Trainer(cfg, device=device)
     result = trainer.train(TuneReporter(run))
