@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ganpipe.config.errors import ConfigError
+from ganpipe.config.errors import ConfigError, Problem
 
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
@@ -45,6 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the latest run of this sweep")
     p.add_argument("--dry-run", action="store_true", help="print config, space, resources and budget; start nothing")
 
+    p = sub.add_parser("promote", help="register a sweep's best generator in the MLflow Model Registry")
+    p.add_argument("--experiment", required=True, help="MLflow experiment (the sweep name)")
+    p.add_argument("--parent-run", help="the sweep's parent run id; default the latest sweep run")
+    p.add_argument("--tracking-uri", help="default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    p.add_argument("--dry-run", action="store_true", help="say what would be registered; register nothing")
+
+    p = sub.add_parser("sample", help="sample a registered model or a checkpoint to a PNG (or .npy)")
+    p.add_argument("source", help="models:/NAME@champion, runs:/ID/generator, or a checkpoint file/folder")
+    p.add_argument("-n", type=int, default=64, help="number of samples")
+    p.add_argument("-o", "--out", default="samples.png", help="output .png (grid or scatter) or .npy")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tracking-uri", help="for models:/ URIs; default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+
     p = sub.add_parser("ui", help="the MLflow UI on 127.0.0.1 for a tracking store")
     p.add_argument("--tracking-uri", help="default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
     p.add_argument("--port", type=int, default=5000)
@@ -74,6 +87,17 @@ def _run(args: argparse.Namespace) -> int:
         opts = SweepOptions(args.address, args.num_samples, args.tracking_uri, args.storage, args.resume,
                             args.dry_run, args.num_cpus)
         return run_sweep(sweep, Path(args.sweep).read_text(), opts)
+    if args.command == "promote":
+        return _promote(args)
+    if args.command == "sample":
+        from ganpipe import tracking
+        from ganpipe.sample import run_sample
+
+        if args.n < 1:
+            raise ConfigError([Problem("-n", "n", f"must be >= 1, got {args.n}")])
+        uri = tracking.resolve_uri(args.tracking_uri)
+        print(f"wrote {run_sample(args.source, args.n, args.out, args.seed, uri)}")
+        return 0
     if args.command == "ui":
         from ganpipe.ui import run_ui
 
@@ -91,7 +115,42 @@ def _run(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
+def _promote(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from ganpipe import tracking
+    from ganpipe.config.schema import PromoteConfig
+    from ganpipe.promote import PromotionRefused, find_parent, promote
+
+    uri = tracking.resolve_uri(args.tracking_uri)
+    why = tracking.check_reachable(uri)
+    if why:
+        raise ConfigError([Problem("--tracking-uri", "tracking.uri", why)])
+    c = tracking.client(uri)
+    try:
+        _, parent = find_parent(c, args.experiment, args.parent_run)
+    except LookupError as err:
+        raise ConfigError([Problem("--experiment", "experiment", str(err))])
+    with tempfile.TemporaryDirectory() as tmp:  # the sweep as it ran, --set overrides included
+        ran = json.loads(Path(c.download_artifacts(parent.info.run_id, "sweep_config.json", tmp)).read_text())
+    try:
+        decision = promote(uri, args.experiment, PromoteConfig(**ran["promote"]), ran["search"]["objectives"],
+                           parent.info.run_id, args.dry_run)
+    except PromotionRefused as err:
+        print(f"promotion refused: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    for line in decision.refused:
+        print(f"gated out: {line}")
+    print(decision.message)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in logs
     args = build_parser().parse_args(argv)
     try:
         return _run(args)

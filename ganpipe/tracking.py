@@ -166,3 +166,73 @@ class TrialRun:
     def mark_diverged(self, message: str) -> None:
         self.client.log_batch(self.run_id, tags=[RunTag(STATUS_TAG, "diverged"), RunTag(REASON_TAG, message[:5000])])
 
+
+
+# ---- best checkpoints and the model registry -------------------------------------------
+BEST_CHECKPOINT = "best_checkpoint"  # artifact folder of a child run holding its best checkpoint
+SOURCE_TAG = "ganpipe.source"  # "<run id>@<step>": which checkpoint a model version came from
+
+
+def log_best_checkpoint(c: MlflowClient, run_id: str, checkpoint_file: Path, metrics: dict[str, float]) -> None:
+    """Keep a trial's best checkpoint with its run, so promotion needs nothing but MLflow."""
+    c.log_artifact(run_id, str(checkpoint_file), BEST_CHECKPOINT)
+    log_metrics(c, run_id, {f"best_{k}": float(v) for k, v in metrics.items()}, int(metrics.get("step", 0)))
+
+
+def download_best_checkpoint(c: MlflowClient, run_id: str, folder: Path) -> Path:
+    return Path(c.download_artifacts(run_id, f"{BEST_CHECKPOINT}/checkpoint.pt", str(folder)))
+
+
+def find_version(c: MlflowClient, model_name: str, source: str):
+    """The model version registered from `source` before, if any (promotion is idempotent)."""
+    if not _model_exists(c, model_name):
+        return None
+    found = c.search_model_versions(f"name = '{model_name}' and tags.`{SOURCE_TAG}` = '{source}'")
+    return found[0] if found else None
+
+
+def _model_exists(c: MlflowClient, model_name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        c.get_registered_model(model_name)
+        return True
+    except MlflowException:
+        return False
+
+
+def version_by_alias(c: MlflowClient, model_name: str, alias: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return c.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+
+
+def register_generator(uri: str, run_id: str, model_name: str, generator, latent_dim: int, tags: dict[str, str]):
+    """Log G in the mlflow.pytorch flavour (pt2: loads without ganpipe installed) and register it.
+
+    Signature: z (N, latent_dim) float32 -> samples (N, 2) or (N, C, H, W); the batch is dynamic.
+    """
+    import mlflow
+    import torch
+    from mlflow.models import infer_signature
+
+    generator = generator.eval()
+    z = torch.randn(4, latent_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = generator(z)
+    signature = infer_signature(z.numpy(), out.numpy())
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(
+            generator, name="generator", signature=signature, input_example=z.numpy(),
+            serialization_format="pt2", pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        )
+    version = mlflow.register_model(info.model_uri, model_name, tags=tags)
+    return version
+
+
+def set_alias(c: MlflowClient, model_name: str, alias: str, version: str) -> None:
+    c.set_registered_model_alias(model_name, alias, version)

@@ -278,6 +278,7 @@ def open_sweep_run(sweep: SweepConfig, yaml_text: str, uri: str, exp_dir: Path, 
         "sweep.yaml": yaml_text,
         "resolved_config.yaml": yaml.safe_dump(asdict(sweep.trial), sort_keys=False),
         "search_space.txt": describe_plan(sweep),
+        "sweep_config.json": json.dumps(asdict(sweep), indent=2),  # what ran, --set included
     })
     track = {"uri": uri, "experiment_id": experiment_id, "parent_run_id": parent}
     exp_dir.mkdir(parents=True, exist_ok=True)
@@ -306,4 +307,21 @@ def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Path, second
     if not done:
         print(f"resume: ganpipe sweep {sweep.source} --resume" + (f" --storage {exp_dir.parent}"))
         return 130
+    if sweep.promote.enabled:
+        promote_after_sweep(sweep, track)
     return 0
+
+
+def promote_after_sweep(sweep: SweepConfig, track: dict) -> None:
+    from ganpipe.promote import PromotionRefused, promote
+
+    print("\npromotion:")
+    try:
+        decision = promote(track["uri"], sweep.tracking.experiment or sweep.name, sweep.promote,
+                           sweep.search.objectives, track["parent_run_id"])
+    except PromotionRefused as err:
+        print(f"  refused: {err}")
+        return
+    print(f"  {decision.message}")
+    if decision.outcome in ("champion", "challenger"):
+        print(f"  load it: mlflow.pytorch.load_model('models:/{decision.model_name}@{decision.outcome}')")

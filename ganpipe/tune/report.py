@@ -94,8 +94,32 @@ def optuna_plots(study: optuna.Study, objectives: list[str], folder: Path) -> tu
     return files, skipped
 
 
+def attach_best_checkpoints(results, track: dict) -> int:
+    """Copy each finished trial's best checkpoint (Tune keeps the top-k by fid) into its MLflow run."""
+    from ganpipe.train.checkpoint import FILENAME
+
+    c = tracking.client(track["uri"])
+    attached = 0
+    for result in results:
+        if result.error or not result.best_checkpoints:
+            continue  # a failed or diverged trial is never a promotion candidate
+        checkpoint, metrics = min(result.best_checkpoints, key=lambda cm: cm[1].get("fid", math.inf))
+        run_id = metrics.get("mlflow_run_id")
+        if not run_id or "best_fid" in c.get_run(run_id).data.metrics:
+            continue  # already attached (e.g. before a --resume)
+        best = {k: metrics[k] for k in metrics if isinstance(metrics.get(k), (int, float)) and k in KEPT_METRICS}
+        with checkpoint.as_directory() as folder:
+            tracking.log_best_checkpoint(c, run_id, Path(folder) / FILENAME, best)
+        attached += 1
+    return attached
+
+
+KEPT_METRICS = ("step", "fid", "diversity", "precision", "recall", "density", "coverage", "modes", "high_quality", "kl")
+
+
 def log_sweep_report(sweep: SweepConfig, results, track: dict, exp_dir: Path, done: bool) -> str:
     rows = results_table(sweep, results)
+    attach_best_checkpoints(results, track)
     c = tracking.client(track["uri"])
     tracking.log_texts(c, track["parent_run_id"], {"results.md": to_markdown(rows) + "\n", "results.csv": to_csv(rows)})
     study = optuna.load_study(study_name=exp_dir.name, storage=f"sqlite:///{exp_dir / 'optuna.db'}")

@@ -1,0 +1,167 @@
+"""Promotion with real sweeps, a real sqlite MLflow store and real checkpoints."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from ganpipe.config.schema import PromoteConfig
+from ganpipe.promote import Candidate, gate, pareto_front, rank
+
+
+# ---- pure gate / rank ------------------------------------------------------------------
+def cand(trial, fid, diversity):
+    return Candidate(run_id=f"r{trial}", trial_id=trial, params={}, fid=fid, diversity=diversity, step=100)
+
+
+def test_gate_drops_non_finite_too_high_fid_and_too_low_diversity():
+    cands = [cand("a", 0.1, 1.0), cand("b", math.nan, 1.0), cand("c", 5.0, 1.0), cand("d", 0.2, 0.3),
+             cand("e", math.inf, 1.0)]
+    passed, refused = gate(cands, PromoteConfig(max_fid=1.0, min_diversity=0.5))
+    assert [c.trial_id for c in passed] == ["a"]
+    assert len(refused) == 4
+    assert any("b: non-finite" in r for r in refused) and any("c: fid 5 > max_fid 1" in r for r in refused)
+    assert any("d: diversity 0.3 < min_diversity 0.5" in r for r in refused)
+
+
+def test_rank_by_fid_and_pareto_front_first_with_two_objectives():
+    cands = [cand("a", 0.3, 0.9), cand("b", 0.1, 0.5), cand("c", 0.2, 0.4), cand("d", 0.5, 1.0)]
+    assert [c.trial_id for c in rank(list(cands), ["fid"])] == ["b", "c", "a", "d"]
+    assert {c.trial_id for c in pareto_front(cands)} == {"a", "b", "d"}
+    assert [c.trial_id for c in rank(list(cands), ["fid", "diversity"])] == ["b", "a", "d", "c"]
+
+
+# ---- end to end -------------------------------------------------------------------------
+
+BASE = {
+    "name": "t-promote",
+    "data": "ring8",
+    "model": {"architecture": "mlp", "latent_dim": 4, "width": 32, "ema_decay": 0.99},
+    "loss": "hinge",
+    "optimizer": {"lr_g": 1e-3, "lr_d": 1e-3},
+    "train": {"steps": 600, "batch_size": 64},
+    "eval": {"every": 200, "num_samples": 500},
+    "search": {"num_samples": 2, "max_concurrent": 2, "sampler": "random",
+               "scheduler": {"name": "none"}},
+    "promote": {"enabled": True, "max_fid": 100.0},
+}
+
+
+def run(folder: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ganpipe.cli", *args], cwd=folder, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def sweep(folder: Path, name: str, **changes) -> subprocess.CompletedProcess:
+    data = json.loads(json.dumps(BASE))
+    data.update(changes)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    proc = run(folder, "sweep", str(path), "--num-cpus", "2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def versions(folder: Path, model: str):
+    c = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    return c, sorted(c.search_model_versions(f"name = '{model}'"), key=lambda v: int(v.version))
+
+
+def load_in_fresh_process(folder: Path, uri: str, latent_dim: int, n: int = 7) -> dict:
+    code = f"""
+import json, mlflow, torch
+mlflow.set_tracking_uri("sqlite:///{folder / 'mlflow.db'}")
+g = mlflow.pytorch.load_model("{uri}")
+with torch.no_grad():
+    x = g(torch.randn({n}, {latent_dim}))
+print(json.dumps({{"shape": list(x.shape), "min": float(x.min()), "max": float(x.max())}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_champion_challenger_idempotence_and_gate(tmp_path):
+    # 1. a good sweep: its best generator becomes champion, loadable by alias elsewhere
+    out = sweep(tmp_path, "good").stdout
+    assert "t-promote v1 is champion: no champion yet" in out
+    c, vs = versions(tmp_path, "t-promote")
+    assert [str(v.version) for v in vs] == ["1"]
+    champion = c.get_model_version_by_alias("t-promote", "champion")
+    assert champion.version in (1, "1")
+    tags = champion.tags
+    for key in ("ganpipe.sweep", "ganpipe.parent_run", "ganpipe.trial_id", "ganpipe.params", "ganpipe.metrics",
+                "ganpipe.protocol"):
+        assert tags[key], key
+    assert json.loads(tags["ganpipe.protocol"])["dataset"] == "ring8"
+    got = load_in_fresh_process(tmp_path, "models:/t-promote@champion", latent_dim=4)
+    assert got["shape"] == [7, 2]
+
+    # 2. promoting again changes nothing
+    proc = run(tmp_path, "promote", "--experiment", "t-promote")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "is already version 1 of t-promote" in proc.stdout
+    assert [str(v.version) for v in versions(tmp_path, "t-promote")[1]] == ["1"]
+
+    # 3. a worse sweep (barely trained) registers a challenger; champion stays
+    out = sweep(tmp_path, "worse", train={"steps": 20, "batch_size": 64}, eval={"every": 20, "num_samples": 500},
+                optimizer={"lr_g": 1e-5, "lr_d": 1e-5}).stdout
+    assert "t-promote v2 is challenger: fid" in out and "does not beat champion v1" in out
+    c, vs = versions(tmp_path, "t-promote")
+    assert [str(v.version) for v in vs] == ["1", "2"]
+    assert c.get_model_version_by_alias("t-promote", "champion").version in (1, "1")
+    assert c.get_model_version_by_alias("t-promote", "challenger").version in (2, "2")
+
+    # 4. a gate nothing passes: refused with the reason, nothing registered
+    out = sweep(tmp_path, "strict", promote={"enabled": True, "max_fid": 1e-9}).stdout
+    assert "refused: no candidate passes the gate" in out and "> max_fid 1e-09" in out
+    proc = run(tmp_path, "promote", "--experiment", "t-promote")
+    assert proc.returncode == 1
+    assert "promotion refused: no candidate passes the gate" in proc.stderr
+    assert [str(v.version) for v in versions(tmp_path, "t-promote")[1]] == ["1", "2"]
+
+    # 5. `ganpipe sample` from the alias
+    proc = run(tmp_path, "sample", "models:/t-promote@champion", "-n", "16", "-o", "grid.png")
+    assert proc.returncode == 0 and (tmp_path / "grid.png").stat().st_size > 0
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_diverged_trial_is_never_promoted(tmp_path):
+    out = sweep(
+        tmp_path, "mixed", loss="lsgan",
+        optimizer={"lr_g": 1e-3, "lr_d": {"choice": [1e12, 1e-3]}},
+        search={"num_samples": 4, "max_concurrent": 2, "sampler": "random", "seed": 0, "scheduler": {"name": "none"}},
+        failure={"max_failures": 0},
+    ).stdout
+    c = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    kids = [r for r in c.search_runs([c.get_experiment_by_name("t-promote").experiment_id])
+            if "mlflow.parentRunId" in r.data.tags]
+    diverged = {r.info.run_id for r in kids if r.data.tags.get("ganpipe.status") == "diverged"}
+    healthy = {r.info.run_id for r in kids if r.info.status == "FINISHED"}
+    assert diverged and healthy, out[-2000:]  # the seed gives both kinds
+    champion = c.get_model_version_by_alias("t-promote", "champion")
+    assert champion.tags["ganpipe.run_id"] in healthy
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_image_champion_maps_z_to_images_in_range(tmp_path):
+    sweep(
+        tmp_path, "digits", data="digits",
+        model={"architecture": "dcgan", "latent_dim": 8, "width": 8},
+        train={"steps": 40, "batch_size": 32}, eval={"every": 20},
+        search={"num_samples": 1, "max_concurrent": 1, "scheduler": {"name": "none"}},
+        promote={"enabled": True, "max_fid": 1e9},
+    )
+    got = load_in_fresh_process(tmp_path, "models:/t-promote@champion", latent_dim=8, n=5)
+    assert got["shape"] == [5, 1, 8, 8]
+    assert -1.0 <= got["min"] <= got["max"] <= 1.0
