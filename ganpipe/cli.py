@@ -45,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the latest run of this sweep")
     p.add_argument("--dry-run", action="store_true", help="print config, space, resources and budget; start nothing")
 
+    p = sub.add_parser("run", help="run a multi-stage pipeline (sweep -> narrow -> recheck -> promote)")
+    p.add_argument("pipeline", help="pipeline YAML, e.g. pipelines/stability.yaml")
+    _add_set(p)
+    p.add_argument("--address", help="join a Ray cluster; default an in-process local Ray")
+    p.add_argument("--tracking-uri", help="default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+    p.add_argument("--storage", help="pipeline folder parent (Tune results, state); default ./ray_results")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (no --address); default all")
+    p.add_argument("--resume", action="store_true", help="continue the latest run of this pipeline")
+
     p = sub.add_parser("promote", help="register a sweep's best generator in the MLflow Model Registry")
     p.add_argument("--experiment", required=True, help="MLflow experiment (the sweep name)")
     p.add_argument("--parent-run", help="the sweep's parent run id; default the latest sweep run")
@@ -86,7 +95,14 @@ def _run(args: argparse.Namespace) -> int:
         sweep = load_sweep(args.sweep, args.overrides)
         opts = SweepOptions(args.address, args.num_samples, args.tracking_uri, args.storage, args.resume,
                             args.dry_run, args.num_cpus)
-        return run_sweep(sweep, Path(args.sweep).read_text(), opts)
+        return run_sweep(sweep, Path(args.sweep).read_text(), opts).exit_code
+    if args.command == "run":
+        from ganpipe.pipeline.config import load_pipeline
+        from ganpipe.pipeline.runner import PipelineOptions, run_pipeline
+
+        pipeline = load_pipeline(args.pipeline, args.overrides)
+        return run_pipeline(pipeline, PipelineOptions(args.address, args.tracking_uri, args.storage, args.resume,
+                                                      args.num_cpus))
     if args.command == "promote":
         return _promote(args)
     if args.command == "sample":
@@ -121,7 +137,7 @@ def _promote(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ganpipe import tracking
-    from ganpipe.config.schema import PromoteConfig
+    from ganpipe.config.schema import PromoteConfig, ResourcesConfig
     from ganpipe.promote import PromotionRefused, find_parent, promote
 
     uri = tracking.resolve_uri(args.tracking_uri)
@@ -136,8 +152,8 @@ def _promote(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:  # the sweep as it ran, --set overrides included
         ran = json.loads(Path(c.download_artifacts(parent.info.run_id, "sweep_config.json", tmp)).read_text())
     try:
-        decision = promote(uri, args.experiment, PromoteConfig(**ran["promote"]), ran["search"]["objectives"],
-                           parent.info.run_id, args.dry_run)
+        decision = promote(uri, PromoteConfig(**ran["promote"]), ran["search"]["objectives"], [parent.info.run_id],
+                           args.dry_run, resources=ResourcesConfig(**ran["resources"]))
     except PromotionRefused as err:
         print(f"promotion refused: {err}", file=sys.stderr)
         return EXIT_FAILED

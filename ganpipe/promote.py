@@ -9,13 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import statistics
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ganpipe import tracking
-from ganpipe.config.schema import PromoteConfig
+from ganpipe.config.schema import PromoteConfig, ResourcesConfig
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -27,6 +26,7 @@ class PromotionRefused(Exception):
 @dataclass
 class Candidate:
     run_id: str
+    parent_run_id: str
     trial_id: str
     params: dict
     fid: float
@@ -85,7 +85,7 @@ def candidates(c, experiment_id: str, parent_run_id: str) -> tuple[list[Candidat
             skipped.append(f"{name}: no best checkpoint recorded")
             continue
         found.append(Candidate(
-            run_id=run.info.run_id, trial_id=tags.get(tracking.TRIAL_TAG, ""), params=dict(run.data.params),
+            run_id=run.info.run_id, parent_run_id=parent_run_id, trial_id=tags.get(tracking.TRIAL_TAG, ""), params=dict(run.data.params),
             fid=metrics["best_fid"], diversity=metrics.get("best_diversity", math.nan),
             step=int(metrics.get("best_step", 0)),
             metrics={k[len("best_"):]: v for k, v in metrics.items() if k.startswith("best_")},
@@ -127,32 +127,38 @@ def rank(cands: list[Candidate], objectives: list[str]) -> list[Candidate]:
     return sorted(cands, key=lambda c: c.fid)
 
 
-def recheck(c, ranked: list[Candidate], top_k: int, seeds: int, log=print) -> list[Candidate]:
+def recheck(c, ranked: list[Candidate], top_k: int, seeds: int, resources, log=print) -> list[Candidate]:
     """Re-train the top-k configs with `seeds` seeds at full budget; re-rank them by the median fid."""
     from ganpipe.train.checkpoint import load_checkpoint
-    from ganpipe.train.loop import Trainer
+    from ganpipe.tune.recheck import recheck_seeds
 
     top = ranked[:top_k]
     with tempfile.TemporaryDirectory() as tmp:
-        for cand in top:
-            cfg, _ = load_checkpoint(tracking.download_best_checkpoint(c, cand.run_id, Path(tmp) / cand.run_id))
-            fids = []
-            for seed in range(seeds):
-                cfg.train.seed = seed
-                result = Trainer(cfg).train()
-                fids.append(result.best.get("fid", math.inf) if result.status == "finished" else math.inf)
-            cand.score = statistics.median(fids)
-            log(f"re-check {cand.trial_id}: fid over seeds {[round(f, 4) for f in fids]} -> median {cand.score:.4g}")
+        configs = {cand.run_id: load_checkpoint(tracking.download_best_checkpoint(c, cand.run_id, Path(tmp) / cand.run_id))[0]
+                   for cand in top}
+    medians = recheck_seeds(configs, seeds, resources, log)
+    for cand in top:
+        cand.score = medians[cand.run_id]["median_fid"]
     return sorted(top, key=lambda cand: cand.score) + ranked[top_k:]
 
 
 # ---- the whole step --------------------------------------------------------------------
-def promote(uri: str, experiment: str, cfg: PromoteConfig, objectives: list[str], parent_run_id: str | None = None,
-            dry_run: bool = False, log=print) -> Decision:
+def promote(uri: str, cfg: PromoteConfig, objectives: list[str], parent_run_ids: list[str], dry_run: bool = False,
+            scores: dict[str, float] | None = None, resources: ResourcesConfig | None = None,
+            log=print) -> Decision:
+    """Promote the best trial of the sweeps whose parent runs are given.
+
+    scores: an already measured ranking score per child run id (a pipeline's seed
+    re-check, lower is better); those candidates rank first, by score.
+    """
     c = tracking.client(uri)
-    exp, parent = find_parent(c, experiment, parent_run_id)
-    model_name = cfg.model_name or parent.data.tags.get("ganpipe.sweep", experiment)
-    cands, skipped = candidates(c, exp.experiment_id, parent.info.run_id)
+    parents = [c.get_run(run_id) for run_id in parent_run_ids]
+    model_name = cfg.model_name or parents[-1].data.tags.get("ganpipe.sweep", "")
+    cands, skipped = [], []
+    for parent in parents:
+        found, why = candidates(c, parent.info.experiment_id, parent.info.run_id)
+        cands += found
+        skipped += why
     if not cands:
         raise PromotionRefused("nothing finished: no trial has a best checkpoint"
                                + ("".join(f"\n  {s}" for s in skipped)))
@@ -160,8 +166,13 @@ def promote(uri: str, experiment: str, cfg: PromoteConfig, objectives: list[str]
     if not passed:
         raise PromotionRefused("no candidate passes the gate:" + "".join(f"\n  {r}" for r in refused))
     ranked = rank(passed, objectives)
-    if cfg.recheck_top_k > 0 and not dry_run:
-        ranked = recheck(c, ranked, cfg.recheck_top_k, cfg.recheck_seeds, log)
+    if scores:
+        checked = sorted((cand for cand in ranked if cand.run_id in scores), key=lambda cand: scores[cand.run_id])
+        for cand in checked:
+            cand.score = scores[cand.run_id]
+        ranked = checked + [cand for cand in ranked if cand.run_id not in scores]
+    elif cfg.recheck_top_k > 0 and not dry_run:
+        ranked = recheck(c, ranked, cfg.recheck_top_k, cfg.recheck_seeds, resources or ResourcesConfig(), log)
     winner = ranked[0]
 
     existing = tracking.find_version(c, model_name, winner.source)
@@ -171,10 +182,10 @@ def promote(uri: str, experiment: str, cfg: PromoteConfig, objectives: list[str]
     if dry_run:
         return Decision("dry-run", f"would register {winner.trial_id} (fid {winner.fid:.4g}) as a new version "
                         f"of {model_name}", model_name, None, winner, refused)
-    return register(c, uri, model_name, winner, parent, refused)
+    return register(c, uri, model_name, winner, refused)
 
 
-def register(c, uri: str, model_name: str, winner: Candidate, parent, refused: list[str]) -> Decision:
+def register(c, uri: str, model_name: str, winner: Candidate, refused: list[str]) -> Decision:
     from ganpipe.train.checkpoint import read_checkpoint
     from ganpipe.train.loop import Trainer
 
@@ -184,8 +195,8 @@ def register(c, uri: str, model_name: str, winner: Candidate, parent, refused: l
         trainer = Trainer.from_checkpoint(path)
     tags = {
         tracking.SOURCE_TAG: winner.source,
-        "ganpipe.sweep": parent.data.tags.get("ganpipe.sweep", ""),
-        "ganpipe.parent_run": parent.info.run_id,
+        "ganpipe.sweep": c.get_run(winner.parent_run_id).data.tags.get("ganpipe.sweep", ""),
+        "ganpipe.parent_run": winner.parent_run_id,
         "ganpipe.trial_id": winner.trial_id,
         "ganpipe.run_id": winner.run_id,
         "ganpipe.step": str(winner.step),

@@ -17,7 +17,7 @@ from ganpipe.promote import Candidate, gate, pareto_front, rank
 
 # ---- pure gate / rank ------------------------------------------------------------------
 def cand(trial, fid, diversity):
-    return Candidate(run_id=f"r{trial}", trial_id=trial, params={}, fid=fid, diversity=diversity, step=100)
+    return Candidate(run_id=f"r{trial}", parent_run_id="p", trial_id=trial, params={}, fid=fid, diversity=diversity, step=100)
 
 
 def test_gate_drops_non_finite_too_high_fid_and_too_low_diversity():

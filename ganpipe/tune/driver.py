@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -41,6 +41,17 @@ class SweepOptions:
     resume: bool = False
     dry_run: bool = False
     num_cpus: int | None = None  # local Ray only; default all cores
+    experiment: str | None = None  # MLflow experiment; default tracking.experiment or the sweep name
+    parent_tags: dict = field(default_factory=dict)  # e.g. nesting under a pipeline's stage
+    promote: bool = True  # run the promote: section at the end (a pipeline has its own stage)
+
+
+@dataclass
+class SweepOutcome:
+    exit_code: int  # 0 done, 130 interrupted (resumable)
+    done: bool = False
+    track: dict = field(default_factory=dict)  # uri, experiment_id, parent_run_id
+    exp_dir: Path | None = None
 
 
 class DefineByRun:
@@ -215,14 +226,14 @@ def build_tuner(sweep: SweepConfig, exp_dir: Path, track: dict) -> tune.Tuner:
 
 
 # ---- the whole command -------------------------------------------------------------
-def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> int:
+def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOutcome:
     if opts.num_samples is not None:
         if opts.num_samples < 1:
             raise ConfigError([Problem("--num-samples", "search.num_samples", f"must be >= 1, got {opts.num_samples}")])
         sweep.search.num_samples = opts.num_samples
     if opts.dry_run:
         print(describe_plan(sweep))
-        return 0
+        return SweepOutcome(0)
 
     uri = tracking.resolve_uri(opts.tracking_uri, sweep.tracking.uri)
     why = tracking.check_reachable(uri)
@@ -241,7 +252,7 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> int:
     started_here = connect_ray(opts.address, opts.num_cpus)
     try:
         check_resources(sweep)
-        track = open_sweep_run(sweep, yaml_text, uri, exp_dir, opts.resume)
+        track = open_sweep_run(sweep, yaml_text, uri, exp_dir, opts)
         print(f"sweep {sweep.name}: results in {exp_dir}, MLflow at {uri} (parent run {track['parent_run_id']})")
         if opts.resume:
             tuner = tune.Tuner.restore(
@@ -257,23 +268,27 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> int:
             tracking.close_running_children(c, track["experiment_id"], track["parent_run_id"], "FAILED", repr(err))
             tracking.end_run(c, track["parent_run_id"], "FAILED", f"driver error: {err!r}", "failed")
             raise
-        return finish_sweep(sweep, results, track, exp_dir, time.perf_counter() - start)
+        done = finish_sweep(sweep, results, track, exp_dir, time.perf_counter() - start)
+        if done and opts.promote and sweep.promote.enabled:
+            promote_after_sweep(sweep, track)
+        return SweepOutcome(0 if done else 130, done, track, exp_dir)
     finally:
         if started_here:
             ray.shutdown()
 
 
-def open_sweep_run(sweep: SweepConfig, yaml_text: str, uri: str, exp_dir: Path, resume: bool) -> dict:
+def open_sweep_run(sweep: SweepConfig, yaml_text: str, uri: str, exp_dir: Path, opts: SweepOptions) -> dict:
     """Create (or, on --resume, reopen) the experiment and the sweep's parent run."""
     from ganpipe.tune.provenance import sweep_tags
 
     c = tracking.client(uri)
-    if resume:
+    if opts.resume:
         track = json.loads((exp_dir / STATE_FILE).read_text())
         tracking.reopen(c, track["parent_run_id"])
         return {**track, "uri": uri}
-    experiment_id = tracking.ensure_experiment(c, sweep.tracking.experiment or sweep.name)
-    parent = tracking.start_parent_run(c, experiment_id, exp_dir.name, sweep_tags(sweep, yaml_text, exp_dir))
+    experiment_id = tracking.ensure_experiment(c, experiment_name(sweep, opts))
+    tags = {**sweep_tags(sweep, yaml_text, exp_dir), **opts.parent_tags}
+    parent = tracking.start_parent_run(c, experiment_id, exp_dir.name, tags)
     tracking.log_texts(c, parent, {
         "sweep.yaml": yaml_text,
         "resolved_config.yaml": yaml.safe_dump(asdict(sweep.trial), sort_keys=False),
@@ -286,7 +301,12 @@ def open_sweep_run(sweep: SweepConfig, yaml_text: str, uri: str, exp_dir: Path, 
     return track
 
 
-def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Path, seconds: float) -> int:
+def experiment_name(sweep: SweepConfig, opts: SweepOptions) -> str:
+    return opts.experiment or sweep.tracking.experiment or sweep.name
+
+
+def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Path, seconds: float) -> bool:
+    """Report, close runs; True if every trial of the budget has ended."""
     from ganpipe.tune.report import log_sweep_report
 
     trials = results._experiment_analysis.trials
@@ -305,11 +325,8 @@ def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Path, second
     print(f"MLflow: {track['uri']} (experiment {track['experiment_id']}, parent run {track['parent_run_id']})")
     print(f"open the UI: ganpipe ui --tracking-uri {track['uri']}")
     if not done:
-        print(f"resume: ganpipe sweep {sweep.source} --resume" + (f" --storage {exp_dir.parent}"))
-        return 130
-    if sweep.promote.enabled:
-        promote_after_sweep(sweep, track)
-    return 0
+        print(f"resume: ganpipe sweep {sweep.source} --resume --storage {exp_dir.parent}")
+    return done
 
 
 def promote_after_sweep(sweep: SweepConfig, track: dict) -> None:
@@ -317,8 +334,8 @@ def promote_after_sweep(sweep: SweepConfig, track: dict) -> None:
 
     print("\npromotion:")
     try:
-        decision = promote(track["uri"], sweep.tracking.experiment or sweep.name, sweep.promote,
-                           sweep.search.objectives, track["parent_run_id"])
+        decision = promote(track["uri"], sweep.promote, sweep.search.objectives, [track["parent_run_id"]],
+                           resources=sweep.resources)
     except PromotionRefused as err:
         print(f"  refused: {err}")
         return

@@ -1,0 +1,1 @@
+"""Multi-stage recipes: broad sweep -> narrow sweep -> seed re-check -> promotion."""

@@ -1,0 +1,226 @@
+"""`ganpipe run PIPELINE.yaml`: stages in order under one MLflow parent run, resumable by stage.
+
+The pipeline folder (under --storage) keeps `pipeline.json`: each stage's status and
+outputs (its MLflow run, narrowing overrides, re-check scores). `--resume` skips the
+stages that are done and continues an interrupted sweep stage with Tune's restore.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+from ganpipe import tracking
+from ganpipe.config import ConfigError, Problem, load_sweep
+from ganpipe.pipeline.config import Pipeline, Stage
+from ganpipe.pipeline.narrow import narrowing_overrides
+
+STATE_FILE = "pipeline.json"
+SWEEP_KINDS = ("sweep", "narrow")
+
+
+@dataclass
+class PipelineOptions:
+    address: str | None = None
+    tracking_uri: str | None = None
+    storage: str | None = None
+    resume: bool = False
+    num_cpus: int | None = None
+
+
+class Context:
+    """What the stages share: the pipeline, the tracking store, the folder and the saved state."""
+
+    def __init__(self, pipeline: Pipeline, opts: PipelineOptions, uri: str, folder: Path, state: dict):
+        self.pipeline, self.opts, self.uri, self.folder, self.state = pipeline, opts, uri, folder, state
+        self.client = tracking.client(uri)
+
+    def save(self) -> None:
+        (self.folder / STATE_FILE).write_text(json.dumps(self.state, indent=2))
+
+    def stage_state(self, stage: Stage) -> dict:
+        return self.state["stages"].setdefault(stage.name, {"kind": stage.kind, "status": "pending"})
+
+    def sweep_stages(self) -> list[dict]:
+        """States of the sweep-like stages done so far, in order."""
+        return [s for s in self.state["stages"].values() if s["kind"] in SWEEP_KINDS and s["status"] == "done"]
+
+    def sweep_parents(self) -> list[str]:
+        return [s["parent_run_id"] for s in self.sweep_stages()]
+
+    def nested_tags(self, stage: Stage) -> dict[str, str]:
+        return {tracking.PARENT_TAG: self.state["run_id"], "ganpipe.stage": stage.name,
+                "ganpipe.pipeline": self.pipeline.name}
+
+    def stage_run(self, stage: Stage) -> str:
+        experiment_id = tracking.ensure_experiment(self.client, self.pipeline.name)
+        tags = {**self.nested_tags(stage), "ganpipe.kind": stage.kind}
+        return tracking.start_parent_run(self.client, experiment_id, f"{stage.name}", tags)
+
+
+# ---- stages --------------------------------------------------------------------------------
+def _run_sweep_stage(ctx: Context, stage: Stage, st: dict, overrides: list[str]) -> bool:
+    from ganpipe.tune.driver import SweepOptions, run_sweep
+
+    sweep = load_sweep(ctx.pipeline.sweep_path, overrides)
+    resuming = st["status"] == "running"
+    st["status"] = "running"
+    ctx.save()
+    opts = SweepOptions(
+        address=ctx.opts.address, tracking_uri=ctx.uri, storage=str(ctx.folder / stage.name), resume=resuming,
+        num_cpus=ctx.opts.num_cpus, experiment=ctx.pipeline.name, parent_tags=ctx.nested_tags(stage), promote=False,
+    )
+    outcome = run_sweep(sweep, ctx.pipeline.sweep_path.read_text(), opts)
+    st["parent_run_id"] = outcome.track["parent_run_id"]
+    st["overrides"] = overrides
+    if outcome.done:
+        st["status"] = "done"
+    return outcome.done
+
+
+def run_sweep_stage(ctx: Context, stage: Stage, st: dict) -> bool:
+    return _run_sweep_stage(ctx, stage, st, ctx.pipeline.set + stage.set)
+
+
+def best_children(ctx: Context, parent_run_ids: list[str], top_k: int) -> list:
+    from ganpipe.promote import candidates
+
+    found = []
+    for parent in parent_run_ids:
+        run = ctx.client.get_run(parent)
+        found += candidates(ctx.client, run.info.experiment_id, parent)[0]
+    found = [c for c in found if math.isfinite(c.fid)]
+    return sorted(found, key=lambda c: c.fid)[:top_k]
+
+
+def run_narrow_stage(ctx: Context, stage: Stage, st: dict) -> bool:
+    if "narrowing" not in st:  # computed once, so a resumed stage runs the same space
+        previous = ctx.sweep_stages()[-1]
+        best = best_children(ctx, [previous["parent_run_id"]], stage.top_k)
+        if not best:
+            raise RuntimeError(f"stage {stage.name}: the previous sweep has no finished trial to narrow around")
+        base = load_sweep(ctx.pipeline.sweep_path, previous["overrides"])
+        st["narrowing"] = narrowing_overrides(base.space, [c.params for c in best], stage.margin)
+        st["around"] = [c.trial_id for c in best]
+        ctx.save()
+        print(f"stage {stage.name}: narrowing around {', '.join(st['around'])}:")
+        for line in st["narrowing"]:
+            print(f"  --set {line}")
+    return _run_sweep_stage(ctx, stage, st, ctx.pipeline.set + st["narrowing"] + stage.set)
+
+
+def run_recheck_stage(ctx: Context, stage: Stage, st: dict) -> bool:
+    import tempfile
+
+    from ganpipe.promote import gate
+    from ganpipe.train.checkpoint import load_checkpoint
+    from ganpipe.tune.recheck import recheck_seeds
+
+    sweep = load_sweep(ctx.pipeline.sweep_path, ctx.pipeline.set)
+    ranked = best_children(ctx, ctx.sweep_parents(), 10**6)
+    passed, refused = gate(ranked, sweep.promote)
+    top = passed[: stage.top_k]
+    run_id = ctx.stage_run(stage)
+    if not top:
+        tracking.end_run(ctx.client, run_id, "FAILED", "no candidate passes the gate", "failed")
+        raise RuntimeError(f"stage {stage.name}: no candidate passes the gate: " + "; ".join(refused))
+    with tempfile.TemporaryDirectory() as tmp:
+        configs = {c.run_id: load_checkpoint(tracking.download_best_checkpoint(ctx.client, c.run_id, Path(tmp) / c.run_id))[0]
+                   for c in top}
+    results = recheck_seeds(configs, stage.seeds, sweep.resources)
+    by_trial = {c.run_id: c.trial_id for c in top}
+    tracking.log_texts(ctx.client, run_id, {"recheck.json": json.dumps(
+        {by_trial[k]: {**v, "run_id": k} for k, v in results.items()}, indent=2, default=str)})
+    tracking.log_metrics(ctx.client, run_id, {f"median_fid.{by_trial[k]}": v["median_fid"] for k, v in results.items()})
+    tracking.end_run(ctx.client, run_id, "FINISHED", ganpipe_status="finished")
+    st.update(status="done", run_id=run_id, scores={k: v["median_fid"] for k, v in results.items()})
+    return True
+
+
+def run_promote_stage(ctx: Context, stage: Stage, st: dict) -> bool:
+    from ganpipe.promote import PromotionRefused, promote
+
+    sweep = load_sweep(ctx.pipeline.sweep_path, ctx.pipeline.set + stage.set)
+    scores = next((s["scores"] for s in reversed(list(ctx.state["stages"].values()))
+                   if s["kind"] == "recheck" and s["status"] == "done"), None)
+    cfg = replace(sweep.promote, recheck_top_k=0) if scores else sweep.promote
+    run_id = ctx.stage_run(stage)
+    try:
+        decision = promote(ctx.uri, cfg, sweep.search.objectives, ctx.sweep_parents(), scores=scores,
+                           resources=sweep.resources)
+    except PromotionRefused as err:
+        tracking.end_run(ctx.client, run_id, "FAILED", str(err), "refused")
+        st.update(status="done", run_id=run_id, outcome="refused", message=str(err))
+        print(f"stage {stage.name}: promotion refused: {err}")
+        return True
+    ctx.client.set_tag(run_id, "ganpipe.decision", decision.message)
+    tracking.end_run(ctx.client, run_id, "FINISHED", ganpipe_status=decision.outcome)
+    st.update(status="done", run_id=run_id, outcome=decision.outcome, message=decision.message,
+              model=decision.model_name, version=str(decision.version))
+    print(f"stage {stage.name}: {decision.message}")
+    return True
+
+
+RUNNERS = {"sweep": run_sweep_stage, "narrow": run_narrow_stage, "recheck": run_recheck_stage,
+           "promote": run_promote_stage}
+
+
+# ---- the whole pipeline -----------------------------------------------------------------------
+def open_pipeline(pipeline: Pipeline, opts: PipelineOptions) -> Context:
+    uri = tracking.resolve_uri(opts.tracking_uri)
+    why = tracking.check_reachable(uri)
+    if why:
+        raise ConfigError([Problem("--tracking-uri", "tracking.uri", why)])
+    storage = Path(opts.storage or "ray_results").resolve()
+    if opts.resume:
+        found = sorted(p for p in storage.glob(f"{pipeline.name}-*") if (p / STATE_FILE).exists())
+        if not found:
+            raise ConfigError([Problem("--resume", "resume", f"no pipeline {pipeline.name!r} to resume under {storage}")])
+        folder = found[-1]
+        state = json.loads((folder / STATE_FILE).read_text())
+        ctx = Context(pipeline, opts, uri, folder, state)
+        tracking.reopen(ctx.client, state["run_id"])
+        return ctx
+    folder = storage / f"{pipeline.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir(parents=True)
+    ctx = Context(pipeline, opts, uri, folder, {"stages": {}})
+    experiment_id = tracking.ensure_experiment(ctx.client, pipeline.name)
+    ctx.state["run_id"] = tracking.start_parent_run(
+        ctx.client, experiment_id, folder.name, {"ganpipe.kind": "pipeline", "ganpipe.pipeline": pipeline.name,
+                                                 "ganpipe.folder": str(folder)})
+    tracking.log_texts(ctx.client, ctx.state["run_id"], {"pipeline.yaml": Path(pipeline.source).read_text(),
+                                                         "sweep.yaml": pipeline.sweep_path.read_text()})
+    ctx.save()
+    return ctx
+
+
+def run_pipeline(pipeline: Pipeline, opts: PipelineOptions) -> int:
+    ctx = open_pipeline(pipeline, opts)
+    print(f"pipeline {pipeline.name}: {len(pipeline.stages)} stages, folder {ctx.folder}, MLflow {ctx.uri}")
+    try:
+        for stage in pipeline.stages:
+            st = ctx.stage_state(stage)
+            if st["status"] == "done":
+                print(f"stage {stage.name} ({stage.kind}): done before, skipped")
+                continue
+            print(f"\n=== stage {stage.name} ({stage.kind}) ===")
+            finished = RUNNERS[stage.kind](ctx, stage, st)
+            ctx.save()
+            if not finished:
+                tracking.end_run(ctx.client, ctx.state["run_id"], "KILLED",
+                                 f"interrupted in stage {stage.name}; resume with --resume", "killed")
+                print(f"\npipeline interrupted in stage {stage.name}: ganpipe run {pipeline.source} --resume"
+                      f" --storage {ctx.folder.parent}")
+                return 130
+    except BaseException as err:
+        tracking.end_run(ctx.client, ctx.state["run_id"], "FAILED", f"{type(err).__name__}: {err}", "failed")
+        raise
+    promoted = [s for s in ctx.state["stages"].values() if s["kind"] == "promote"]
+    refused = any(s.get("outcome") == "refused" for s in promoted)
+    tracking.end_run(ctx.client, ctx.state["run_id"], "FINISHED", ganpipe_status="refused" if refused else "finished")
+    print(f"\npipeline {pipeline.name} finished; state: {ctx.folder / STATE_FILE}")
+    for s in promoted:
+        print(f"  {s.get('message', '')}")
+    return 1 if refused else 0

@@ -1,0 +1,60 @@
+"""Seed re-check: re-train candidate configs with several seeds as Ray tasks, in parallel.
+
+Used by promotion (`promote.recheck_top_k`) and by a pipeline's `recheck` stage. A
+config that scores well once may have been lucky; the median over seeds is what
+the ranking trusts.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict
+
+import ray
+
+from ganpipe.config.schema import ResourcesConfig, TrialConfig
+
+
+def _train_seed(cfg_dict: dict, seed: int, threads: int, use_gpu: bool) -> dict:
+    import torch
+
+    from ganpipe.config import trial_from_dict
+    from ganpipe.train.loop import Trainer
+
+    torch.set_num_threads(threads)
+    cfg = trial_from_dict(cfg_dict)
+    cfg.train.seed = seed
+    device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+    result = Trainer(cfg, device=device).train()
+    if result.status != "finished" or not result.best:
+        return {"seed": seed, "status": result.status, "fid": math.inf, "diversity": 0.0, "message": result.message}
+    return {"seed": seed, "status": "finished", "fid": result.best["fid"], "diversity": result.best["diversity"]}
+
+
+def recheck_seeds(configs: dict[str, TrialConfig], seeds: int, resources: ResourcesConfig, log=print) -> dict[str, dict]:
+    """{key: {"median_fid", "median_diversity", "runs": [...]}} for each config, `seeds` seeds each."""
+    from ganpipe.tune.driver import connect_ray
+
+    started_here = connect_ray(None, None)
+    try:
+        task = ray.remote(num_cpus=resources.cpu, num_gpus=resources.gpu)(_train_seed)
+        threads = max(1, int(resources.cpu))
+        futures = {
+            (key, seed): task.remote(asdict(cfg), seed, threads, resources.gpu > 0)
+            for key, cfg in configs.items()
+            for seed in range(seeds)
+        }
+        done = dict(zip(futures, ray.get(list(futures.values()))))
+    finally:
+        if started_here:
+            ray.shutdown()
+    out = {}
+    for key in configs:
+        runs = [done[(key, seed)] for seed in range(seeds)]
+        out[key] = {
+            "median_fid": statistics.median(r["fid"] for r in runs),
+            "median_diversity": statistics.median(r["diversity"] for r in runs),
+            "runs": runs,
+        }
+        log(f"re-check {key}: fid over seeds {[round(r['fid'], 4) for r in runs]} -> median {out[key]['median_fid']:.4g}")
+    return out
