@@ -1,0 +1,161 @@
+"""Pipelines: validation, narrowing, and the shipped CI pipeline run for real (Ray + sqlite MLflow)."""
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from ganpipe.config import ConfigError, load_sweep
+from ganpipe.pipeline.config import load_pipeline
+from ganpipe.pipeline.narrow import narrowing_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---- validation --------------------------------------------------------------------------
+def write(folder: Path, data: dict) -> Path:
+    path = folder / "p.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "pipelines").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_pipelines_load(path):
+    pipeline = load_pipeline(path)
+    assert pipeline.stages and pipeline.sweep_path.is_file()
+
+
+@pytest.mark.parametrize("data,key,fragment", [
+    ({"sweep": "s.yaml", "stages": [{"kind": "sweep"}]}, "name", "required"),
+    ({"name": "p", "sweep": "missing.yaml", "stages": [{"kind": "sweep"}]}, "sweep", "no sweep file"),
+    ({"name": "p", "sweep": "s.yaml", "stages": []}, "stages", "non-empty"),
+    ({"name": "p", "sweep": "s.yaml", "stages": [{"kind": "tune"}]}, "stages[0].kind", "valid: sweep, narrow"),
+    ({"name": "p", "sweep": "s.yaml", "stages": [{"kind": "narrow"}]}, "stages[0].kind", "needs a sweep"),
+    ({"name": "p", "sweep": "s.yaml", "stages": [{"kind": "sweep"}, {"kind": "recheck", "seeds": 0}]},
+     "stages[1].seeds", ">= 1"),
+    ({"name": "p", "sweep": "s.yaml", "stages": [{"kind": "sweep", "top_k": 2}]}, "stages[0].top_k", "unknown key"),
+    ({"name": "p", "sweep": "s.yaml", "stages": [{"kind": "sweep"}, {"kind": "sweep"}]}, "stages[1].name", "unique"),
+    ({"name": "p", "sweep": "s.yaml", "stages": [{"kind": "sweep", "set": ["train.steps=-1"]}]},
+     "train.steps", "(stage sweep)"),
+])
+def test_malformed_pipelines_are_reported(tmp_path, data, key, fragment):
+    (tmp_path / "s.yaml").write_text((ROOT / "sweeps" / "ring8.yaml").read_text())
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(write(tmp_path, data))
+    assert any(p.key == key and fragment in p.message for p in err.value.problems), err.value
+
+
+# ---- narrowing -------------------------------------------------------------------------------
+def test_narrowing_stays_inside_the_original_space_and_keeps_conditions():
+    sweep = load_sweep(ROOT / "sweeps" / "quick.yaml")
+    best = [
+        {"loss.name": "wgan-gp", "loss.gp_weight": "5.0", "optimizer.lr_g": "0.001", "optimizer.lr_d": "0.0005",
+         "optimizer.beta1": "0.1", "train.n_disc": "3", "model.ema_decay": "0.999"},
+        {"loss.name": "hinge", "optimizer.lr_g": "0.002", "optimizer.lr_d": "0.0007", "optimizer.beta1": "0.3",
+         "model.ema_decay": "0.999"},
+    ]
+    narrow = load_sweep(ROOT / "sweeps" / "quick.yaml", narrowing_overrides(sweep.space, best, 0.1))
+    by_path = {p.path: p for p in narrow.space}
+    old = {p.path: p for p in sweep.space}
+    assert narrow.trial.model.ema_decay == 0.999  # one value left: fixed
+    assert by_path["loss.name"].choices == ["hinge", "wgan-gp"]
+    for key in ("optimizer.lr_g", "optimizer.lr_d", "optimizer.beta1", "loss.gp_weight"):
+        assert old[key].low <= by_path[key].low < by_path[key].high <= old[key].high
+        assert by_path[key].high - by_path[key].low < old[key].high - old[key].low
+    assert by_path["optimizer.lr_g"].low <= 0.001 and by_path["optimizer.lr_g"].high >= 0.002
+    assert by_path["train.n_disc"].when == {"loss.name": ["wgan-gp"]} and by_path["train.n_disc"].default == 1
+
+
+# ---- the shipped CI pipeline, for real -----------------------------------------------------
+def ganpipe(folder: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ganpipe.cli", *args], cwd=folder, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def all_runs(folder: Path, experiment: str):
+    c = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    exp = c.get_experiment_by_name(experiment)
+    return c, c.search_runs([exp.experiment_id], max_results=1000)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_ci_pipeline_runs_every_stage_and_promotes(tmp_path):
+    proc = ganpipe(tmp_path, "run", str(ROOT / "pipelines" / "ci-ring8.yaml"), "--num-cpus", "2")
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    c, runs = all_runs(tmp_path, "ci-ring8")
+    (pipeline,) = [r for r in runs if r.data.tags.get("ganpipe.kind") == "pipeline"]
+    stages = {r.data.tags["ganpipe.stage"]: r for r in runs
+              if r.data.tags.get("mlflow.parentRunId") == pipeline.info.run_id}
+    assert set(stages) == {"broad", "narrow", "recheck", "promote"}
+    assert all(r.info.status == "FINISHED" for r in [pipeline, *stages.values()])
+    trials = {s: [r for r in runs if r.data.tags.get("mlflow.parentRunId") == stages[s].info.run_id]
+              for s in ("broad", "narrow")}
+    assert len(trials["broad"]) == 3 and len(trials["narrow"]) == 2
+    assert all(r.info.status == "FINISHED" for t in trials.values() for r in t)
+
+    recheck = json.loads(Path(c.download_artifacts(stages["recheck"].info.run_id, "recheck.json", str(tmp_path)))
+                         .read_text())
+    assert len(recheck) == 2 and all(len(v["runs"]) == 2 for v in recheck.values())
+    champion = c.get_model_version_by_alias("ci-ring8", "champion")
+    best_recheck = min(recheck.values(), key=lambda v: v["median_fid"])
+    assert champion.tags["ganpipe.run_id"] == best_recheck["run_id"]  # the re-check decided
+    assert math.isclose(float(champion.tags["ganpipe.rank_score"]), best_recheck["median_fid"])
+
+    again = ganpipe(tmp_path, "run", str(ROOT / "pipelines" / "ci-ring8.yaml"), "--resume", "--num-cpus", "2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("done before, skipped") == 4
+    assert len(all_runs(tmp_path, "ci-ring8")[1]) == len(runs)  # nothing ran twice
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_interrupted_pipeline_resumes_at_the_stage_where_it_stopped(tmp_path):
+    pipe = {
+        "name": "p-resume", "sweep": str(ROOT / "sweeps" / "ring8.yaml"),
+        "set": ["train.steps=1500", "eval.every=500", "search.scheduler.name=none", "search.max_concurrent=1",
+                "promote.max_fid=100", "promote.min_diversity=0", "promote.model_name=p-resume"],
+        "stages": [{"name": "broad", "kind": "sweep", "set": ["search.num_samples=2"]},
+                   {"name": "narrow", "kind": "narrow", "top_k": 1, "set": ["search.num_samples=3"]},
+                   {"name": "promote", "kind": "promote"}],
+    }
+    path = write(tmp_path, pipe)
+    cmd = [sys.executable, "-m", "ganpipe.cli", "run", str(path), "--num-cpus", "2"]
+    driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:  # interrupt once the narrow stage has finished a trial
+            time.sleep(2)
+            try:
+                _, runs = all_runs(tmp_path, "p-resume")
+            except Exception:
+                continue
+            narrow = [r for r in runs if r.data.tags.get("ganpipe.stage") == "narrow"]
+            if narrow and any(r.data.tags.get("mlflow.parentRunId") == narrow[0].info.run_id
+                              and r.info.status == "FINISHED" for r in runs):
+                break
+        driver.send_signal(signal.SIGINT)
+        out, _ = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, out[-3000:]
+
+    proc = ganpipe(tmp_path, "run", str(path), "--resume", "--num-cpus", "2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "stage broad (sweep): done before, skipped" in proc.stdout
+    _, runs = all_runs(tmp_path, "p-resume")
+    stage_runs = {r.data.tags["ganpipe.stage"]: r for r in runs if "ganpipe.stage" in r.data.tags}
+    assert set(stage_runs) == {"broad", "narrow", "promote"}
+    for stage, expected in (("broad", 2), ("narrow", 3)):
+        kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == stage_runs[stage].info.run_id]
+        assert len(kids) == expected and all(k.info.status == "FINISHED" for k in kids)
+    assert [r for r in runs if r.data.tags.get("ganpipe.kind") == "pipeline"][0].info.status == "FINISHED"
