@@ -79,7 +79,8 @@ def run_trial(sweep_path: str, overrides: list[str], out: str | None, threads: i
     print(f"output: {out_dir}")
 
     start = time.perf_counter()
-    trainer = Trainer(cfg)
+    device = "cuda" if sweep.resources.gpu > 0 and torch.cuda.is_available() else "cpu"
+    trainer = Trainer(cfg, device=device)
     with tqdm(total=cfg.train.steps, unit="step", file=sys.stderr, mininterval=1.0) as bar:
         reporter = FolderReporter(out_dir, bar)
         result = trainer.train(reporter, progress=bar.update)

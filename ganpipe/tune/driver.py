@@ -240,6 +240,9 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
     if why:
         raise ConfigError([Problem("--tracking-uri" if opts.tracking_uri else (sweep.source or "sweep"),
                                    "tracking.uri", why)])
+    if opts.storage and "://" in opts.storage:
+        raise ConfigError([Problem("--storage", "storage", "remote storage (s3://, gs://) is not supported yet; "
+                                   "give a local or shared (NFS) folder")])
     storage = Path(opts.storage or "ray_results").resolve()
     if opts.resume:
         exp_dir = latest_experiment_dir(storage, sweep.name)

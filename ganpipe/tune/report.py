@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 import tempfile
 from pathlib import Path
 
@@ -82,7 +83,9 @@ def optuna_plots(study: optuna.Study, objectives: list[str], folder: Path) -> tu
     files, skipped = [], []
     for name, plot in plots.items():
         try:
-            ax = plot()
+            with warnings.catch_warnings():  # "experimental" and small-sample notes from optuna
+                warnings.simplefilter("ignore")
+                ax = plot()
             fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
             fig.set_size_inches(8, 5)
             fig.tight_layout()
