@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+
+from conftest import interrupt_when
 
 from ganpipe.config import ConfigError, load_sweep
 from ganpipe.pipeline.config import load_pipeline
@@ -128,26 +128,15 @@ def test_interrupted_pipeline_resumes_at_the_stage_where_it_stopped(tmp_path):
                    {"name": "promote", "kind": "promote"}],
     }
     path = write(tmp_path, pipe)
+    def narrow_trial_finished():
+        runs = all_runs(tmp_path, "p-resume")[1]
+        narrow = [r for r in runs if r.data.tags.get("ganpipe.stage") == "narrow"]
+        return bool(narrow) and any(r.data.tags.get("mlflow.parentRunId") == narrow[0].info.run_id
+                                    and r.info.status == "FINISHED" for r in runs)
+
     cmd = [sys.executable, "-m", "ganpipe.cli", "run", str(path), "--num-cpus", "2"]
-    driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline:  # interrupt once the narrow stage has finished a trial
-            time.sleep(2)
-            try:
-                _, runs = all_runs(tmp_path, "p-resume")
-            except Exception:
-                continue
-            narrow = [r for r in runs if r.data.tags.get("ganpipe.stage") == "narrow"]
-            if narrow and any(r.data.tags.get("mlflow.parentRunId") == narrow[0].info.run_id
-                              and r.info.status == "FINISHED" for r in runs):
-                break
-        driver.send_signal(signal.SIGINT)
-        out, _ = driver.communicate(timeout=120)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-    assert driver.returncode == 130, out[-3000:]
+    code, out = interrupt_when(cmd, tmp_path, narrow_trial_finished)
+    assert code == 130, out[-3000:]
 
     proc = ganpipe(tmp_path, "run", str(path), "--resume", "--num-cpus", "2")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -19,6 +19,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from conftest import interrupt_when
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SWEEP = {
@@ -153,25 +155,12 @@ def test_sigint_then_resume_gives_exact_totals(tmp_path):
         eval={"every": 500, "num_samples": 500},
         search={"num_samples": 5, "seed": 2, "max_concurrent": 1, "scheduler": {"name": "none"}},
     )
+    def two_finished():
+        return sum(k.info.status == "FINISHED" for k in runs(tmp_path, "t-sweep")[2]) >= 2
+
     cmd = [sys.executable, "-m", "ganpipe.cli", "sweep", str(path), "--num-cpus", "2"]
-    driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 240
-        while time.time() < deadline:  # interrupt once two trials have finished
-            time.sleep(2)
-            if (tmp_path / "mlflow.db").exists():
-                try:
-                    _, _, kids = runs(tmp_path, "t-sweep")
-                except Exception:
-                    continue
-                if sum(k.info.status == "FINISHED" for k in kids) >= 2:
-                    break
-        driver.send_signal(signal.SIGINT)
-        out, _ = driver.communicate(timeout=120)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-    assert driver.returncode == 130, out[-3000:]
+    code, out = interrupt_when(cmd, tmp_path, two_finished, timeout=240)
+    assert code == 130, out[-3000:]
     _, parents, kids = runs(tmp_path, "t-sweep")
     assert parents[0].info.status == "KILLED"
     assert 2 <= len(kids) < 5

@@ -6,7 +6,6 @@ G maps z (N, latent_dim) to (N, C, H, W) through tanh; D maps images to logits (
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 import torch.nn.functional as F
 

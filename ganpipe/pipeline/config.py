@@ -65,7 +65,7 @@ def load_pipeline(path: str | Path, overrides: list[str] = ()) -> Pipeline:
     problems: list[Problem] = []
     for key in raw:
         if key not in ("name", "description", "sweep", "set", "stages"):
-            problems.append(Problem(file, str(key), f"unknown key; valid: name, description, sweep, set, stages"))
+            problems.append(Problem(file, str(key), "unknown key; valid: name, description, sweep, set, stages"))
     name = raw.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
         problems.append(Problem(file, "name", f"required: 1-100 letters, digits, '.', '_' or '-'; got {name!r}"))
