@@ -120,3 +120,17 @@ def test_dcgan_on_digits_covers_all_ten_classes(tmp_path):
     assert cli.main(["trial", str(path), "--out", str(out), "--threads", "1"]) == 0
     result = json.loads((out / "result.json").read_text())
     assert result["metrics"]["modes"] == 10
+
+
+def test_features_train_digits_writes_a_classifier_that_passes(tmp_path, capsys):
+    out = tmp_path / "digits.pt"
+    assert cli.main(["features", "train", "digits", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed
+    accuracy = float(printed.split("held-out accuracy ")[1].split(",")[0])
+    assert accuracy >= 0.95 and out.stat().st_size > 0
+
+
+def test_features_train_unknown_dataset_is_bad_input(capsys):
+    assert cli.main(["features", "train", "cifar100"]) == 2
+    assert "valid: digits" in capsys.readouterr().err
