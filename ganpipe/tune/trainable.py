@@ -5,6 +5,7 @@ or when the sweep is restored, and continues the same MLflow child run.
 """
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from dataclasses import asdict
@@ -51,6 +52,8 @@ class TuneReporter:
 
 def train_trial(params: dict, sweep: SweepConfig, tracking: dict) -> None:
     """params: the values Optuna sampled (dotted keys); tracking: uri, experiment_id, parent_run_id."""
+    # one "Checkpoint successfully created" line per evaluation per trial drowns the progress table
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     cfg = resolve_trial(sweep, params)
     torch.set_num_threads(max(1, int(sweep.resources.cpu)))
     device = "cuda" if sweep.resources.gpu > 0 and torch.cuda.is_available() else "cpu"
