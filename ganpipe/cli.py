@@ -67,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tracking-uri", help="for models:/ URIs; default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
 
+    p = sub.add_parser("server", help="an MLflow tracking server (database backend, proxied artifacts)")
+    p.add_argument("--backend-store-uri", default="sqlite:///mlflow-server.db",
+                   help="sqlite:///FILE or postgresql://USER:PASS@HOST:PORT/DB")
+    p.add_argument("--artifacts-destination", default="mlartifacts",
+                   help="where the server keeps artifacts: a folder or s3://bucket/path")
+    p.add_argument("--host", default="127.0.0.1", help="bind address; default loopback only")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--workers", type=int, default=1)
+
     p = sub.add_parser("ui", help="the MLflow UI on 127.0.0.1 for a tracking store")
     p.add_argument("--tracking-uri", help="default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
     p.add_argument("--port", type=int, default=5000)
@@ -114,6 +123,10 @@ def _run(args: argparse.Namespace) -> int:
         uri = tracking.resolve_uri(args.tracking_uri)
         print(f"wrote {run_sample(args.source, args.n, args.out, args.seed, uri)}")
         return 0
+    if args.command == "server":
+        from ganpipe.server import run_server
+
+        return run_server(args.backend_store_uri, args.artifacts_destination, args.host, args.port, args.workers)
     if args.command == "ui":
         from ganpipe.ui import run_ui
 

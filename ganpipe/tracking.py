@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import shutil
+import sys
+import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -117,6 +122,45 @@ def close_running_children(c: MlflowClient, experiment_id: str, parent_run_id: s
     return n
 
 
+# ---- sending without blocking training -------------------------------------------------------
+class RetryingSender:
+    """A daemon thread that runs queued MLflow calls in order, retrying each with backoff until it works."""
+
+    def __init__(self, what: str, max_delay: float = 30.0):
+        self.what, self.max_delay = what, max_delay
+        self.queue: queue.Queue = queue.Queue()
+        threading.Thread(target=self._loop, daemon=True, name="ganpipe-mlflow-sender").start()
+
+    def put(self, call) -> None:
+        self.queue.put(call)
+
+    def _loop(self) -> None:
+        while True:
+            call = self.queue.get()
+            delay, warned = 1.0, False
+            while True:
+                try:
+                    call()
+                    break
+                except Exception as err:  # server down or restarting: keep the call, try again later
+                    if not warned:
+                        print(f"ganpipe: MLflow unreachable for {self.what} ({type(err).__name__}); "
+                              "retrying in the background", file=sys.stderr)
+                        warned = True
+                    time.sleep(delay)
+                    delay = min(delay * 2, self.max_delay)
+            self.queue.task_done()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything queued was sent; False if `timeout` seconds passed first."""
+        deadline = time.monotonic() + timeout
+        while self.queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+
 # ---- one trial's child run --------------------------------------------------------------
 class TrialRun:
     """The child run of one Tune trial: found by trial id, created only the first time."""
@@ -140,6 +184,7 @@ class TrialRun:
             self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
             self.client.log_text(self.run_id, json.dumps(config, indent=2), "config.json")
         self.last_step = self._last_logged_step()
+        self.sender = RetryingSender(f"run {self.run_id}")
 
     @property
     def diverged_before(self) -> str:
@@ -151,14 +196,26 @@ class TrialRun:
         return max((m.step for m in history), default=-1)
 
     def log_eval(self, step: int, metrics: dict[str, float], png: Path | None) -> None:
-        """One batched call per evaluation; an evaluation already logged (before a retry) is skipped."""
+        """Queue one evaluation (one batched call + its PNG); an evaluation logged before a retry is skipped.
+
+        Sent by a background thread that retries with backoff, so training goes on while
+        the tracking server is down; `flush()` waits for the queue. The driver reconciles
+        metrics from Tune's results at the end, so nothing a killed trial queued is lost.
+        """
         if step <= self.last_step:
             return
-        now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
-        if png is not None:
-            self.client.log_artifact(self.run_id, str(png), "samples")
         self.last_step = step
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        self.sender.put(lambda: self.client.log_batch(self.run_id, metrics=batch))
+        if png is not None:
+            kept = Path(tempfile.mkdtemp(prefix="ganpipe-png-")) / png.name
+            shutil.copy(png, kept)
+            self.sender.put(lambda: (self.client.log_artifact(self.run_id, str(kept), "samples"),
+                                     shutil.rmtree(kept.parent, ignore_errors=True)))
+
+    def flush(self, timeout: float = 600) -> bool:
+        return self.sender.flush(timeout)
 
     def log_restart(self, step: int) -> None:
         log_metrics(self.client, self.run_id, {"restarted_at_step": step}, step)

@@ -97,6 +97,33 @@ def optuna_plots(study: optuna.Study, objectives: list[str], folder: Path) -> tu
     return files, skipped
 
 
+EVAL_METRICS = ("fid", "diversity", "precision", "recall", "density", "coverage", "modes", "high_quality", "kl",
+                "loss_d", "loss_g", "steps_per_sec", "eval_seconds")
+
+
+def reconcile_metrics(results, track: dict) -> int:
+    """Log every evaluation Tune received that MLflow lacks (a trial killed with metrics still queued,
+    a tracking server that was down); returns how many evaluations were added."""
+    c = tracking.client(track["uri"])
+    added = 0
+    for result in results:
+        df = result.metrics_dataframe
+        if df is None or "mlflow_run_id" not in df or "fid" not in df:
+            continue
+        run_ids = df["mlflow_run_id"].dropna()
+        if run_ids.empty:
+            continue
+        run_id = run_ids.iloc[0]
+        have = {m.step for m in c.get_metric_history(run_id, "fid")}
+        for _, row in df.drop_duplicates("step").iterrows():
+            if int(row["step"]) in have:
+                continue
+            metrics = {k: float(row[k]) for k in EVAL_METRICS if k in row and row[k] == row[k]}
+            tracking.log_metrics(c, run_id, metrics, int(row["step"]))
+            added += 1
+    return added
+
+
 def attach_best_checkpoints(results, track: dict) -> int:
     """Copy each finished trial's best checkpoint (Tune keeps the top-k by fid) into its MLflow run."""
     from ganpipe.train.checkpoint import FILENAME
@@ -122,11 +149,14 @@ KEPT_METRICS = ("step", "fid", "diversity", "precision", "recall", "density", "c
 
 def log_sweep_report(sweep: SweepConfig, results, track: dict, exp_dir: Path, done: bool) -> str:
     rows = results_table(sweep, results)
+    notes = []
+    added = reconcile_metrics(results, track)
+    if added:
+        notes.append(f"logged {added} evaluation(s) to MLflow that trials could not send themselves")
     attach_best_checkpoints(results, track)
     c = tracking.client(track["uri"])
     tracking.log_texts(c, track["parent_run_id"], {"results.md": to_markdown(rows) + "\n", "results.csv": to_csv(rows)})
     study = optuna.load_study(study_name=exp_dir.name, storage=f"sqlite:///{exp_dir / 'optuna.db'}")
-    notes = []
     if done:
         n = fail_stale_optuna_trials(study)
         if n:

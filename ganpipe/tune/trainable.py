@@ -36,8 +36,11 @@ class TuneReporter:
         try:
             trainer.save_checkpoint(folder / FILENAME)
             png = save_samples_png(report.samples, folder / f"step-{report.step:07d}.png", f"step {report.step}")
-            self.run.log_eval(report.step, report.metrics, png)
-            png.unlink()  # the PNG lives in MLflow; the checkpoint folder holds the checkpoint only
+            self.run.log_eval(report.step, report.metrics, png)  # queued; the sender keeps its own copy
+            png.unlink()  # the checkpoint folder holds the checkpoint only
+            # Tune may stop this actor right after a report (ASHA, last step): give the queue a moment,
+            # and all the time it needs after the last evaluation. Metrics are reconciled by the driver.
+            self.run.flush(600 if report.step >= trainer.cfg.train.steps else 10)
             tune.report(
                 {**report.metrics, "step": report.step, "mlflow_run_id": self.run.run_id},
                 checkpoint=tune.Checkpoint.from_directory(str(folder)),
@@ -74,5 +77,6 @@ def train_trial(params: dict, sweep: SweepConfig, tracking: dict) -> None:
     else:
         trainer = Trainer(cfg, device=device)
     result = trainer.train(TuneReporter(run))
+    run.flush()  # the last evaluation's metrics and PNG reach MLflow before the trial ends
     if result.status == "diverged":
         raise TrialDiverged(result.message)
