@@ -166,7 +166,8 @@ class TrialRun:
     """The child run of one Tune trial: found by trial id, created only the first time."""
 
     def __init__(self, uri: str, experiment_id: str, parent_run_id: str, trial_id: str, run_name: str,
-                 params: dict, config: dict):
+                 params: dict, config: dict, where: dict[str, str] | None = None):
+        """`where`: tags saying where this attempt runs (node); updated at every (re)start."""
         self.client = client(uri)
         existing = self.client.search_runs(
             [experiment_id],
@@ -177,8 +178,10 @@ class TrialRun:
             self.run_id = existing[0].info.run_id
             self.tags = existing[0].data.tags
             reopen(self.client, self.run_id)
+            if where:
+                self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in where.items()])
         else:
-            tags = {PARENT_TAG: parent_run_id, TRIAL_TAG: trial_id, "ganpipe.node": os.uname().nodename}
+            tags = {PARENT_TAG: parent_run_id, TRIAL_TAG: trial_id, **(where or {})}
             self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
             self.tags = tags
             self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])

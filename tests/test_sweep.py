@@ -258,3 +258,13 @@ def test_two_objectives_give_a_pareto_front(tmp_path):
     study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{db}")
     assert [d.name for d in study.directions] == ["MINIMIZE", "MAXIMIZE"]
     assert all(len(t.values) == 2 for t in study.trials)
+
+
+def test_unreachable_cluster_is_bad_input_and_touches_nothing(tmp_path):
+    proc = ganpipe(tmp_path, "sweep", str(write_sweep(tmp_path)), "--address", "127.0.0.1:1", "--dry-run")
+    assert proc.returncode == 0  # a dry run never connects
+    proc = subprocess.run([sys.executable, "-m", "ganpipe.cli", "sweep", str(tmp_path / "sweep.yaml"),
+                           "--address", "127.0.0.1:1"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--address: address: nothing answers at 127.0.0.1:1" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.yaml"]

@@ -111,6 +111,9 @@ def connect_ray(address: str | None, num_cpus: int | None) -> bool:
     if ray.is_initialized():
         return False
     if address:
+        unreachable = _nothing_listening(address)
+        if unreachable:
+            raise ConfigError([Problem("--address", "address", unreachable)])
         try:
             ray.init(address=address, log_to_driver=True)
         except Exception as err:  # Ray raises ConnectionError, RuntimeError, ... depending on the form
@@ -124,6 +127,52 @@ def connect_ray(address: str | None, num_cpus: int | None) -> bool:
         logging_level="WARNING",
     )
     return True
+
+
+def _nothing_listening(address: str) -> str | None:
+    """Why HOST:PORT (or ray://HOST:PORT) cannot be a Ray cluster, found in seconds, not Ray's minutes."""
+    import socket
+
+    if address == "auto":
+        return None  # Ray finds the local cluster itself and fails fast when there is none
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        return f"expected auto, HOST:PORT or ray://HOST:PORT, got {address!r}"
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            return None
+    except OSError as err:
+        return f"nothing answers at {host}:{port} ({err.strerror or err}); is the Ray head running there?"
+
+
+def check_shared_storage(storage: Path, given: bool) -> None:
+    """On a multi-node cluster every node must see the storage folder (checkpoints move between nodes)."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) < 2:
+        return
+    if not given:
+        raise ConfigError([Problem("--storage", "storage", f"required on a cluster of {len(nodes)} nodes: a folder "
+                                   "every node sees at the same path (NFS, a shared volume)")])
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    storage.mkdir(parents=True, exist_ok=True)
+    marker = storage / f".ganpipe-shared-{os.getpid()}-{time.time_ns()}"
+    marker.write_text("written by the ganpipe driver")
+    try:
+        @ray.remote(num_cpus=0)
+        def sees(path: str) -> bool:
+            return Path(path).exists()
+
+        checks = {n["NodeManagerAddress"] + " " + n["NodeID"][:8]: sees.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(str(marker))
+            for n in nodes}
+        blind = [name for name, ok in zip(checks, ray.get(list(checks.values()), timeout=120)) if not ok]
+    finally:
+        marker.unlink(missing_ok=True)
+    if blind:
+        raise ConfigError([Problem("--storage", "storage", f"{storage} is not visible on node(s) {', '.join(blind)}; "
+                                   "give a folder shared by every node at the same path")])
 
 
 def check_resources(sweep: SweepConfig) -> None:
@@ -255,6 +304,7 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
     started_here = connect_ray(opts.address, opts.num_cpus)
     try:
         check_resources(sweep)
+        check_shared_storage(storage, opts.storage is not None)
         track = open_sweep_run(sweep, yaml_text, uri, exp_dir, opts)
         print(f"sweep {sweep.name}: results in {exp_dir}, MLflow at {uri} (parent run {track['parent_run_id']})")
         if opts.resume:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+import ray
 import torch
 from ray import tune
 
@@ -61,10 +63,15 @@ def train_trial(params: dict, sweep: SweepConfig, tracking: dict) -> None:
     torch.set_num_threads(max(1, int(sweep.resources.cpu)))
     device = "cuda" if sweep.resources.gpu > 0 and torch.cuda.is_available() else "cpu"
     context = tune.get_context()
+    where = {
+        "ganpipe.node": socket.gethostname(),
+        "ganpipe.node_ip": ray.util.get_node_ip_address(),
+        "ganpipe.ray_node_id": ray.get_runtime_context().get_node_id(),
+    }
     run = TrialRun(
         tracking["uri"], tracking["experiment_id"], tracking["parent_run_id"],
         trial_id=context.get_trial_id(), run_name=context.get_trial_name(),
-        params=params, config=asdict(cfg),
+        params=params, config=asdict(cfg), where=where,
     )
     if run.diverged_before:  # a retry of a diverged trial would only diverge again
         raise TrialDiverged(run.diverged_before)
