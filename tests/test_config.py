@@ -92,7 +92,7 @@ BAD = [
     ("name: t\nresources: {cpu: 0}", "resources.cpu", "> 0"),
     ("name: t\nresources: {gpu: -1}", "resources.gpu", ">= 0"),
     ("name: t\nfailure: {max_failures: -1}", "failure.max_failures", ">= 0"),
-    ("name: t\nfailure: {keep_checkpoints: 0}", "failure.keep_checkpoints", ">= 1"),
+    ("name: t\nfailure: {keep_checkpoints: -1}", "failure.keep_checkpoints", ">= 0"),
     ("name: t\ntrain: {steps: 3000}\nsearch: {scheduler: {grace_period: 5000}}",
      "search.scheduler.grace_period", "<= train.steps (3000)"),
     ("name: t\ntrain: {steps: {choice: [500, 3000]}}\nsearch: {scheduler: {grace_period: 1000}}", "search.scheduler.grace_period", "fewest train.steps"),

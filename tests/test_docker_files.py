@@ -319,7 +319,7 @@ def test_mlflow_backend_and_artifacts():
     for var in ("POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"):
         assert f"${{{var}}}" in backend and pg[var] == f"${{{var}}}", var
     dest = flag(words, "--artifacts-destination")
-    assert dest == f"s3://${{MLFLOW_ARTIFACT_BUCKET}}/"
+    assert dest == "s3://${MLFLOW_ARTIFACT_BUCKET}/"
     assert env_of(svcs["create-bucket"])["MLFLOW_ARTIFACT_BUCKET"] == "${MLFLOW_ARTIFACT_BUCKET}"
     assert svcs["mlflow"]["depends_on"]["create-bucket"]["condition"] == "service_completed_successfully"
     assert svcs["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"

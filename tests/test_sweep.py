@@ -19,7 +19,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import interrupt_when
+from conftest import cmdline, descendants, interrupt_when
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -178,32 +178,6 @@ def test_sigint_then_resume_gives_exact_totals(tmp_path):
     assert optuna_states(tmp_path) == Counter(COMPLETE=5)
 
 
-def _descendants(pid: int) -> list[int]:
-    """PIDs of every process below `pid`, read from /proc (no psutil needed)."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                parents[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
-            except (OSError, ValueError):
-                pass
-    found, frontier = [], [pid]
-    while frontier:
-        p = frontier.pop()
-        kids = [c for c, pp in parents.items() if pp == p]
-        found += kids
-        frontier += kids
-    return found
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
 def test_killed_trial_process_is_retried_from_its_checkpoint(tmp_path):
     path = write_sweep(
         tmp_path, train={"steps": 3000, "batch_size": 64}, eval={"every": 500, "num_samples": 500},
@@ -222,8 +196,8 @@ def test_killed_trial_process_is_retried_from_its_checkpoint(tmp_path):
             except Exception:
                 continue
             if kids and c.get_metric_history(kids[0].info.run_id, "fid"):  # a checkpoint exists
-                for pid in _descendants(driver.pid):
-                    if "ImplicitFunc" in _cmdline(pid):
+                for pid in descendants(driver.pid):
+                    if "ImplicitFunc" in cmdline(pid):
                         os.kill(pid, signal.SIGKILL)
                         killed.append(pid)
         out, _ = driver.communicate(timeout=240)

@@ -93,7 +93,10 @@ class ResourcesConfig:
 @dataclass
 class FailureConfig:
     max_failures: int = 2  # retries of a trial from its last checkpoint
-    keep_checkpoints: int = 2  # top-k checkpoints kept per trial, by fid
+    # checkpoints kept per trial: the top-k by fid, or 0 = all. With top-k, Tune deletes
+    # checkpoints newer than its last experiment snapshot, so a trial of a SIGKILLed driver
+    # can find its checkpoint gone on --resume; keep all where checkpoints are small.
+    keep_checkpoints: int = 0
 
 
 @dataclass

@@ -49,7 +49,7 @@ RANGES: dict[str, tuple] = {
     "resources.cpu": (0, False, None, False),
     "resources.gpu": (0, True, None, False),
     "failure.max_failures": (0, True, None, False),
-    "failure.keep_checkpoints": (1, True, None, False),
+    "failure.keep_checkpoints": (0, True, None, False),  # 0 = keep all
     "promote.min_diversity": (0, True, None, False),
     "promote.max_fid": (0, False, None, True),
     "promote.recheck_top_k": (0, True, None, False),

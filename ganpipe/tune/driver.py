@@ -99,8 +99,9 @@ def describe_plan(sweep: SweepConfig) -> str:
         f"resources per trial: cpu {sweep.resources.cpu}, gpu {sweep.resources.gpu}",
         f"trial budget: {s.num_samples} trials x up to {max_steps(sweep)} G steps = "
         f"{s.num_samples * max_steps(sweep)} G steps",
-        f"failures: up to {sweep.failure.max_failures} retries per trial; keep {sweep.failure.keep_checkpoints} "
-        "checkpoints per trial by fid",
+        f"failures: up to {sweep.failure.max_failures} retries per trial; keep "
+        + (f"the best {sweep.failure.keep_checkpoints} checkpoints per trial by fid"
+           if sweep.failure.keep_checkpoints else "every checkpoint"),
     ]
     return "\n".join(lines)
 
@@ -263,7 +264,7 @@ def build_tuner(sweep: SweepConfig, exp_dir: Path, track: dict) -> tune.Tuner:
             storage_path=str(exp_dir.parent),
             failure_config=tune.FailureConfig(max_failures=sweep.failure.max_failures),
             checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=sweep.failure.keep_checkpoints,
+                num_to_keep=sweep.failure.keep_checkpoints or None,
                 checkpoint_score_attribute="fid",
                 checkpoint_score_order="min",
             ),
