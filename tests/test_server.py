@@ -98,6 +98,15 @@ def test_sweep_survives_a_tracking_server_restart(tmp_path):
     time.sleep(8)
     try:
         with mlflow_server(tmp_path, port, backend):
+            up = time.time()
+            flowing = None
+            while flowing is None and driver.poll() is None and time.time() < up + 300:
+                c, kids, _ = child_runs(uri, "t-server")
+                stamps = [m.timestamp / 1000 for k in kids for m in c.get_metric_history(k.info.run_id, "fid")]
+                flowing = next((t for t in sorted(stamps) if t >= up), None)
+                time.sleep(0.5)
+            if flowing is not None:
+                print(f"server back up to trial metrics flowing: {max(0.0, flowing - up):.1f} s")
             out, _ = driver.communicate(timeout=400)
             assert driver.returncode == 0, out[-4000:]
             c, kids, parents = child_runs(uri, "t-server")
