@@ -84,8 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("features", help="feature extractors of the evaluation protocol")
     fsub = p.add_subparsers(dest="features_command", required=True)
     ft = fsub.add_parser("train", help="train a dataset's feature classifier reproducibly")
-    ft.add_argument("dataset", help="dataset name, e.g. digits")
-    ft.add_argument("--out", help="weights file; default the one shipped inside the package")
+    ft.add_argument("dataset", help="digits, mnist, fashion-mnist, cifar10 or image-folder (with class sub-folders)")
+    _add_set(ft)
+    ft.add_argument("--out", help="weights file; default the one shipped inside the package (digits) or "
+                    "$GANPIPE_HOME/features/DATASET-SIZExCHANNELS.pt (default ~/.cache/ganpipe/features/...)")
+    ft.add_argument("--epochs", type=int, help="training epochs (datasets from files); default about 1500 minibatches")
+    ft.add_argument("--seed", type=int, help="training seed; default 0")
     return parser
 
 
@@ -132,16 +136,41 @@ def _run(args: argparse.Namespace) -> int:
 
         return run_ui(args.tracking_uri, args.host, args.port)
     if args.command == "features":
-        from ganpipe.metrics.features_cli import train_features
-
-        try:
-            info = train_features(args.dataset, args.out)
-        except ValueError as err:
-            print(f"ganpipe features train: {err}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        print(f"wrote {info['path']}: held-out accuracy {info['heldout_accuracy']:.4f}, sha256 {info['sha256']}")
-        return 0
+        return _features(args)
     raise AssertionError(args.command)
+
+
+def _features(args: argparse.Namespace) -> int:
+    from ganpipe.metrics.features_cli import TRAINABLE, data_config, train_features
+
+    if args.epochs is not None and args.epochs < 1:
+        raise ConfigError([Problem("--epochs", "epochs", f"must be >= 1, got {args.epochs}")])
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError([Problem("--seed", "seed", f"must be >= 0, got {args.seed}")])
+    try:
+        if args.dataset == "digits" or args.dataset not in TRAINABLE:
+            if args.overrides:
+                raise ConfigError([Problem("--set", "data", f"{args.dataset} takes no --set")])
+            data = args.dataset
+        else:
+            data = data_config(args.dataset, args.overrides)  # ConfigError: exit 2 before training
+        info = train_features(data, args.out, seed=args.seed, epochs=args.epochs,
+                              device="cuda" if _cuda() else "cpu", log=print)
+    except ValueError as err:
+        print(f"ganpipe features train: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    extra = ""
+    if "n_train" in info:
+        extra = (f" ({info['n_train']} train / {info['n_heldout']} held-out images, {len(info['classes'])} classes, "
+                 f"{info['image_size']}x{info['image_size']}x{info['channels']})")
+    print(f"wrote {info['path']}: held-out accuracy {info['heldout_accuracy']:.4f}, sha256 {info['sha256']}{extra}")
+    return 0
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _promote(args: argparse.Namespace) -> int:

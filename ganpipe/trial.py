@@ -100,6 +100,6 @@ def run_trial(sweep_path: str, overrides: list[str], out: str | None, threads: i
     else:
         m = result.metrics
         print(f"finished {result.step} steps in {summary['wall_seconds']:.1f} s: fid {m['fid']:.4g}, "
-              f"diversity {m['diversity']:.3f}, modes {m['modes']:.0f}/{trainer.dataset.n_modes}")
+              f"diversity {m['diversity']:.3f}, modes {m['modes']:.0f}/{trainer.evaluator.n_modes}")
     print(f"results: {out_dir / 'result.json'}")
     return result

@@ -59,3 +59,25 @@ def cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+def sqlite_runs(db: Path) -> list[dict]:
+    """Runs of an MLflow sqlite store read directly, read-only: polling a store that a driver is still
+    creating through MLflow itself would race its schema migration ("table _alembic_tmp_... exists")."""
+    import sqlite3
+
+    if not Path(db).exists():
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        runs = {uuid: {"run_id": uuid, "status": status, "tags": {}, "fid_steps": []}
+                for uuid, status in con.execute("SELECT run_uuid, status FROM runs")}
+        for key, value, uuid in con.execute("SELECT key, value, run_uuid FROM tags"):
+            if uuid in runs:
+                runs[uuid]["tags"][key] = value
+        for uuid, step in con.execute("SELECT run_uuid, step FROM metrics WHERE key = 'fid'"):
+            if uuid in runs:
+                runs[uuid]["fid_steps"].append(step)
+    finally:
+        con.close()
+    return list(runs.values())

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import interrupt_when
+from conftest import interrupt_when, sqlite_runs
 
 from ganpipe.config import ConfigError, load_sweep
 from ganpipe.pipeline.config import load_pipeline
@@ -129,10 +129,10 @@ def test_interrupted_pipeline_resumes_at_the_stage_where_it_stopped(tmp_path):
     }
     path = write(tmp_path, pipe)
     def narrow_trial_finished():
-        runs = all_runs(tmp_path, "p-resume")[1]
-        narrow = [r for r in runs if r.data.tags.get("ganpipe.stage") == "narrow"]
-        return bool(narrow) and any(r.data.tags.get("mlflow.parentRunId") == narrow[0].info.run_id
-                                    and r.info.status == "FINISHED" for r in runs)
+        runs = sqlite_runs(tmp_path / "mlflow.db")
+        narrow = [r for r in runs if r["tags"].get("ganpipe.stage") == "narrow"]
+        return bool(narrow) and any(r["tags"].get("mlflow.parentRunId") == narrow[0]["run_id"]
+                                    and r["status"] == "FINISHED" for r in runs)
 
     cmd = [sys.executable, "-m", "ganpipe.cli", "run", str(path), "--num-cpus", "2"]
     code, out = interrupt_when(cmd, tmp_path, narrow_trial_finished)

@@ -24,6 +24,7 @@ from ganpipe.config.validate import (
     TOP_KEYS,
     TRIAL_CLASSES,
     Validator,
+    check_files,
     fields_of,
     primary_noun,
 )
@@ -158,6 +159,7 @@ def load_sweep(path, overrides: Iterable[str] = ()) -> schema.SweepConfig:
     trial, space = v.trial(raw, allow_dist=True)
     sections = {k: v.section(cls, raw.get(k), k, False, []) for k, cls in SWEEP_CLASSES.items()}
     space = v.conditions(space, trial)
+    check_files(v, trial, space)  # data.root and eval.features: files are there and fit, before anything runs
     _grace_period(v, sections["search"], trial, space)
     if problems:
         raise ConfigError(problems)

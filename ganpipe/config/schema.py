@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 # ---- one trial -------------------------------------------------------------------
 @dataclass
 class DataConfig:
-    dataset: str = "ring8"  # registry name: ring8, grid25, digits, stacked-digits
+    dataset: str = "ring8"  # registry name: ring8, grid25, digits, stacked-digits, mnist, fashion-mnist, cifar10, image-folder
+    root: str = ""  # folder with the files (mnist, fashion-mnist, cifar10, image-folder only); read, never downloaded
+    image_size: int = 0  # 0 = native; else resized to image_size x image_size (4 or 7 times a power of 2)
+    channels: int = 0  # 0 = native (1 for MNIST-like, 3 otherwise); 1 or 3 for image-folder
 
 
 @dataclass
@@ -54,6 +57,9 @@ class TrainConfig:
 class EvalConfig:
     every: int = 1000  # G steps between evaluations (one more at the last step)
     num_samples: int = 0  # generated samples per evaluation; 0 = the dataset's protocol default
+    # datasets from files: the feature classifier file (`ganpipe features train`);
+    # "" = $GANPIPE_HOME/features/<dataset>-<size>x<channels>.pt (default ~/.cache/ganpipe/...)
+    features: str = ""
 
 
 @dataclass

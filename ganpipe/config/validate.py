@@ -39,6 +39,7 @@ RANGES: dict[str, tuple] = {
     "train.n_disc": (1, True, None, False),
     "train.grad_clip": (0, True, None, False),
     "train.seed": (0, True, None, False),  # numpy / optuna seeds must be non-negative
+    "data.image_size": (0, True, None, False),  # 0 = native; else supported_size()
     "eval.every": (1, True, None, False),
     "eval.num_samples": (0, True, None, False),
     "search.num_samples": (1, True, None, False),
@@ -183,6 +184,14 @@ def constraint(key: str, value: Any) -> str | None:
         what, valid = names
         if value not in valid:
             return f"unknown {what} {_show(value)}; valid: {', '.join(valid)}"
+    if key == "data.image_size" and isinstance(value, int) and value > 0:
+        from ganpipe.data.files import supported_size
+
+        if not supported_size(value):
+            return ("must be 0 (native) or a size the networks can make, 4 or 7 times a power of 2 "
+                    f"(8, 14, 16, 28, 32, 64, ...), got {value}")
+    if key == "data.channels" and value not in (0, 1, 3):
+        return f"must be 0 (native), 1 or 3, got {_show(value)}"
     if isinstance(value, float) and math.isinf(value) and key != "promote.max_fid":
         return "must be finite"
     if key in RANGES and isinstance(value, (int, float)):
@@ -397,3 +406,116 @@ class Validator:
         except CycleError as e:
             self.problem(f"{e.cycle[0]}.when", str(e))
             return list(space)
+
+
+# ---- datasets read from files: data.root, size, channels, eval.features --------------------
+FILE_KEYS = ("data.root", "data.image_size", "data.channels", "eval.features")
+INCEPTION_NAMES = ("inception", "inception-v3", "inceptionv3", "inception_v3", "fid-inception")
+
+
+def _candidates(v: Validator, key: str, trial: schema.TrialConfig, by_path: dict[str, Param]) -> list | None:
+    """Every value `key` can take: its fixed value, or a choice's values (plus its fallback)."""
+    p = by_path.get(key)
+    if p is None:
+        return [get_path(trial, key)]
+    if p.kind != "choice":
+        v.problem(key, f"search it with choice: [...]; {p.kind}: would sample values that may not fit the data")
+        return None
+    values = list(p.choices or [])
+    if p.when:
+        values.append(p.default if p.default is not None else get_path(trial, key))
+    return list(dict.fromkeys(values))
+
+
+def _absolute(path: str) -> str:
+    """Trials may run in another working directory (Ray workers): paths are made absolute once."""
+    from pathlib import Path
+
+    return str(Path(path).expanduser().absolute()) if path and path.lower() not in INCEPTION_NAMES else path
+
+
+def check_files(v: Validator, trial: schema.TrialConfig, space: list[Param], features: bool = True) -> None:
+    """Cross-key checks of the datasets read from files, cheap enough to run before anything
+    starts (headers and listings): the root is there and readable as the dataset, the size
+    fits the networks, and (with `features`) the evaluation's feature classifier exists and
+    fits the data. Makes data.root and eval.features absolute, in `trial` and in `space`."""
+    if any(p.key.startswith(("data.", "eval.features")) for p in v.problems):
+        return  # the values themselves are wrong: checking files against them only adds noise
+    for key in ("data.root", "eval.features"):
+        section, name = key.split(".")
+        setattr(getattr(trial, section), name, _absolute(get_path(trial, key)))
+        for p in space:
+            if p.path == key:
+                p.choices = [_absolute(c) for c in p.choices or []]
+                p.default = _absolute(p.default) if p.default else p.default
+    by_path = {p.path: p for p in space}
+    cands = {k: _candidates(v, k, trial, by_path) for k in ("data.dataset", *FILE_KEYS)}
+    if any(c is None for c in cands.values()):
+        return
+    from ganpipe.data.files import FILE_DATASETS, WHAT, DataRootError, probe
+
+    seen: set[tuple[str, str]] = set()
+
+    def problem(key: str, msg: str) -> None:
+        if (key, msg) not in seen:
+            seen.add((key, msg))
+            v.problem(key, msg)
+
+    datasets = cands["data.dataset"]
+    builtin = [d for d in datasets if d not in FILE_DATASETS]
+    if builtin:
+        for key in FILE_KEYS:
+            if any(cands[key]):
+                may = "may be" if len(datasets) > 1 else "is"
+                problem(key, f"only for datasets read from files ({', '.join(FILE_DATASETS)}); "
+                             f"data.dataset {may} {builtin[0]}, which is built in: leave {key} unset")
+    for name in (d for d in datasets if d in FILE_DATASETS):
+        for root in cands["data.root"]:
+            if not root:
+                problem("data.root", f"required for {name}: the folder with {WHAT[name]}")
+                continue
+            for size in cands["data.image_size"]:
+                for channels in cands["data.channels"]:
+                    try:
+                        info = probe(name, root, size, channels)
+                    except DataRootError as e:
+                        problem(e.key, str(e))
+                        continue
+                    if features:
+                        for feat in cands["eval.features"]:
+                            msg = features_problem(name, root, size, channels, info, feat)
+                            if msg:
+                                problem("eval.features", msg)
+
+
+def features_problem(name: str, root: str, size: int, channels: int, info, feat: str) -> str | None:
+    """What is wrong with the feature classifier a dataset from files would be evaluated with."""
+    from pathlib import Path
+
+    from ganpipe.metrics.image_classifier import default_features_path, read_metadata
+
+    if feat.lower() in INCEPTION_NAMES:
+        return ("Inception FID (the `vision` extra) is not implemented yet; set eval.features to a classifier "
+                "file from `ganpipe features train`, or leave it empty for the default location")
+    c, s, _ = info.shape
+    path = Path(feat).expanduser() if feat else default_features_path(name, s, c)
+    train = f"ganpipe features train {name} --set data.root={root}"
+    train += (f" --set data.image_size={size}" if size else "") + (f" --set data.channels={channels}" if channels else "")
+    if not path.is_file():
+        if info.n_classes == 0:
+            return (f"no feature classifier at {path}; an unlabelled image folder ({root} has no class "
+                    "sub-folders) cannot train one: point eval.features at a classifier trained elsewhere on "
+                    f"labelled {s}x{s} images with {c} channel(s) (`ganpipe features train DATASET "
+                    f"--set data.image_size={s} --out FILE`)")
+        return f"no feature classifier for {name} at {path}; train one with: {train}" + (f" --out {path}" if feat else "")
+    try:
+        meta = read_metadata(path)
+    except ValueError as e:
+        return str(e)
+    if (meta["channels"], meta["image_size"]) != (c, s):
+        return (f"{path} was trained on {meta['dataset']} at {meta['image_size']}x{meta['image_size']} with "
+                f"{meta['channels']} channel(s), but the data is {s}x{s} with {c}; train one with: {train}")
+    if info.n_classes and len(meta["classes"]) != info.n_classes:
+        return (f"{path} tells {len(meta['classes'])} classes ({meta['dataset']}), the data has {info.n_classes}; "
+                f"the class statistics need a classifier of the same classes: {train}")
+    return None

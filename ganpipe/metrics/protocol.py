@@ -28,6 +28,7 @@ K = 5  # k of the k-NN balls of precision / recall / density / coverage
 
 # dataset kind/name -> (n_real, n_fake); digits' real side is the whole dataset (eval_real)
 DEFAULT_SIZES = {"points": (2500, 2500), "digits": (1797, 2000), "stacked-digits": (10000, 10000)}
+FILES_SIZES = (10000, 10000)  # datasets read from files: up to 10k real images (a fixed subset), 10k generated
 POINT_KEYS = ("fid", "diversity", "precision", "recall", "density", "coverage", "modes", "kl", "high_quality")
 IMAGE_KEYS = POINT_KEYS[:-1]
 
@@ -88,14 +89,46 @@ class _StackedFeatures(_DigitsFeatures):
         return feats.reshape(n, -1), labels[:, 0] * 100 + labels[:, 1] * 10 + labels[:, 2]
 
 
-def _extractor(dataset: Dataset):
+class FeaturesMissing(FileNotFoundError):
+    """No usable feature classifier for a dataset read from files (the message says how to get one)."""
+
+
+class _ClassifierFeatures(_DigitsFeatures):
+    """Penultimate layer and argmax class of a classifier from `ganpipe features train`."""
+
+    def __init__(self, dataset, path: str | None) -> None:
+        from ganpipe.config.validate import features_problem
+        from ganpipe.data.files import Probe
+        from ganpipe.metrics.image_classifier import default_features_path, load_image_classifier
+
+        c, s, _ = dataset.shape
+        info = Probe(dataset.shape, len(dataset), dataset.n_modes, s)
+        problem = features_problem(dataset.name, dataset.root, s, 0, info, path or "")
+        if problem:
+            raise FeaturesMissing(f"eval.features: {problem}")
+        path = path or str(default_features_path(dataset.name, s, c))
+        shared = load_image_classifier(path)
+        meta = shared.metadata
+        self.path = path
+        self.n_classes = len(meta["classes"])
+        self.name = f"{meta['arch_version']}:{meta['dataset']}"
+        self.sha256 = meta["sha256"]
+        self.model = copy.deepcopy(shared).to(memory_format=torch.channels_last)
+
+
+def _extractor(dataset: Dataset, features: str | None = None):
+    if hasattr(dataset, "content_sha256"):  # read from files: a classifier trained on such data
+        return _ClassifierFeatures(dataset, features)
+    if features:
+        raise ValueError(f"eval.features is only for datasets read from files; {dataset.name} has its own features")
     if dataset.kind == "points" and hasattr(dataset, "centers"):
         return _PointFeatures()
     if dataset.name == "digits":
         return _DigitsFeatures()
     if dataset.name == "stacked-digits":
         return _StackedFeatures()
-    raise ValueError(f"no evaluation protocol for dataset {dataset.name!r}; valid: ring8, grid25, digits, stacked-digits")
+    raise ValueError(f"no evaluation protocol for dataset {dataset.name!r}; valid: ring8, grid25, digits, stacked-digits, "
+                     "and the datasets read from files")
 
 
 # ---- real statistics, computed once per process
@@ -120,18 +153,26 @@ def _real_stats(real: torch.Tensor, extractor) -> _RealStats:
 class Evaluator:
     """Metrics of generated samples under the dataset's fixed protocol.
 
-    dataset:     a Dataset or its registry name.
+    dataset:     a Dataset (e.g. from get_dataset(DataConfig(...))) or a built-in dataset's name.
     num_samples: generated samples per eval; 0 = the dataset's default (2500 / 2000 / 10000).
                  The real side keeps its default size.
     real:        (n, *shape) override of the real set (tests, ablations); not cached, and
                  `protocol["real"]` says "custom" so its numbers are never mixed with the default.
+    features:    datasets read from files only: the classifier file (`ganpipe features train`);
+                 None = the default location (image_classifier.default_features_path).
+                 Raises FeaturesMissing when there is none.
     """
 
-    def __init__(self, dataset: Dataset | str, num_samples: int = 0, *, real: torch.Tensor | None = None) -> None:
+    def __init__(self, dataset: Dataset | str, num_samples: int = 0, *, real: torch.Tensor | None = None,
+                 features: str | None = None) -> None:
         self.dataset = get_dataset(dataset) if isinstance(dataset, str) else dataset
-        self._extractor = _extractor(self.dataset)
-        size_key = "points" if self.dataset.kind == "points" else self.dataset.name
-        n_real, n_fake = DEFAULT_SIZES[size_key]
+        self._extractor = _extractor(self.dataset, features)
+        self._files = isinstance(self._extractor, _ClassifierFeatures)
+        if self._files:
+            n_real, n_fake = min(FILES_SIZES[0], len(self.dataset)), FILES_SIZES[1]
+        else:
+            size_key = "points" if self.dataset.kind == "points" else self.dataset.name
+            n_real, n_fake = DEFAULT_SIZES[size_key]
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0 (0 = default {n_fake}), got {num_samples}")
         self._n_fake = num_samples or n_fake
@@ -141,7 +182,8 @@ class Evaluator:
         else:
             self._custom_real = False
             real_set = self.dataset.eval_real(n_real, REAL_SEED)
-            key = (self.dataset.name, len(real_set), REAL_SEED, self._extractor.name, self._extractor.sha256)
+            key = (self.dataset.name, len(real_set), REAL_SEED, self._extractor.name, self._extractor.sha256,
+                   getattr(self.dataset, "content_sha256", None))
             if key not in _REAL_CACHE:
                 _REAL_CACHE[key] = _real_stats(real_set, self._extractor)
             self._real = _REAL_CACHE[key]
@@ -152,8 +194,18 @@ class Evaluator:
         return self._n_fake
 
     @property
+    def n_modes(self) -> int:
+        """What `modes` counts up to: the dataset's modes, or the classifier's classes for unlabelled data."""
+        return self.dataset.n_modes or getattr(self._extractor, "n_classes", 0)
+
+    @property
     def protocol(self) -> dict:
         """JSON-able description; compare FIDs only between equal protocol dicts."""
+        extra = {}
+        if self._files:  # the data itself (not where it lies): FIDs on other data never compare
+            c, s, _ = self.dataset.shape
+            extra = {"data": {"sha256": self.dataset.content_sha256, "n_images": len(self.dataset),
+                              "image_size": s, "channels": c}}
         return {
             "version": PROTOCOL_VERSION,
             "dataset": self.dataset.name,
@@ -163,6 +215,7 @@ class Evaluator:
             "k": K,
             "seeds": {"latent": LATENT_SEED, "real": REAL_SEED},
             "real": "custom" if self._custom_real else "protocol",
+            **extra,
         }
 
     def _keys(self) -> tuple[str, ...]:
@@ -196,8 +249,9 @@ class Evaluator:
         if ds.kind == "points":
             modes = point_mode_stats(fake, ds.centers, ds.std)
         else:
-            modes = label_mode_stats(labels, ds.n_modes)
+            modes = label_mode_stats(labels, self.n_modes)
         out.update({key: float(value) for key, value in modes.items()})
         # diversity in [0, 1]: mode coverage where modes are countable at scale, else k-NN coverage
-        out["diversity"] = out["coverage"] if ds.name == "digits" else out["modes"] / ds.n_modes
+        coverage_is_diversity = ds.name == "digits" or self._files
+        out["diversity"] = out["coverage"] if coverage_is_diversity else out["modes"] / ds.n_modes
         return {key: float(out[key]) for key in self._keys()}

@@ -36,7 +36,7 @@ class Trainer:
     def __init__(self, cfg: TrialConfig, device: str = "cpu"):
         self.cfg, self.device = cfg, torch.device(device)
         torch.manual_seed(cfg.train.seed)  # weight init
-        self.dataset = get_dataset(cfg.data.dataset)
+        self.dataset = get_dataset(cfg.data)
         self.g, self.d = (m.to(self.device) for m in build_networks(cfg.model, self.dataset.shape))
         self.ema = (
             AveragedModel(self.g, multi_avg_fn=get_ema_multi_avg_fn(cfg.model.ema_decay), use_buffers=True)
@@ -50,7 +50,7 @@ class Trainer:
         self.rng = torch.Generator().manual_seed(cfg.train.seed + 1)
         self.step = 0
         self.best: dict[str, float] = {}
-        self.evaluator = Evaluator(self.dataset, cfg.eval.num_samples)
+        self.evaluator = Evaluator(self.dataset, cfg.eval.num_samples, features=cfg.eval.features or None)
 
     # ---- one step -------------------------------------------------------------
     def _z(self, n: int) -> torch.Tensor:

@@ -54,6 +54,22 @@ class SweepOutcome:
     exp_dir: Path | None = None
 
 
+class ResumableOptunaSearch(OptunaSearch):
+    """OptunaSearch that tolerates what a SIGKILLed driver leaves behind.
+
+    The searcher's state is restored from Tune's last experiment snapshot, while the
+    Optuna study (sqlite) already holds what happened after it: a trial the snapshot
+    thinks is running may be COMPLETE in the study. Reporting to it again is harmless to
+    skip; raising would end the whole resumed sweep.
+    """
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        try:
+            super().on_trial_result(trial_id, result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
+
+
 class DefineByRun:
     """The Optuna define-by-run space (a class, not a lambda: the searcher is pickled on save)."""
 
@@ -212,7 +228,7 @@ def make_searcher(sweep: SweepConfig, exp_dir: Path) -> ConcurrencyLimiter:
     objectives = sweep.search.objectives
     metric = objectives[0] if len(objectives) == 1 else list(objectives)
     mode = OBJECTIVE_MODES[metric] if isinstance(metric, str) else [OBJECTIVE_MODES[o] for o in metric]
-    searcher = OptunaSearch(
+    searcher = ResumableOptunaSearch(
         space=DefineByRun(sweep.space, sweep.trial),
         metric=metric,
         mode=mode,

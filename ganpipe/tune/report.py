@@ -58,9 +58,12 @@ def to_csv(rows: list[dict]) -> str:
 
 
 def fail_stale_optuna_trials(study: optuna.Study) -> int:
-    """After a killed driver the study can keep a RUNNING trial nobody will finish; mark it FAIL."""
+    """After a killed driver the study can keep RUNNING trials that were asked but never ran
+    (the resumed searcher did not know them); mark them FAIL and say why."""
     stale = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     for t in stale:
+        optuna.trial.Trial(study, t._trial_id).set_user_attr(
+            "ganpipe_stale", "asked by a sweep driver that was killed; never ran")
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     return len(stale)
 

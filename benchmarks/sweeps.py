@@ -1,0 +1,182 @@
+"""Sweep-level benchmarks on this machine, side by side in one run:
+
+  utilisation  `ganpipe sweep sweeps/quick.yaml`: training CPU-seconds of all trials over
+               (wall time x cores) after start-up; start-up to the first trial; scheduling gaps
+  peer         the same search (TPE, same seed, same budget, no early stopping) as a plain
+               Optuna study in one process with n_jobs = cores, against `ganpipe sweep`
+  search       ring8 with the quick.yaml space, S sweep seeds: TPE + ASHA vs random search
+               without early stopping vs the default config trained for the same budget;
+               best fid / diversity against training steps spent, steps to reach the target
+               (8/8 modes with >= 90 % high-quality samples)
+
+    python benchmarks/sweeps.py --seeds 3 --out docs/benchmarks-sweeps.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "sweeps" / "quick.yaml"
+CORES = os.cpu_count() or 1
+
+
+def run_sweep(folder: Path, sets: list[str]) -> tuple[float, float, list]:
+    """Run `ganpipe sweep sweeps/quick.yaml` in `folder`; (wall seconds, start time, per-trial Tune dataframes)."""
+    from ray.tune import ExperimentAnalysis
+
+    cmd = [sys.executable, "-m", "ganpipe.cli", "sweep", str(QUICK), "--set", "promote.enabled=false"]
+    for s in sets:
+        cmd += ["--set", s]
+    start = time.time()
+    subprocess.run(cmd, cwd=folder, check=True, capture_output=True)
+    wall = time.time() - start
+    (exp,) = [p for p in (folder / "ray_results").iterdir() if p.is_dir()]
+    return wall, start, list(ExperimentAnalysis(str(exp)).trial_dataframes.values())
+
+
+def trial_times(df) -> tuple[float, float, float]:
+    """(start, end, training seconds) of one trial from its Tune results."""
+    start = float(df["timestamp"].iloc[0] - df["time_total_s"].iloc[0])
+    end = float(df["timestamp"].iloc[-1])
+    steps = df["step"].diff().fillna(df["step"].iloc[0])
+    return start, end, float((steps / df["steps_per_sec"]).sum())
+
+
+def utilisation(folder: Path) -> dict:
+    wall, t0, dfs = run_sweep(folder, [])
+    spans = sorted(trial_times(df) for df in dfs)
+    first, last = spans[0][0], max(end for _, end, _ in spans)
+    gaps = []
+    for start, _, _ in spans[CORES:]:  # each later trial took a slot that a finished trial freed
+        freed = [end for _, end, _ in spans if end <= start]
+        if freed:
+            gaps.append(start - max(freed))
+    return {
+        "wall_s": wall,
+        "startup_to_first_trial_s": first - t0,
+        "utilisation_after_startup": sum(t for _, _, t in spans) / ((last - first) * CORES),
+        "median_scheduling_gap_s": statistics.median(gaps) if gaps else None,
+        "trials": len(spans),
+    }
+
+
+def best_curve(dfs) -> list[tuple[int, float, float, bool]]:
+    """(steps spent so far, best fid so far, its diversity, target reached so far) in time order."""
+    events = []
+    for df in dfs:
+        prev = 0
+        for _, row in df.iterrows():
+            events.append((float(row["timestamp"]), int(row["step"]) - prev, row))
+            prev = int(row["step"])
+    events.sort(key=lambda e: e[0])
+    spent, best, curve, reached = 0, None, [], False
+    for _, steps, row in events:
+        spent += steps
+        if best is None or row["fid"] < best["fid"]:
+            best = row
+        reached = reached or (row["modes"] == 8 and row["high_quality"] >= 0.9)
+        curve.append((spent, float(best["fid"]), float(best["diversity"]), reached))
+    return curve
+
+
+def search(folder: Path, seed: int, budget_trials: int, steps: int) -> dict:
+    out = {}
+    for label, sets in {
+        "tpe+asha": [f"search.seed={seed}", f"search.num_samples={budget_trials}"],
+        "random": [f"search.seed={seed}", f"search.num_samples={budget_trials}", "search.sampler=random",
+                   "search.scheduler.name=none"],
+    }.items():
+        sub = folder / label
+        sub.mkdir()
+        _, _, dfs = run_sweep(sub, sets + [f"train.steps={steps}"])
+        curve = best_curve(dfs)
+        hit = next((s for s, _, _, r in curve if r), None)
+        out[label] = {"steps_spent": curve[-1][0], "best_fid": curve[-1][1], "diversity": curve[-1][2],
+                      "steps_to_target": hit, "curve": curve}
+    # the default config (first choice / midpoint) trained for the whole budget
+    sub = folder / "default"
+    sub.mkdir()
+    total = budget_trials * steps
+    from ganpipe.config import first_values, load_sweep
+
+    sweep = load_sweep(QUICK)
+    defaults = [f"{k}={v}" for k, v in first_values(sweep.space, sweep.trial).items()]
+    _, _, dfs = run_sweep(sub, defaults + ["search.num_samples=1", "search.scheduler.name=none",
+                                           f"train.steps={total}", f"eval.every={steps}", f"train.seed={seed}"])
+    curve = best_curve(dfs)
+    out["default"] = {"steps_spent": curve[-1][0], "best_fid": curve[-1][1], "diversity": curve[-1][2],
+                      "steps_to_target": next((s for s, _, _, r in curve if r), None), "curve": curve}
+    return out
+
+
+def peer(folder: Path, trials: int, steps: int) -> dict:
+    """Plain Optuna, one process, n_jobs = cores, the same trainable and TPE seed, no early stopping."""
+    import optuna
+    import torch
+
+    from ganpipe.config import load_sweep, resolve_trial, suggest
+    from ganpipe.train.loop import Trainer
+
+    sweep = load_sweep(QUICK, [f"train.steps={steps}"])
+    torch.set_num_threads(1)
+
+    def objective(trial):
+        cfg = resolve_trial(sweep, suggest(trial, sweep.space, sweep.trial))
+        result = Trainer(cfg).train()
+        return result.best["fid"] if result.status == "finished" else float("inf")
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    start = time.time()
+    study.optimize(objective, n_trials=trials, n_jobs=CORES)
+    plain = {"wall_s": time.time() - start, "best_fid": study.best_value}
+    sub = folder / "ganpipe"
+    sub.mkdir()
+    wall, _, dfs = run_sweep(sub, [f"train.steps={steps}", f"search.num_samples={trials}",
+                                   "search.scheduler.name=none", "search.objectives=[fid]", "search.seed=0"])
+    return {"optuna_n_jobs": plain, "ganpipe_sweep": {"wall_s": wall, "best_fid": min(float(df["fid"].min()) for df in dfs)}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=8000)
+    parser.add_argument("--only", choices=["utilisation", "peer", "search"], action="append")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-sweeps.json"))
+    args = parser.parse_args()
+    parts = args.only or ["utilisation", "peer", "search"]
+    results = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+    results["machine"] = {"cores": CORES}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if "utilisation" in parts:
+            (tmp / "u").mkdir()
+            results["utilisation"] = utilisation(tmp / "u")
+            print("utilisation", json.dumps(results["utilisation"]), flush=True)
+        if "peer" in parts:
+            (tmp / "p").mkdir()
+            results["peer"] = peer(tmp / "p", args.trials, args.steps)
+            print("peer", json.dumps(results["peer"]), flush=True)
+        if "search" in parts:
+            results["search"] = {}
+            for seed in range(args.seeds):
+                (tmp / f"s{seed}").mkdir()
+                results["search"][str(seed)] = search(tmp / f"s{seed}", seed, args.trials, args.steps)
+                summary = {k: {kk: vv for kk, vv in v.items() if kk != "curve"}
+                           for k, v in results["search"][str(seed)].items()}
+                print("search seed", seed, json.dumps(summary), flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

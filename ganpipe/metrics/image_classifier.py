@@ -1,0 +1,191 @@
+"""A small CNN classifier trained on a labelled image dataset read from files (MNIST,
+Fashion-MNIST, CIFAR-10, a class-per-folder image folder): its penultimate layer is the
+FID / coverage feature space of that dataset's evaluation protocol, its argmax the modes.
+
+    info = train_and_save(get_dataset(DataConfig("mnist", root="/data/mnist")))
+    model = load_image_classifier(info["path"])      # cached, eval mode, no grad, .metadata
+    feats, logits = model.features_and_logits(x)     # (N, C, S, S) in [-1, 1] -> (N, 128), (N, K)
+
+The file carries what the protocol needs to refuse a wrong pairing: the dataset it was
+trained on, a root-independent sha256 of that data, image size, channels, classes, the
+held-out accuracy and the sha256 of the weights.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ganpipe.metrics.digits_classifier import accuracy, stratified_split, weights_sha256
+
+ARCH_VERSION = "image-cnn-v1"
+FEATURE_DIM = 128
+DEFAULT_SEED = 0
+SPLIT_SEED = 20240517  # the held-out split is fixed, whatever the training seed
+HELDOUT_FRACTION = 0.2
+BATCH = 128
+TARGET_STEPS = 1500  # default epochs: about this many minibatches, between MIN and MAX epochs
+MIN_EPOCHS, MAX_EPOCHS = 2, 30
+
+
+class ImageClassifier(nn.Module):
+    """conv32 -> pool -> conv64 -> pool -> conv128 -> global average -> fc128 (features) -> fc K.
+    The global average makes it work at any size >= 4 (4 .. 64 and up)."""
+
+    def __init__(self, channels: int, n_classes: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            nn.Linear(128, FEATURE_DIM), nn.ReLU(),
+        )
+        self.head = nn.Linear(FEATURE_DIM, n_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.body(x)
+        return f, self.head(f)
+
+
+def features_home() -> Path:
+    """$GANPIPE_HOME/features, else ~/.cache/ganpipe/features."""
+    home = os.environ.get("GANPIPE_HOME")
+    return (Path(home).expanduser() if home else Path.home() / ".cache" / "ganpipe") / "features"
+
+
+def default_features_path(dataset: str, size: int, channels: int) -> Path:
+    return features_home() / f"{dataset}-{size}x{channels}.pt"
+
+
+def default_epochs(n_train: int) -> int:
+    batches = max(1, math.ceil(n_train / BATCH))
+    return min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / batches)))
+
+
+def train_image_classifier(dataset, seed: int = DEFAULT_SEED, epochs: int | None = None,
+                           device: str = "cpu", log=None) -> tuple[ImageClassifier, dict]:
+    """Train on a fixed stratified 80 % of a labelled ImageFiles dataset; return (model in eval
+    mode on the CPU, metadata without the weights' sha256). Seeded: same data, seed, device and
+    thread count -> same weights."""
+    if dataset.labels is None:
+        raise ValueError(f"{dataset.name} at {dataset.root} has no labels (no class sub-folders): nothing to "
+                         "train a classifier on; point eval.features at a classifier trained on labelled images")
+    labels = dataset.labels
+    n_classes = len(dataset.classes)
+    if n_classes < 2 or len(torch.unique(labels)) < 2:
+        raise ValueError(f"{dataset.name} at {dataset.root}: a classifier needs images of at least 2 classes")
+    train_idx, test_idx = stratified_split(labels, HELDOUT_FRACTION, SPLIT_SEED)
+    if len(test_idx) == 0:
+        raise ValueError(f"{dataset.name}: too few images for a held-out split ({len(labels)})")
+    epochs = epochs or default_epochs(len(train_idx))
+    dev = torch.device(device)
+    torch.manual_seed(seed)
+    model = ImageClassifier(dataset.shape[0], n_classes).to(dev)
+    order = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        model.train()
+        perm = train_idx[torch.randperm(len(train_idx), generator=order)]
+        for i in range(0, len(perm), BATCH):
+            b = perm[i : i + BATCH]
+            x, y = dataset.to_float(dataset.images[b]).to(dev), labels[b].to(dev)
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+        if log is not None:
+            log(f"epoch {epoch + 1}/{epochs} loss {loss.item():.4f} {time.perf_counter() - t0:.0f}s")
+    model = model.cpu().eval().requires_grad_(False)
+    acc = _heldout_accuracy(model, dataset, test_idx)
+    meta = {
+        "arch_version": ARCH_VERSION,
+        "dataset": dataset.name,
+        "data_sha256": dataset.content_sha256,
+        "n_images": len(labels),
+        "n_train": len(train_idx),
+        "n_heldout": len(test_idx),
+        "image_size": dataset.shape[1],
+        "channels": dataset.shape[0],
+        "classes": list(dataset.classes),
+        "seed": seed,
+        "epochs": epochs,
+        "heldout_accuracy": acc,
+    }
+    return model, meta
+
+
+def _heldout_accuracy(model, dataset, idx: torch.Tensor) -> float:
+    hits = 0
+    for i in range(0, len(idx), 1024):
+        b = idx[i : i + 1024]
+        hits += accuracy(model, dataset.to_float(dataset.images[b]), dataset.labels[b]) * len(b)
+    return hits / len(idx)
+
+
+def save_image_classifier(model: ImageClassifier, meta: dict, path: str | Path) -> str:
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    sha = weights_sha256(state)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({**meta, "sha256": sha, "state_dict": state}, tmp)
+    tmp.replace(path)
+    return sha
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The file's metadata (everything but the weights); raises ValueError if it is not an
+    image classifier file of this architecture or its weights do not match their sha256."""
+    try:
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a file torch cannot read is not a classifier file
+        raise ValueError(f"{path} is not a feature classifier file: {e}")
+    if not isinstance(ckpt, dict) or ckpt.get("arch_version") != ARCH_VERSION:
+        got = ckpt.get("arch_version") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path}: architecture {got!r}, expected {ARCH_VERSION!r} (a file from `ganpipe features train`)")
+    if weights_sha256(ckpt["state_dict"]) != ckpt["sha256"]:
+        raise ValueError(f"{path}: weights do not match their recorded sha256 (corrupted file?)")
+    return ckpt
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str, mtime_ns: int) -> ImageClassifier:
+    ckpt = read_metadata(path)
+    model = ImageClassifier(ckpt["channels"], len(ckpt["classes"]))
+    model.load_state_dict(ckpt["state_dict"])
+    model.metadata = {k: v for k, v in ckpt.items() if k != "state_dict"}  # type: ignore[attr-defined]
+    return model.eval().requires_grad_(False)
+
+
+def load_image_classifier(path: str | Path) -> ImageClassifier:
+    """Loaded once per process and file version; `.metadata` holds the file's metadata."""
+    p = Path(path).expanduser().resolve()
+    return _load_cached(str(p), p.stat().st_mtime_ns)
+
+
+def train_and_save(dataset, out: str | Path | None = None, seed: int = DEFAULT_SEED, epochs: int | None = None,
+                   device: str = "cpu", log=None) -> dict:
+    """Train, save to `out` (default: the default cache location) and return
+    {"path", "heldout_accuracy", "sha256", **metadata}."""
+    model, meta = train_image_classifier(dataset, seed, epochs, device, log)
+    c, s, _ = dataset.shape
+    path = Path(out).expanduser() if out else default_features_path(dataset.name, s, c)
+    sha = save_image_classifier(model, meta, path)
+    return {**meta, "path": str(path.resolve()), "sha256": sha}
