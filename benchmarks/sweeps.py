@@ -50,8 +50,10 @@ def trial_times(df) -> tuple[float, float, float]:
     return start, end, float((steps / df["steps_per_sec"]).sum())
 
 
-def utilisation(folder: Path) -> dict:
-    wall, t0, dfs = run_sweep(folder, [])
+def utilisation(folder: Path, trials: int, steps: int) -> dict:
+    wall, t0, dfs = run_sweep(folder, [f"search.num_samples={trials}", f"train.steps={steps}",
+                                       f"eval.every={max(1, steps // 8)}",
+                                       f"search.scheduler.grace_period={max(1, steps // 4)}"])
     spans = sorted(trial_times(df) for df in dfs)
     first, last = spans[0][0], max(end for _, end, _ in spans)
     gaps = []
@@ -90,9 +92,10 @@ def best_curve(dfs) -> list[tuple[int, float, float, bool]]:
 def search(folder: Path, seed: int, budget_trials: int, steps: int) -> dict:
     out = {}
     for label, sets in {
-        "tpe+asha": [f"search.seed={seed}", f"search.num_samples={budget_trials}"],
+        "tpe+asha": [f"search.seed={seed}", f"search.num_samples={budget_trials}",
+                     f"search.scheduler.grace_period={max(1, steps // 4)}", f"eval.every={max(1, steps // 8)}"],
         "random": [f"search.seed={seed}", f"search.num_samples={budget_trials}", "search.sampler=random",
-                   "search.scheduler.name=none"],
+                   "search.scheduler.name=none", f"eval.every={max(1, steps // 8)}"],
     }.items():
         sub = folder / label
         sub.mkdir()
@@ -109,7 +112,7 @@ def search(folder: Path, seed: int, budget_trials: int, steps: int) -> dict:
 
     sweep = load_sweep(QUICK)
     defaults = [f"{k}={v}" for k, v in first_values(sweep.space, sweep.trial).items()]
-    _, _, dfs = run_sweep(sub, defaults + ["search.num_samples=1", "search.scheduler.name=none",
+    _, _, dfs = run_sweep(sub, defaults + ["search.num_samples=1", "search.scheduler.name=none", "search.sampler=random",
                                            f"train.steps={total}", f"eval.every={steps}", f"train.seed={seed}"])
     curve = best_curve(dfs)
     out["default"] = {"steps_spent": curve[-1][0], "best_fid": curve[-1][1], "diversity": curve[-1][2],
@@ -125,7 +128,7 @@ def peer(folder: Path, trials: int, steps: int) -> dict:
     from ganpipe.config import load_sweep, resolve_trial, suggest
     from ganpipe.train.loop import Trainer
 
-    sweep = load_sweep(QUICK, [f"train.steps={steps}"])
+    sweep = load_sweep(QUICK, [f"train.steps={steps}", "search.scheduler.name=none", f"eval.every={max(1, steps // 8)}"])
     torch.set_num_threads(1)
 
     def objective(trial):
@@ -140,7 +143,7 @@ def peer(folder: Path, trials: int, steps: int) -> dict:
     plain = {"wall_s": time.time() - start, "best_fid": study.best_value}
     sub = folder / "ganpipe"
     sub.mkdir()
-    wall, _, dfs = run_sweep(sub, [f"train.steps={steps}", f"search.num_samples={trials}",
+    wall, _, dfs = run_sweep(sub, [f"train.steps={steps}", f"search.num_samples={trials}", f"eval.every={max(1, steps // 8)}",
                                    "search.scheduler.name=none", "search.objectives=[fid]", "search.seed=0"])
     return {"optuna_n_jobs": plain, "ganpipe_sweep": {"wall_s": wall, "best_fid": min(float(df["fid"].min()) for df in dfs)}}
 
@@ -160,7 +163,7 @@ def main() -> None:
         tmp = Path(tmp)
         if "utilisation" in parts:
             (tmp / "u").mkdir()
-            results["utilisation"] = utilisation(tmp / "u")
+            results["utilisation"] = utilisation(tmp / "u", args.trials, args.steps)
             print("utilisation", json.dumps(results["utilisation"]), flush=True)
         if "peer" in parts:
             (tmp / "p").mkdir()

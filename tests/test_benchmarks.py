@@ -1,0 +1,33 @@
+"""The benchmark scripts run at a tiny size, so they cannot rot (their numbers come from full runs)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_overhead_benchmark_runs_tiny(tmp_path):
+    out = tmp_path / "o.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "overhead.py"), "--repeats", "1", "--scale", "0.02",
+                    "--out", str(out)], check=True, capture_output=True, timeout=600)
+    data = json.loads(out.read_text())
+    for case in ("ring8-mlp", "digits-dcgan"):
+        med = data[case]["median"]
+        assert med["hand"] > 0 and med["trial"] > 0 and med["sweep"] > 0 and 0 < med["eval_share_trial"] < 1
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_sweep_benchmarks_run_tiny(tmp_path):
+    out = tmp_path / "s.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sweeps.py"), "--seeds", "1", "--trials", "2",
+                    "--steps", "200", "--out", str(out)], check=True, capture_output=True, timeout=900)
+    data = json.loads(out.read_text())
+    assert 0 < data["utilisation"]["utilisation_after_startup"] <= 1.0
+    assert data["peer"]["optuna_n_jobs"]["best_fid"] > 0
+    assert set(data["search"]["0"]) == {"tpe+asha", "random", "default"}
