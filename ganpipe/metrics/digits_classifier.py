@@ -23,7 +23,30 @@ HELDOUT_FRACTION = 0.2
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "digits_classifier.pt"
 
 
-class DigitsClassifier(nn.Module):
+class FeatureClassifier(nn.Module):
+    """`body` maps images to the feature space of the evaluation protocol, `head` to class logits.
+
+    Subclasses build both; the shared calls live here so every extractor is used the same way.
+    """
+
+    body: nn.Module
+    head: nn.Module
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) in [-1, 1] -> (N, d) penultimate activations."""
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, classes) logits."""
+        return self.head(self.body(x))
+
+    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass for both: ((N, d), (N, classes))."""
+        f = self.body(x)
+        return f, self.head(f)
+
+
+class DigitsClassifier(FeatureClassifier):
     """conv16 -> conv32 -> pool -> conv64 -> pool -> fc64 (features) -> fc10; ~40k parameters."""
 
     def __init__(self) -> None:
@@ -38,19 +61,6 @@ class DigitsClassifier(nn.Module):
             nn.Linear(64 * 2 * 2, FEATURE_DIM), nn.ReLU(),
         )
         self.head = nn.Linear(FEATURE_DIM, 10)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 1, 8, 8) in [-1, 1] -> (N, 64) penultimate activations (after ReLU)."""
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 1, 8, 8) -> (N, 10) logits."""
-        return self.head(self.body(x))
-
-    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One pass for both: ((N, 64), (N, 10))."""
-        f = self.body(x)
-        return f, self.head(f)
 
 
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ganpipe.metrics.digits_classifier import accuracy, stratified_split, weights_sha256
+from ganpipe.metrics.digits_classifier import FeatureClassifier, accuracy, stratified_split, weights_sha256
 
 ARCH_VERSION = "image-cnn-v1"
 FEATURE_DIM = 128
@@ -33,7 +33,7 @@ TARGET_STEPS = 1500  # default epochs: about this many minibatches, between MIN 
 MIN_EPOCHS, MAX_EPOCHS = 2, 30
 
 
-class ImageClassifier(nn.Module):
+class ImageClassifier(FeatureClassifier):
     """conv32 -> pool -> conv64 -> pool -> conv128 -> global average -> fc128 (features) -> fc K.
     The global average makes it work at any size >= 4 (4 .. 64 and up)."""
 
@@ -49,16 +49,6 @@ class ImageClassifier(nn.Module):
             nn.Linear(128, FEATURE_DIM), nn.ReLU(),
         )
         self.head = nn.Linear(FEATURE_DIM, n_classes)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
-
-    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.body(x)
-        return f, self.head(f)
 
 
 def features_home() -> Path:

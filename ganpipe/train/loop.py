@@ -126,7 +126,7 @@ class Trainer:
                 n_since += 1
                 if progress is not None:
                     progress(1)
-                if not (torch.isfinite(loss_d) and torch.isfinite(loss_g)):
+                if not torch.isfinite(loss_d + loss_g):  # one host sync per step; NaN/inf propagate
                     raise Diverged(f"diverged at step {self.step}: loss_d={loss_d.item()}, loss_g={loss_g.item()}")
                 sum_d, sum_g = sum_d + loss_d, sum_g + loss_g
                 if self.step % every == 0 or self.step == cfg.steps:
