@@ -22,7 +22,8 @@ from ganpipe.config.schema import SweepConfig, TrialConfig
 from ganpipe.train.reporter import EvalReport, TrialResult
 from ganpipe.viz import save_samples_png
 
-TABLE_KEYS = ("fid", "diversity", "modes", "high_quality", "kl", "coverage", "loss_d", "loss_g", "steps_per_sec")
+TABLE_KEYS = ("fid", "diversity", "modes", "high_quality", "kl", "coverage", "class_accuracy", "intra_fid",
+              "loss_d", "loss_g", "steps_per_sec")
 
 
 def format_metrics(step: int, metrics: dict[str, float]) -> str:
@@ -38,7 +39,8 @@ class FolderReporter:
         self.metrics_file = out / "metrics.jsonl"
 
     def on_eval(self, report: EvalReport, trainer) -> None:
-        save_samples_png(report.samples, self.out / "samples" / f"step-{report.step:07d}.png", f"step {report.step}")
+        save_samples_png(report.samples, self.out / "samples" / f"step-{report.step:07d}.png", f"step {report.step}",
+                         ncol=trainer.n_classes or None)  # conditional: a column per class
         with self.metrics_file.open("a") as f:
             f.write(json.dumps({"step": report.step, **report.metrics}) + "\n")
         trainer.save_checkpoint(self.out / "checkpoint.pt")

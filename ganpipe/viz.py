@@ -25,8 +25,10 @@ def image_grid(images: torch.Tensor, ncol: int | None = None) -> np.ndarray:
     return grid[..., 0] if c == 1 else grid
 
 
-def save_samples_png(samples: torch.Tensor, path: str | Path, title: str = "", max_images: int = 64) -> Path:
-    """Scatter for (N, 2) points, grid for (N, C, H, W) images; returns the path."""
+def save_samples_png(samples: torch.Tensor, path: str | Path, title: str = "", max_images: int = 64,
+                     ncol: int | None = None) -> Path:
+    """Scatter for (N, 2) points, grid for (N, C, H, W) images (`ncol` columns, default square);
+    returns the path. Conditional samples on fixed_labels with ncol=n_classes: one class a column."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if samples.dim() == 2:
@@ -35,7 +37,9 @@ def save_samples_png(samples: torch.Tensor, path: str | Path, title: str = "", m
         ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5)
         ax.set_aspect("equal")
     else:
-        grid = image_grid(samples[:max_images])
+        if ncol:
+            max_images = max(ncol, max_images // ncol * ncol)  # whole rows only
+        grid = image_grid(samples[:max_images], ncol)
         fig, ax = plt.subplots(figsize=(5, 5))
         ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
         ax.axis("off")

@@ -26,6 +26,8 @@ class ModelConfig:
     width: int = 128  # hidden units (points) or base channels (images)
     spectral_norm: bool = False  # spectral norm on every D layer
     ema_decay: float = 0.0  # EMA of G's weights; 0 = off, e.g. 0.999
+    # class-conditional G (class embedding) and projection D; labelled image data, dcgan or resnet
+    conditional: bool = False
 
 
 @dataclass

@@ -28,3 +28,16 @@ class Dataset:
     def eval_real(self, n: int, seed: int) -> torch.Tensor:
         """The fixed real set of the evaluation protocol: same n and seed, same tensor."""
         return self.sample(n, torch.Generator().manual_seed(seed))
+
+    # ---- labelled data (class-conditional GANs); n_classes == 0 means unlabelled
+    @property
+    def n_classes(self) -> int:
+        return 0
+
+    def sample_labelled(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """n real samples and their (n,) int64 class labels."""
+        raise ValueError(f"{self.name} has no class labels")
+
+    def eval_real_labels(self, n: int, seed: int) -> torch.Tensor | None:
+        """The labels of eval_real(n, seed), or None for unlabelled data."""
+        return None

@@ -34,6 +34,17 @@ class Digits(Dataset):
         # The real side of the protocol is the whole dataset, as FID on a training set usually is.
         return self.images
 
+    @property
+    def n_classes(self) -> int:
+        return 10
+
+    def sample_labelled(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(len(self.images), (n,), generator=generator)
+        return self.images[idx], self.labels[idx]
+
+    def eval_real_labels(self, n: int, seed: int) -> torch.Tensor:
+        return self.labels
+
 
 @dataclass(frozen=True)
 class StackedDigits(Digits):
@@ -45,6 +56,11 @@ class StackedDigits(Digits):
 
     def eval_real(self, n: int, seed: int) -> torch.Tensor:
         return Dataset.eval_real(self, n, seed)
+
+    # a sample's label would be a triple of digits (its mode), not a class to condition on
+    n_classes = Dataset.n_classes
+    sample_labelled = Dataset.sample_labelled
+    eval_real_labels = Dataset.eval_real_labels
 
 
 def digits() -> Digits:

@@ -373,6 +373,19 @@ class ImageFiles(Dataset):
     def eval_real(self, n: int, seed: int) -> torch.Tensor:
         return self.to_float(self.images[self.eval_indices(n, seed)])
 
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes) if self.labels is not None else 0
+
+    def sample_labelled(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.labels is None:
+            return Dataset.sample_labelled(self, n, generator)
+        idx = torch.randint(len(self.images), (n,), generator=generator)
+        return self.to_float(self.images[idx]), self.labels[idx]
+
+    def eval_real_labels(self, n: int, seed: int) -> torch.Tensor | None:
+        return None if self.labels is None else self.labels[self.eval_indices(n, seed)]
+
     def eval_indices(self, n: int, seed: int) -> torch.Tensor:
         if n >= len(self.images):
             return torch.arange(len(self.images))

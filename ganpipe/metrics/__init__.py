@@ -7,11 +7,12 @@
 from ganpipe.metrics.fid import frechet_distance
 from ganpipe.metrics.modes import label_mode_stats, point_mode_stats
 from ganpipe.metrics.prdc import coverage, prdc
-from ganpipe.metrics.protocol import Evaluator, fixed_latents
+from ganpipe.metrics.protocol import Evaluator, fixed_labels, fixed_latents
 
 __all__ = [
     "Evaluator",
     "coverage",
+    "fixed_labels",
     "fixed_latents",
     "frechet_distance",
     "label_mode_stats",

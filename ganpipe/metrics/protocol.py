@@ -5,6 +5,10 @@ every eval of every trial, so FIDs compare across trials and sweeps (only under 
     ev = Evaluator(get_dataset("ring8"))
     z = fixed_latents(ev.num_samples, latent_dim)      # same z at every eval
     metrics = ev.evaluate(generator(z))                # {"fid": ..., "diversity": ..., ...}
+
+Class-conditional generators are judged on balanced fixed labels (Evaluator(..., conditional=True)):
+    y = fixed_labels(ev.num_samples, n_classes)
+    metrics = ev.evaluate(generator(z, y), labels=y)   # + class_accuracy, intra_fid, fid_class_K, ...
 """
 from __future__ import annotations
 
@@ -31,6 +35,11 @@ DEFAULT_SIZES = {"points": (2500, 2500), "digits": (1797, 2000), "stacked-digits
 FILES_SIZES = (10000, 10000)  # datasets read from files: up to 10k real images (a fixed subset), 10k generated
 POINT_KEYS = ("fid", "diversity", "precision", "recall", "density", "coverage", "modes", "kl", "high_quality")
 IMAGE_KEYS = POINT_KEYS[:-1]
+
+
+def fixed_labels(n: int, n_classes: int) -> torch.Tensor:
+    """(n,) int64 class labels 0, 1, ..., n_classes - 1, 0, 1, ...: every class equally often."""
+    return torch.arange(n, dtype=torch.int64) % n_classes
 
 
 def fixed_latents(n: int, latent_dim: int) -> torch.Tensor:
@@ -142,12 +151,22 @@ class _RealStats:
 
 
 _REAL_CACHE: dict[tuple, _RealStats] = {}
+_REAL_CLASS_CACHE: dict[tuple, dict[int, _RealStats]] = {}
+
+
+def _stats_of(feats: torch.Tensor) -> _RealStats:
+    mu, sigma = gaussian_stats(feats)
+    return _RealStats(feats, mu, sigma, knn_radii(feats, K))
 
 
 def _real_stats(real: torch.Tensor, extractor) -> _RealStats:
     feats, _ = extractor(real.to(torch.float32))
-    mu, sigma = gaussian_stats(feats)
-    return _RealStats(feats, mu, sigma, knn_radii(feats, K))
+    return _stats_of(feats)
+
+
+def _per_class(stats: _RealStats, labels: torch.Tensor, n_classes: int) -> dict[int, _RealStats]:
+    """The real statistics of each class (for intra-FID and per-class coverage)."""
+    return {c: _stats_of(stats.feats[labels == c]) for c in range(n_classes)}
 
 
 class Evaluator:
@@ -161,10 +180,13 @@ class Evaluator:
     features:    datasets read from files only: the classifier file (`ganpipe features train`);
                  None = the default location (image_classifier.default_features_path).
                  Raises FeaturesMissing when there is none.
+    conditional: judge a class-conditional G: `evaluate(fake, labels=fixed_labels(...))` adds
+                 class_accuracy (the classifier agrees with the label asked for), intra_fid (the
+                 mean per-class FID, Miyato & Koyama 2018) and fid_class_K / coverage_class_K.
     """
 
     def __init__(self, dataset: Dataset | str, num_samples: int = 0, *, real: torch.Tensor | None = None,
-                 features: str | None = None) -> None:
+                 features: str | None = None, conditional: bool = False) -> None:
         self.dataset = get_dataset(dataset) if isinstance(dataset, str) else dataset
         self._extractor = _extractor(self.dataset, features)
         self._files = isinstance(self._extractor, _ClassifierFeatures)
@@ -187,6 +209,29 @@ class Evaluator:
             if key not in _REAL_CACHE:
                 _REAL_CACHE[key] = _real_stats(real_set, self._extractor)
             self._real = _REAL_CACHE[key]
+        self.n_classes = self.dataset.n_classes if conditional else 0
+        if conditional:
+            self._init_conditional(n_real, key if real is None else None)
+
+    def _init_conditional(self, n_real: int, cache_key: tuple | None) -> None:
+        ds, n_classes = self.dataset, self.n_classes
+        if n_classes < 2:
+            raise ValueError(f"conditional evaluation needs labelled data; {ds.name} has no class labels")
+        if self._custom_real:
+            raise ValueError("conditional evaluation uses the protocol's real set (and its labels); drop `real`")
+        if self.n_modes != n_classes:
+            raise ValueError(f"the feature classifier tells {self.n_modes} classes, {ds.name} has {n_classes}")
+        if self._n_fake < (K + 1) * n_classes:
+            raise ValueError(f"eval.num_samples must be at least {(K + 1) * n_classes} for {n_classes} classes "
+                             f"(more than k={K} per class for per-class coverage), got {self._n_fake}")
+        real_labels = ds.eval_real_labels(n_real, REAL_SEED)
+        counts = torch.bincount(real_labels, minlength=n_classes)
+        if int(counts.min()) <= K:
+            raise ValueError(f"class {int(counts.argmin())} of {ds.name} has {int(counts.min())} images in the "
+                             f"evaluation's real set; per-class statistics need more than {K}")
+        if cache_key not in _REAL_CLASS_CACHE:
+            _REAL_CLASS_CACHE[cache_key] = _per_class(self._real, real_labels, n_classes)
+        self._real_by_class = _REAL_CLASS_CACHE[cache_key]
 
     @property
     def num_samples(self) -> int:
@@ -216,30 +261,61 @@ class Evaluator:
             "seeds": {"latent": LATENT_SEED, "real": REAL_SEED},
             "real": "custom" if self._custom_real else "protocol",
             **extra,
+            # balanced labels: FIDs of a conditional G never compare with an unconditional one's
+            **({"conditional": {"labels": "balanced", "n_classes": self.n_classes}} if self.n_classes else {}),
         }
 
-    def _keys(self) -> tuple[str, ...]:
+    def _base_keys(self) -> tuple[str, ...]:
         return POINT_KEYS if self.dataset.kind == "points" else IMAGE_KEYS
 
-    def evaluate(self, fake: torch.Tensor) -> dict[str, float]:
+    def _keys(self) -> tuple[str, ...]:
+        keys = self._base_keys()
+        if self.n_classes:
+            keys += ("class_accuracy", "intra_fid")
+            keys += tuple(f"fid_class_{c}" for c in range(self.n_classes))
+            keys += tuple(f"coverage_class_{c}" for c in range(self.n_classes))
+        return keys
+
+    def evaluate(self, fake: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
         """(num_samples, *dataset.shape) float -> {fid, diversity, precision, recall, density,
         coverage, modes, kl[, high_quality]}; all NaN if `fake` holds NaN or inf (or values
-        so large that squared feature norms overflow float32)."""
+        so large that squared feature norms overflow float32). A conditional evaluator also
+        takes the (num_samples,) labels the samples were generated for."""
         expected = (self._n_fake, *self.dataset.shape)
         if tuple(fake.shape) != expected:
             raise ValueError(f"evaluate expects fake samples of shape {expected}, got {tuple(fake.shape)}")
+        if bool(self.n_classes) != (labels is not None):
+            raise ValueError("a conditional evaluator needs the labels of the samples (fixed_labels), "
+                             "an unconditional one takes none")
+        if labels is not None and tuple(labels.shape) != (self._n_fake,):
+            raise ValueError(f"labels must have shape ({self._n_fake},), got {tuple(labels.shape)}")
         fake = fake.detach().to("cpu", torch.float32)
         nan = {key: math.nan for key in self._keys()}
         if not torch.isfinite(fake).all():
             return nan
-        feats, labels = self._extractor(fake)
+        feats, predicted = self._extractor(fake)
         # finite but absurd samples (|x| ~ 1e19+) overflow squared distances: a divergence too
         if not torch.isfinite((feats * feats).sum(dim=1)).all():
             return nan
         try:
-            return self._metrics(fake, feats, labels)
+            out = self._metrics(fake, feats, predicted)
+            if labels is not None:
+                out.update(self._class_metrics(feats, predicted, labels))
+            return out
         except np.linalg.LinAlgError:
             return nan
+
+    def _class_metrics(self, feats: torch.Tensor, predicted: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """Does a "3" look like a 3 (class_accuracy), and how close is each class to the real one."""
+        labels = labels.to(predicted.device)
+        out = {"class_accuracy": float((predicted == labels).double().mean())}
+        for c, real in self._real_by_class.items():
+            mine = feats[labels == c]
+            mu, sigma = gaussian_stats(mine)
+            out[f"fid_class_{c}"] = frechet_distance_from_stats(real.mu, real.sigma, mu, sigma)
+            out[f"coverage_class_{c}"] = prdc(real.feats, mine, K, real_radii=real.radii)["coverage"]
+        out["intra_fid"] = float(np.mean([out[f"fid_class_{c}"] for c in self._real_by_class]))
+        return out
 
     def _metrics(self, fake: torch.Tensor, feats: torch.Tensor, labels: torch.Tensor | None) -> dict[str, float]:
         mu, sigma = gaussian_stats(feats)
@@ -254,4 +330,4 @@ class Evaluator:
         # diversity in [0, 1]: mode coverage where modes are countable at scale, else k-NN coverage
         coverage_is_diversity = ds.name == "digits" or self._files
         out["diversity"] = out["coverage"] if coverage_is_diversity else out["modes"] / ds.n_modes
-        return {key: float(out[key]) for key in self._keys()}
+        return {key: float(out[key]) for key in self._base_keys()}

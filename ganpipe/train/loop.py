@@ -19,7 +19,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ganpipe.config.schema import TrialConfig
 from ganpipe.data import get_dataset
 from ganpipe.losses import get_loss, gradient_penalty, r1_penalty
-from ganpipe.metrics import Evaluator, fixed_latents
+from ganpipe.metrics import Evaluator, fixed_labels, fixed_latents
 from ganpipe.nets import build_networks
 from ganpipe.train.checkpoint import load_checkpoint, save_checkpoint
 from ganpipe.train.optim import make_optimizers
@@ -37,7 +37,8 @@ class Trainer:
         self.cfg, self.device = cfg, torch.device(device)
         torch.manual_seed(cfg.train.seed)  # weight init
         self.dataset = get_dataset(cfg.data)
-        self.g, self.d = (m.to(self.device) for m in build_networks(cfg.model, self.dataset.shape))
+        self.n_classes = self.dataset.n_classes if cfg.model.conditional else 0  # 0 = unconditional
+        self.g, self.d = (m.to(self.device) for m in build_networks(cfg.model, self.dataset.shape, self.n_classes))
         self.ema = (
             AveragedModel(self.g, multi_avg_fn=get_ema_multi_avg_fn(cfg.model.ema_decay), use_buffers=True)
             if cfg.model.ema_decay > 0
@@ -50,25 +51,32 @@ class Trainer:
         self.rng = torch.Generator().manual_seed(cfg.train.seed + 1)
         self.step = 0
         self.best: dict[str, float] = {}
-        self.evaluator = Evaluator(self.dataset, cfg.eval.num_samples, features=cfg.eval.features or None)
+        self.evaluator = Evaluator(self.dataset, cfg.eval.num_samples, features=cfg.eval.features or None,
+                                   conditional=bool(self.n_classes))
 
     # ---- one step -------------------------------------------------------------
     def _z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.cfg.model.latent_dim, generator=self.rng).to(self.device)
 
-    def _real(self, n: int) -> torch.Tensor:
-        return self.dataset.sample(n, self.rng).to(self.device)
+    def _real(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """n real samples and, for a conditional GAN, their labels (else None)."""
+        if not self.n_classes:
+            return self.dataset.sample(n, self.rng).to(self.device), None
+        x, y = self.dataset.sample_labelled(n, self.rng)
+        return x.to(self.device), y.to(self.device)
 
     def _d_step(self) -> torch.Tensor:
         cfg, bs = self.cfg, self.cfg.train.batch_size
-        real = self._real(bs)
+        real, y = self._real(bs)
+        # conditional: fakes get the real batch's labels, so D compares like with like
+        g, d = (self.g, self.d) if y is None else (lambda z: self.g(z, y), lambda x: self.d(x, y))
         with torch.no_grad():
-            fake = self.g(self._z(bs))
-        loss = self.loss.d_loss(self.d(real), self.d(fake))
+            fake = g(self._z(bs))
+        loss = self.loss.d_loss(d(real), d(fake))
         if self.loss.gradient_penalty:
-            loss = loss + cfg.loss.gp_weight * gradient_penalty(self.d, real, fake, self.rng)
+            loss = loss + cfg.loss.gp_weight * gradient_penalty(d, real, fake, self.rng)
         if cfg.loss.r1_weight > 0:
-            loss = loss + cfg.loss.r1_weight * r1_penalty(self.d, real)
+            loss = loss + cfg.loss.r1_weight * r1_penalty(d, real)
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.train.grad_clip > 0:
@@ -77,7 +85,13 @@ class Trainer:
         return loss.detach()
 
     def _g_step(self) -> torch.Tensor:
-        loss = self.loss.g_loss(self.d(self.g(self._z(self.cfg.train.batch_size))))
+        bs = self.cfg.train.batch_size
+        if self.n_classes:
+            y = torch.randint(self.n_classes, (bs,), generator=self.rng).to(self.device)
+            fake_logits = self.d(self.g(self._z(bs), y), y)
+        else:
+            fake_logits = self.d(self.g(self._z(bs)))
+        loss = self.loss.g_loss(fake_logits)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.train.grad_clip > 0:
@@ -94,18 +108,27 @@ class Trainer:
         return self.ema.module if self.ema is not None else self.g
 
     @torch.no_grad()
-    def generate(self, z: torch.Tensor, batch: int = 2048) -> torch.Tensor:
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None = None, batch: int = 2048) -> torch.Tensor:
+        """Samples of the generator to ship for latents z (and class labels, conditional G only)."""
         g = self.generator
         was_training = g.training
         g.eval()
         try:
-            return torch.cat([g(z[i : i + batch].to(self.device)).cpu() for i in range(0, len(z), batch)])
+            out = []
+            for i in range(0, len(z), batch):
+                args = [z[i : i + batch].to(self.device)]
+                if labels is not None:
+                    args.append(labels[i : i + batch].to(self.device))
+                out.append(g(*args).cpu())
+            return torch.cat(out)
         finally:
             g.train(was_training)
 
     def evaluate(self) -> tuple[dict[str, float], torch.Tensor]:
-        samples = self.generate(fixed_latents(self.evaluator.num_samples, self.cfg.model.latent_dim))
-        return self.evaluator.evaluate(samples), samples
+        n = self.evaluator.num_samples
+        labels = fixed_labels(n, self.n_classes) if self.n_classes else None
+        samples = self.generate(fixed_latents(n, self.cfg.model.latent_dim), labels)
+        return self.evaluator.evaluate(samples, labels=labels), samples
 
     # ---- the loop -------------------------------------------------------------------
     def train(self, reporter: Reporter | None = None, progress=None) -> TrialResult:

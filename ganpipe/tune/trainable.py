@@ -37,7 +37,8 @@ class TuneReporter:
         folder = Path(tempfile.mkdtemp(prefix="ganpipe-ckpt-"))
         try:
             trainer.save_checkpoint(folder / FILENAME)
-            png = save_samples_png(report.samples, folder / f"step-{report.step:07d}.png", f"step {report.step}")
+            png = save_samples_png(report.samples, folder / f"step-{report.step:07d}.png", f"step {report.step}",
+                                   ncol=trainer.n_classes or None)  # conditional: a column per class
             self.run.log_eval(report.step, report.metrics, png)  # queued; the sender keeps its own copy
             png.unlink()  # the checkpoint folder holds the checkpoint only
             # Tune may stop this actor right after a report (ASHA, last step): give the queue a moment,
