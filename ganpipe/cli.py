@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=64, help="number of samples")
     p.add_argument("-o", "--out", default="samples.png", help="output .png (grid or scatter) or .npy")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--label", type=int, help="class-conditional models: the class index; default every class "
+                   "in turn (a column per class)")
     p.add_argument("--tracking-uri", help="for models:/ URIs; default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
 
     p = sub.add_parser("server", help="an MLflow tracking server (database backend, proxied artifacts)")
@@ -125,7 +127,13 @@ def _run(args: argparse.Namespace) -> int:
         if args.n < 1:
             raise ConfigError([Problem("-n", "n", f"must be >= 1, got {args.n}")])
         uri = tracking.resolve_uri(args.tracking_uri)
-        print(f"wrote {run_sample(args.source, args.n, args.out, args.seed, uri)}")
+        try:
+            path = run_sample(args.source, args.n, args.out, args.seed, uri, args.label)
+        except ValueError as e:
+            if "--label" not in str(e):
+                raise
+            raise ConfigError([Problem("--label", "label", str(e))]) from None
+        print(f"wrote {path}")
         return 0
     if args.command == "server":
         from ganpipe.server import run_server

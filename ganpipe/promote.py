@@ -208,9 +208,8 @@ def register(c, uri: str, model_name: str, winner: Candidate, refused: list[str]
         "ganpipe.protocol": json.dumps(protocol, sort_keys=True),
         "ganpipe.protocol_hash": protocol_hash(protocol),
     }
-    version = tracking.register_generator(
-        uri, winner.run_id, model_name, trainer.generator, trainer.cfg.model.latent_dim, tags
-    ).version
+    model, example, metadata = trainer.export()
+    version = tracking.register_generator(uri, winner.run_id, model_name, model, example, metadata, tags).version
     champion = tracking.version_by_alias(c, model_name, CHAMPION)
     if champion is None:
         outcome, why = CHAMPION, "no champion yet"

@@ -270,24 +270,24 @@ def version_by_alias(c: MlflowClient, model_name: str, alias: str):
         return None
 
 
-def register_generator(uri: str, run_id: str, model_name: str, generator, latent_dim: int, tags: dict[str, str]):
-    """Log G in the mlflow.pytorch flavour (pt2: loads without ganpipe installed) and register it.
+def register_generator(uri: str, run_id: str, model_name: str, model, example, metadata: dict, tags: dict[str, str]):
+    """Log a model in the mlflow.pytorch flavour (pt2: loads without ganpipe installed) and register it.
 
-    Signature: z (N, latent_dim) float32 -> samples (N, 2) or (N, C, H, W); the batch is dynamic.
+    `model` takes one float32 tensor like `example` (batch first, the batch is dynamic): z for a
+    generator, [z | class weights] for a conditional one, images for a translator (see
+    Trainer.export); `metadata` (the model's MLmodel metadata) says which and with what sizes.
     """
     import mlflow
     import torch
     from mlflow.models import infer_signature
 
-    generator = generator.eval()
-    z = torch.randn(4, latent_dim, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        out = generator(z)
-    signature = infer_signature(z.numpy(), out.numpy())
+        out = model(example)
+    signature = infer_signature(example.numpy(), out.numpy())
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(
-            generator, name="generator", signature=signature, input_example=z.numpy(),
+            model, name="generator", signature=signature, input_example=example.numpy(), metadata=metadata,
             serialization_format="pt2", pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
         )
     version = mlflow.register_model(info.model_uri, model_name, tags=tags)

@@ -24,6 +24,7 @@ from ganpipe.config.validate import (
     TOP_KEYS,
     TRIAL_CLASSES,
     Validator,
+    check_conditional,
     check_files,
     fields_of,
     primary_noun,
@@ -160,6 +161,7 @@ def load_sweep(path, overrides: Iterable[str] = ()) -> schema.SweepConfig:
     sections = {k: v.section(cls, raw.get(k), k, False, []) for k, cls in SWEEP_CLASSES.items()}
     space = v.conditions(space, trial)
     check_files(v, trial, space)  # data.root and eval.features: files are there and fit, before anything runs
+    check_conditional(v, trial, space)
     _grace_period(v, sections["search"], trial, space)
     if problems:
         raise ConfigError(problems)

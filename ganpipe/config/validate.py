@@ -519,3 +519,43 @@ def features_problem(name: str, root: str, size: int, channels: int, info, feat:
         return (f"{path} tells {len(meta['classes'])} classes ({meta['dataset']}), the data has {info.n_classes}; "
                 f"the class statistics need a classifier of the same classes: {train}")
     return None
+
+
+# ---- class-conditional GANs: labelled images, an architecture with a conditional variant ------
+LABELLED_BUILTIN = ("digits",)
+
+
+def check_conditional(v: Validator, trial: schema.TrialConfig, space: list[Param]) -> None:
+    """model.conditional: true needs labelled data and dcgan/resnet, for every value the sweep may pick."""
+    if any(p.key.startswith(("model.", "data.", "eval.features")) for p in v.problems):
+        return
+    by_path = {p.path: p for p in space}
+    cond = by_path.get("model.conditional")
+    values = _candidates(v, "model.conditional", trial, by_path)
+    if not values or True not in values:
+        return
+    from ganpipe.nets import CONDITIONAL_ARCHITECTURES
+
+    archs = _candidates(v, "model.architecture", trial, by_path) or []
+    if cond is not None and "model.architecture" in cond.when:
+        archs = [a for a in archs if a in cond.when["model.architecture"]]
+    bad = [a for a in archs if a not in CONDITIONAL_ARCHITECTURES]
+    if bad:
+        may = "may be" if len(archs) > 1 else "is"
+        v.problem("model.conditional", f"true needs architecture {' or '.join(CONDITIONAL_ARCHITECTURES)} (class-"
+                                       f"conditional G, projection D); model.architecture {may} {bad[0]}"
+                                       + (": search it with when: {model.architecture: [dcgan, resnet]}" if may == "may be" else ""))
+    from ganpipe.data.files import FILE_DATASETS, DataRootError, probe
+
+    for name in _candidates(v, "data.dataset", trial, by_path) or []:
+        if name in FILE_DATASETS:
+            try:
+                labelled = probe(name, trial.data.root, trial.data.image_size, trial.data.channels).n_classes > 1
+            except (DataRootError, ValueError):
+                continue  # check_files has said what is wrong with the files
+            what = f"{trial.data.root} has no class sub-folders"
+        else:
+            labelled, what = name in LABELLED_BUILTIN, f"{name} has no class labels to condition on"
+        if not labelled:
+            v.problem("model.conditional", f"true needs labelled data (digits, mnist, fashion-mnist, cifar10, or an "
+                                           f"image-folder with one sub-folder per class); {what}")

@@ -20,7 +20,7 @@ from ganpipe.config.schema import TrialConfig
 from ganpipe.data import get_dataset
 from ganpipe.losses import get_loss, gradient_penalty, r1_penalty
 from ganpipe.metrics import Evaluator, fixed_labels, fixed_latents
-from ganpipe.nets import build_networks
+from ganpipe.nets import LabelledSampler, build_networks
 from ganpipe.train.checkpoint import load_checkpoint, save_checkpoint
 from ganpipe.train.optim import make_optimizers
 from ganpipe.train.reporter import EvalReport, NullReporter, Reporter, TrialResult
@@ -123,6 +123,22 @@ class Trainer:
             return torch.cat(out)
         finally:
             g.train(was_training)
+
+    def export(self) -> tuple[torch.nn.Module, torch.Tensor, dict]:
+        """(model with one tensor input, example input, metadata) of what a promotion registers.
+
+        Unconditional: z (N, latent_dim) -> samples. Conditional: [z | class weights]
+        (N, latent_dim + n_classes) -> samples, one-hot weights picking a class.
+        """
+        latent_dim = self.cfg.model.latent_dim
+        z = torch.randn(4, latent_dim, generator=torch.Generator().manual_seed(0))
+        meta = {"ganpipe_kind": "generator", "latent_dim": latent_dim, "dataset": self.dataset.name}
+        if not self.n_classes:
+            return self.generator.eval(), z, meta
+        onehot = torch.nn.functional.one_hot(fixed_labels(4, self.n_classes), self.n_classes).float()
+        classes = list(getattr(self.dataset, "classes", ())) or [str(c) for c in range(self.n_classes)]
+        meta.update(ganpipe_kind="conditional-generator", n_classes=self.n_classes, classes=classes)
+        return LabelledSampler(self.generator, latent_dim).eval(), torch.cat([z, onehot], dim=1), meta
 
     def evaluate(self) -> tuple[dict[str, float], torch.Tensor]:
         n = self.evaluator.num_samples
