@@ -86,9 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("features", help="feature extractors of the evaluation protocol")
     fsub = p.add_subparsers(dest="features_command", required=True)
     ft = fsub.add_parser("train", help="train a dataset's feature classifier reproducibly")
-    ft.add_argument("dataset", help="digits, mnist, fashion-mnist, cifar10 or image-folder (with class sub-folders)")
+    ft.add_argument("dataset", help="digits, digits-translation (both shipped), mnist, fashion-mnist, cifar10 or "
+                    "image-folder (with class sub-folders)")
     _add_set(ft)
-    ft.add_argument("--out", help="weights file; default the one shipped inside the package (digits) or "
+    ft.add_argument("--out", help="weights file; default the one shipped inside the package (digits, digits-translation) or "
                     "$GANPIPE_HOME/features/DATASET-SIZExCHANNELS.pt (default ~/.cache/ganpipe/features/...)")
     ft.add_argument("--epochs", type=int, help="training epochs (datasets from files); default about 1500 minibatches")
     ft.add_argument("--seed", type=int, help="training seed; default 0")
@@ -156,7 +157,7 @@ def _features(args: argparse.Namespace) -> int:
     if args.seed is not None and args.seed < 0:
         raise ConfigError([Problem("--seed", "seed", f"must be >= 0, got {args.seed}")])
     try:
-        if args.dataset == "digits" or args.dataset not in TRAINABLE:
+        if args.dataset in ("digits", "digits-translation") or args.dataset not in TRAINABLE:
             if args.overrides:
                 raise ConfigError([Problem("--set", "data", f"{args.dataset} takes no --set")])
             data = args.dataset
@@ -168,7 +169,7 @@ def _features(args: argparse.Namespace) -> int:
         print(f"ganpipe features train: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     extra = ""
-    if "n_train" in info:
+    if "classes" in info:
         extra = (f" ({info['n_train']} train / {info['n_heldout']} held-out images, {len(info['classes'])} classes, "
                  f"{info['image_size']}x{info['image_size']}x{info['channels']})")
     print(f"wrote {info['path']}: held-out accuracy {info['heldout_accuracy']:.4f}, sha256 {info['sha256']}{extra}")

@@ -13,7 +13,8 @@ def load_generator(source: str, tracking_uri: str | None = None) -> tuple[torch.
     """(model, metadata) from an MLflow model URI or a ganpipe checkpoint file/folder.
 
     metadata["ganpipe_kind"] says what the model's one input is (Trainer.export): "generator"
-    (z), "conditional-generator" ([z | class weights]); latent_dim and n_classes its sizes.
+    (z), "conditional-generator" ([z | class weights]), "translator" (source-domain images);
+    latent_dim and n_classes its sizes.
     """
     if "://" in source or source.startswith(("models:/", "runs:/")):
         import mlflow
@@ -35,6 +36,14 @@ def model_input(meta: dict, n: int, seed: int, label: int | None = None) -> torc
     """The input of n samples: z from `seed`, plus one-hot classes (`label`, or every class in turn)."""
     from ganpipe.metrics import fixed_labels
 
+    if meta["ganpipe_kind"] == "translator":  # the task's source images, from `seed` on
+        if label is not None:
+            raise ValueError("--label is for class-conditional models; this one is a translator")
+        from ganpipe.data import get_dataset
+
+        source = get_dataset(meta["dataset"]).source
+        idx = torch.randperm(len(source), generator=torch.Generator().manual_seed(seed))[:n]
+        return source.to_float(source.images[idx])
     z = torch.randn(n, int(meta["latent_dim"]), generator=torch.Generator().manual_seed(seed))
     if meta["ganpipe_kind"] != "conditional-generator":
         if label is not None:
@@ -57,6 +66,11 @@ def run_sample(source: str, n: int, out: str, seed: int, tracking_uri: str | Non
     if path.suffix == ".npy":
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, samples.numpy())
+    elif meta["ganpipe_kind"] == "translator":
+        from ganpipe.train.translate import pairs_for_grid
+
+        grid = pairs_for_grid(x, samples, n=len(x))
+        save_samples_png(grid, path, f"{source}: source above translation", max_images=len(grid), ncol=10)
     else:
         by_class = meta["ganpipe_kind"] == "conditional-generator" and label is None
         title = f"{source} (n={n}, seed {seed}" + (f", class {label})" if label is not None else ")")

@@ -23,6 +23,7 @@ from ganpipe.train.reporter import EvalReport, TrialResult
 from ganpipe.viz import save_samples_png
 
 TABLE_KEYS = ("fid", "diversity", "modes", "high_quality", "kl", "coverage", "class_accuracy", "intra_fid",
+              "content_kept", "cycle_error",
               "loss_d", "loss_g", "steps_per_sec")
 
 
@@ -40,7 +41,7 @@ class FolderReporter:
 
     def on_eval(self, report: EvalReport, trainer) -> None:
         save_samples_png(report.samples, self.out / "samples" / f"step-{report.step:07d}.png", f"step {report.step}",
-                         ncol=trainer.n_classes or None)  # conditional: a column per class
+                         ncol=trainer.grid_columns)
         with self.metrics_file.open("a") as f:
             f.write(json.dumps({"step": report.step, **report.metrics}) + "\n")
         trainer.save_checkpoint(self.out / "checkpoint.pt")
@@ -68,7 +69,7 @@ def choose_out_dir(out: str | None, name: str) -> Path:
 
 
 def run_trial(sweep_path: str, overrides: list[str], out: str | None, threads: int | None = None) -> TrialResult:
-    from ganpipe.train.loop import Trainer  # heavy imports after validation
+    from ganpipe.train.loop import make_trainer  # heavy imports after validation
 
     sweep, cfg, values = prepare_trial(sweep_path, overrides)
     out_dir = choose_out_dir(out, sweep.name)
@@ -82,7 +83,7 @@ def run_trial(sweep_path: str, overrides: list[str], out: str | None, threads: i
 
     start = time.perf_counter()
     device = "cuda" if sweep.resources.gpu > 0 and torch.cuda.is_available() else "cpu"
-    trainer = Trainer(cfg, device=device)
+    trainer = make_trainer(cfg, device=device)
     with tqdm(total=cfg.train.steps, unit="step", file=sys.stderr, mininterval=1.0) as bar:
         reporter = FolderReporter(out_dir, bar)
         result = trainer.train(reporter, progress=bar.update)

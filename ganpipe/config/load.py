@@ -26,6 +26,7 @@ from ganpipe.config.validate import (
     Validator,
     check_conditional,
     check_files,
+    check_translation,
     fields_of,
     primary_noun,
 )
@@ -162,6 +163,7 @@ def load_sweep(path, overrides: Iterable[str] = ()) -> schema.SweepConfig:
     space = v.conditions(space, trial)
     check_files(v, trial, space)  # data.root and eval.features: files are there and fit, before anything runs
     check_conditional(v, trial, space)
+    check_translation(v, trial, space)
     _grace_period(v, sections["search"], trial, space)
     if problems:
         raise ConfigError(problems)

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 # ---- one trial -------------------------------------------------------------------
 @dataclass
 class DataConfig:
-    dataset: str = "ring8"  # registry name: ring8, grid25, digits, stacked-digits, mnist, fashion-mnist, cifar10, image-folder
+    # registry name: ring8, grid25, digits, stacked-digits, digits-translation (plain -> styled digits,
+    # a CycleGAN task), mnist, fashion-mnist, cifar10, image-folder
+    dataset: str = "ring8"
     root: str = ""  # folder with the files (mnist, fashion-mnist, cifar10, image-folder only); read, never downloaded
     image_size: int = 0  # 0 = native; else resized to image_size x image_size (4 or 7 times a power of 2)
     channels: int = 0  # 0 = native (1 for MNIST-like, 3 otherwise); 1 or 3 for image-folder
@@ -35,6 +37,9 @@ class LossConfig:
     name: str = "ns"  # registry name: bce, ns, wgan-gp, hinge, lsgan
     gp_weight: float = 10.0  # lambda of the gradient penalty (wgan-gp only)
     r1_weight: float = 0.0  # R1 penalty on real data; 0 = off
+    # translation datasets only (CycleGAN): L1 weights of cycle consistency and identity
+    cycle_weight: float = 10.0
+    identity_weight: float = 5.0
 
 
 @dataclass

@@ -30,6 +30,8 @@ RANGES: dict[str, tuple] = {
     "model.ema_decay": (0, True, 1, False),
     "loss.gp_weight": (0, True, None, False),
     "loss.r1_weight": (0, True, None, False),
+    "loss.cycle_weight": (0, True, None, False),
+    "loss.identity_weight": (0, True, None, False),
     "optimizer.lr_g": (0, False, None, False),
     "optimizer.lr_d": (0, False, None, False),
     "optimizer.beta1": (0, True, 1, False),
@@ -559,3 +561,19 @@ def check_conditional(v: Validator, trial: schema.TrialConfig, space: list[Param
         if not labelled:
             v.problem("model.conditional", f"true needs labelled data (digits, mnist, fashion-mnist, cifar10, or an "
                                            f"image-folder with one sub-folder per class); {what}")
+
+
+def check_translation(v: Validator, trial: schema.TrialConfig, space: list[Param]) -> None:
+    """Translation datasets (CycleGAN) train image-to-image networks: resnet or dcgan, unconditional."""
+    if any(p.key.startswith(("model.", "data.")) for p in v.problems):
+        return
+    by_path = {p.path: p for p in space}
+    datasets = _candidates(v, "data.dataset", trial, by_path) or []
+    if "digits-translation" not in datasets:
+        return
+    from ganpipe.nets.translation import TRANSLATION_ARCHITECTURES
+
+    for arch in _candidates(v, "model.architecture", trial, by_path) or []:
+        if arch not in TRANSLATION_ARCHITECTURES:
+            v.problem("model.architecture", f"data.dataset digits-translation trains image-to-image networks: "
+                                            f"{' or '.join(TRANSLATION_ARCHITECTURES)}, got {arch}")

@@ -12,8 +12,10 @@ from ganpipe.data.base import Dataset
 from ganpipe.data.digits import digits, stacked_digits
 from ganpipe.data.files import FILE_DATASETS, image_files
 from ganpipe.data.toy import grid25, ring8
+from ganpipe.data.translation import digits_translation
 
-BUILTIN = {"ring8": ring8, "grid25": grid25, "digits": digits, "stacked-digits": stacked_digits}
+BUILTIN = {"ring8": ring8, "grid25": grid25, "digits": digits, "stacked-digits": stacked_digits,
+           "digits-translation": digits_translation}
 
 # every factory takes the DataConfig; the built-in ones ignore it (validation keeps root etc. empty)
 DATASETS: dict[str, Callable[[DataConfig], Dataset]] = {

@@ -49,10 +49,10 @@ class FeatureClassifier(nn.Module):
 class DigitsClassifier(FeatureClassifier):
     """conv16 -> conv32 -> pool -> conv64 -> pool -> fc64 (features) -> fc10; ~40k parameters."""
 
-    def __init__(self) -> None:
+    def __init__(self, channels: int = 1) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(),
             nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
             nn.MaxPool2d(2),  # 8x8 -> 4x4
             nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),

@@ -2,6 +2,7 @@
 feature classifier of a dataset's evaluation protocol.
 
     digits                                   the shipped 8x8 digits classifier (package data)
+    digits-translation                       the shipped styled-digits classifier (package data)
     mnist, fashion-mnist, cifar10,           a small CNN on the data under --set data.root=DIR
     image-folder (with class sub-folders)    (--set data.image_size / data.channels as the sweep has
                                              them); saved to the default location the evaluation
@@ -17,7 +18,7 @@ from ganpipe.data.files import FILE_DATASETS
 from ganpipe.metrics import digits_classifier as dc
 
 # stacked-digits needs no extractor of its own: it applies the digits classifier per channel.
-TRAINABLE = ("digits", *FILE_DATASETS)
+TRAINABLE = ("digits", "digits-translation", *FILE_DATASETS)
 
 
 def data_config(dataset: str, overrides: list[str]) -> DataConfig:
@@ -60,6 +61,15 @@ def train_features(data: str | DataConfig, out: str | None = None, *, seed: int 
         sha = dc.save_digits_classifier(model, path, seed=s, heldout_accuracy=acc)
         dc._load_cached.cache_clear()  # a later load in this process must see the new file
         return {"path": str(path.resolve()), "heldout_accuracy": acc, "sha256": sha}
+    if cfg.dataset == "digits-translation":
+        from ganpipe.metrics import styled_classifier as sc
+
+        path = Path(out) if out else sc.WEIGHTS_PATH
+        model, meta = sc.train_styled_classifier(seed=sc.DEFAULT_SEED if seed is None else seed,
+                                                 epochs=epochs or sc.DEFAULT_EPOCHS, log=log)
+        sha = sc.save_styled_classifier(model, meta, path)
+        sc._load_cached.cache_clear()
+        return {**meta, "path": str(path.resolve()), "sha256": sha}
     if not cfg.root:
         raise ValueError(f"{cfg.dataset!r} is read from files: give its folder (ganpipe features train {cfg.dataset} "
                          "--set data.root=DIR); by name alone, valid: digits")

@@ -38,7 +38,7 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)  # weight init
         self.dataset = get_dataset(cfg.data)
         self.n_classes = self.dataset.n_classes if cfg.model.conditional else 0  # 0 = unconditional
-        self.g, self.d = (m.to(self.device) for m in build_networks(cfg.model, self.dataset.shape, self.n_classes))
+        self.g, self.d = (m.to(self.device) for m in self._build_networks())
         self.ema = (
             AveragedModel(self.g, multi_avg_fn=get_ema_multi_avg_fn(cfg.model.ema_decay), use_buffers=True)
             if cfg.model.ema_decay > 0
@@ -51,8 +51,15 @@ class Trainer:
         self.rng = torch.Generator().manual_seed(cfg.train.seed + 1)
         self.step = 0
         self.best: dict[str, float] = {}
-        self.evaluator = Evaluator(self.dataset, cfg.eval.num_samples, features=cfg.eval.features or None,
-                                   conditional=bool(self.n_classes))
+        self.evaluator = self._make_evaluator()
+
+    def _build_networks(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        return build_networks(self.cfg.model, self.dataset.shape, self.n_classes)
+
+    def _make_evaluator(self):
+        cfg = self.cfg
+        return Evaluator(self.dataset, cfg.eval.num_samples, features=cfg.eval.features or None,
+                         conditional=bool(self.n_classes))
 
     # ---- one step -------------------------------------------------------------
     def _z(self, n: int) -> torch.Tensor:
@@ -123,6 +130,11 @@ class Trainer:
             return torch.cat(out)
         finally:
             g.train(was_training)
+
+    @property
+    def grid_columns(self) -> int | None:
+        """Columns of the sample PNG: one per class for a conditional G, else square."""
+        return self.n_classes or None
 
     def export(self) -> tuple[torch.nn.Module, torch.Tensor, dict]:
         """(model with one tensor input, example input, metadata) of what a promotion registers.
@@ -232,6 +244,17 @@ class Trainer:
         cfg, state = load_checkpoint(path)
         if steps is not None:
             cfg.train.steps = steps
-        trainer = cls(cfg, device)
+        trainer = make_trainer(cfg, device)
         trainer.load_state_dict(state)
         return trainer
+
+
+def make_trainer(cfg: TrialConfig, device: str = "cpu") -> Trainer:
+    """The trainer for a config's task: a TranslationTrainer (CycleGAN) for translation datasets."""
+    from ganpipe.data import DATASETS
+
+    if cfg.data.dataset in DATASETS and get_dataset(cfg.data).kind == "translation":
+        from ganpipe.train.translate import TranslationTrainer
+
+        return TranslationTrainer(cfg, device)
+    return Trainer(cfg, device)

@@ -19,13 +19,13 @@ def _train_seed(cfg_dict: dict, seed: int, threads: int, use_gpu: bool) -> dict:
     import torch
 
     from ganpipe.config import trial_from_dict
-    from ganpipe.train.loop import Trainer
+    from ganpipe.train.loop import make_trainer
 
     torch.set_num_threads(threads)
     cfg = trial_from_dict(cfg_dict)
     cfg.train.seed = seed
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-    result = Trainer(cfg, device=device).train()
+    result = make_trainer(cfg, device=device).train()
     if result.status != "finished" or not result.best:
         return {"seed": seed, "status": result.status, "fid": math.inf, "diversity": 0.0, "message": result.message}
     return {"seed": seed, "status": "finished", "fid": result.best["fid"], "diversity": result.best["diversity"]}

@@ -20,7 +20,7 @@ from ganpipe.config import resolve_trial
 from ganpipe.config.schema import SweepConfig
 from ganpipe.tracking import TrialRun
 from ganpipe.train.checkpoint import FILENAME
-from ganpipe.train.loop import Trainer
+from ganpipe.train.loop import Trainer, make_trainer
 from ganpipe.train.reporter import EvalReport, TrialResult
 from ganpipe.viz import save_samples_png
 
@@ -38,7 +38,7 @@ class TuneReporter:
         try:
             trainer.save_checkpoint(folder / FILENAME)
             png = save_samples_png(report.samples, folder / f"step-{report.step:07d}.png", f"step {report.step}",
-                                   ncol=trainer.n_classes or None)  # conditional: a column per class
+                                   ncol=trainer.grid_columns)
             self.run.log_eval(report.step, report.metrics, png)  # queued; the sender keeps its own copy
             png.unlink()  # the checkpoint folder holds the checkpoint only
             # Tune may stop this actor right after a report (ASHA, last step): give the queue a moment,
@@ -83,7 +83,7 @@ def train_trial(params: dict, sweep: SweepConfig, tracking: dict) -> None:
             trainer = Trainer.from_checkpoint(Path(folder) / FILENAME, device=device)
         run.log_restart(trainer.step)  # visible in MLflow: where a retried or restored trial picked up
     else:
-        trainer = Trainer(cfg, device=device)
+        trainer = make_trainer(cfg, device=device)
     result = trainer.train(TuneReporter(run))
     run.flush()  # the last evaluation's metrics and PNG reach MLflow before the trial ends
     if result.status == "diverged":

@@ -1,0 +1,96 @@
+"""The content judge and feature space of the digits-translation task: the digits CNN on
+3-channel restyled digits (ganpipe.data.styled), trained reproducibly and shipped as package data.
+
+Trained on the B (styled) half only, never on a digit of the A half that translators are
+judged on: 80 % of B's digits, restyled afresh every epoch (new textures and colours from
+seeds the shipped images never use), so it learns digit shapes whatever the style;
+held-out accuracy is measured on the shipped styled images of the other 20 %.
+
+    model = load_styled_classifier()                  # cached, eval mode, .metadata
+    feats, logits = model.features_and_logits(x)      # (N, 3, 8, 8) in [-1, 1] -> (N, 64), (N, 10)
+"""
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ganpipe.metrics.digits_classifier import DigitsClassifier, accuracy, stratified_split, weights_sha256
+
+ARCH_VERSION = "styled-digits-cnn-v1"
+WEIGHTS_PATH = Path(__file__).parent / "weights" / "styled_digits_classifier.pt"
+DEFAULT_SEED = 0
+DEFAULT_EPOCHS = 40
+SPLIT_SEED = 20240517
+EPOCH_STYLE_SEED = 1_000_000  # + epoch: the training textures; data.styled.STYLE_SEED is far outside
+
+
+def train_styled_classifier(seed: int = DEFAULT_SEED, epochs: int = DEFAULT_EPOCHS, log=None) -> tuple[DigitsClassifier, dict]:
+    """(model in eval mode, metadata); one thread, seeded: same seed -> same weights."""
+    from ganpipe.data.styled import _digit_intensities, build_styled, digit_domains, split_halves
+
+    digits, labels = _digit_intensities()
+    _, idx_b = split_halves(labels)
+    _, target = digit_domains()
+    train_rel, test_rel = stratified_split(labels[idx_b], 0.2, SPLIT_SEED)
+    train_digits, y = digits[idx_b[train_rel].numpy()], labels[idx_b[train_rel]]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(seed)
+        model = DigitsClassifier(channels=3)
+        order = torch.Generator().manual_seed(seed)
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+        t0 = time.perf_counter()
+        for epoch in range(epochs):
+            x = torch.from_numpy(build_styled(train_digits, EPOCH_STYLE_SEED + epoch)).float() / 127.5 - 1
+            model.train()
+            perm = torch.randperm(len(x), generator=order)
+            for i in range(0, len(x), 64):
+                b = perm[i : i + 64]
+                loss = nn.functional.cross_entropy(model(x[b]), y[b])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            sched.step()
+            if log is not None:
+                log(f"epoch {epoch + 1}/{epochs} loss {loss.item():.4f} {time.perf_counter() - t0:.1f}s")
+        acc = accuracy(model, target.to_float(target.images[test_rel]), target.labels[test_rel])
+    finally:
+        torch.set_num_threads(threads)
+    meta = {"arch_version": ARCH_VERSION, "dataset": target.name, "data_sha256": target.content_sha256,
+            "seed": seed, "epochs": epochs, "n_train": len(train_rel), "n_heldout": len(test_rel),
+            "heldout_accuracy": acc}
+    return model.eval().requires_grad_(False), meta
+
+
+def save_styled_classifier(model: DigitsClassifier, meta: dict, path: str | Path = WEIGHTS_PATH) -> str:
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    sha = weights_sha256(state)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({**meta, "sha256": sha, "state_dict": state}, path)
+    return sha
+
+
+@lru_cache(maxsize=2)
+def _load_cached(path: str) -> DigitsClassifier:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if ckpt.get("arch_version") != ARCH_VERSION:
+        raise ValueError(f"{path}: architecture {ckpt.get('arch_version')!r}, expected {ARCH_VERSION!r}")
+    if weights_sha256(ckpt["state_dict"]) != ckpt["sha256"]:
+        raise ValueError(f"{path}: weights do not match their recorded sha256 (corrupted file?)")
+    model = DigitsClassifier(channels=3)
+    model.load_state_dict(ckpt["state_dict"])
+    model.metadata = {k: v for k, v in ckpt.items() if k != "state_dict"}  # type: ignore[attr-defined]
+    return model.eval().requires_grad_(False)
+
+
+def load_styled_classifier(path: str | Path | None = None) -> DigitsClassifier:
+    if path is None and not WEIGHTS_PATH.exists():
+        raise FileNotFoundError(f"{WEIGHTS_PATH} is missing; create it with `ganpipe features train digits-translation`")
+    return _load_cached(str(Path(path or WEIGHTS_PATH).resolve()))

@@ -1,0 +1,118 @@
+"""The fixed evaluation protocol of a translation task (A -> B, CycleGAN).
+
+Every source image of A is translated at each evaluation; the translations are judged in
+the feature space of the target domain's classifier (ganpipe.metrics.styled_classifier):
+
+    fid            Fréchet distance of G_AB(A) to the real B images
+    fid_source     the same for the untranslated A images: the bar a translator must get under
+    content_kept   the classifier recovers the source digit's label from its translation
+    cycle_error    mean |G_BA(G_AB(a)) - a| (pixels in [-1, 1])
+    diversity      coverage (k=5) of real B by the translations, as for other images
+    precision, recall, density, coverage, modes, kl   as for other images
+
+    ev = TranslationEvaluator(get_dataset("digits-translation"))
+    metrics = ev.evaluate(g_ab(ev.source), g_ba(g_ab(ev.source)))
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ganpipe.metrics.fid import frechet_distance_from_stats, gaussian_stats
+from ganpipe.metrics.modes import label_mode_stats
+from ganpipe.metrics.prdc import knn_radii, prdc
+from ganpipe.metrics.protocol import PROTOCOL_VERSION, K, _DigitsFeatures
+
+KEYS = ("fid", "diversity", "precision", "recall", "density", "coverage", "modes", "kl",
+        "content_kept", "cycle_error", "fid_source")
+
+
+class _StyledFeatures(_DigitsFeatures):
+    """Penultimate layer and argmax class of the shipped styled-digits classifier."""
+
+    def __init__(self) -> None:
+        import copy
+
+        from ganpipe.metrics.styled_classifier import load_styled_classifier
+
+        shared = load_styled_classifier()
+        self.name, self.sha256 = shared.metadata["arch_version"], shared.metadata["sha256"]
+        self.data_sha256 = shared.metadata["data_sha256"]
+        self.model = copy.deepcopy(shared).to(memory_format=torch.channels_last)
+
+
+_CACHE: dict[tuple, tuple] = {}
+
+
+class TranslationEvaluator:
+    def __init__(self, dataset) -> None:
+        if dataset.kind != "translation":
+            raise ValueError(f"{dataset.name} is not a translation dataset")
+        self.dataset = dataset
+        self._features = _StyledFeatures()
+        target = dataset.target
+        if self._features.data_sha256 != target.content_sha256:
+            raise ValueError(f"the shipped styled-digits classifier was trained on other data than {target.name}; "
+                             "rebuild it with `ganpipe features train digits-translation`")
+        self.source = dataset.source.to_float(dataset.source.images)
+        self.source_labels = dataset.source.labels
+        key = (dataset.name, self._features.sha256, target.content_sha256, dataset.source.content_sha256)
+        if key not in _CACHE:
+            real, _ = self._features(target.to_float(target.images))
+            mu, sigma = gaussian_stats(real)
+            src, _ = self._features(self.source)
+            fid_source = frechet_distance_from_stats(mu, sigma, *gaussian_stats(src))
+            _CACHE[key] = (real, mu, sigma, knn_radii(real, K), fid_source)
+        self._real, self._mu, self._sigma, self._radii, self.fid_source = _CACHE[key]
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.source)
+
+    @property
+    def n_modes(self) -> int:
+        return self.dataset.n_modes
+
+    @property
+    def protocol(self) -> dict:
+        ds = self.dataset
+        return {
+            "version": PROTOCOL_VERSION,
+            "dataset": ds.name,
+            "task": "translation",
+            "direction": f"{ds.source.name} -> {ds.target.name}",
+            "n_source": len(self.source),
+            "n_real": len(self._real),
+            "n_fake": len(self.source),
+            "features": {"name": self._features.name, "sha256": self._features.sha256},
+            "k": K,
+            "data": {"source_sha256": ds.source.content_sha256, "target_sha256": ds.target.content_sha256},
+            "real": "protocol",
+        }
+
+    def evaluate(self, translated: torch.Tensor, cycled: torch.Tensor) -> dict[str, float]:
+        """translated = G_AB(source), cycled = G_BA(translated), both (n_source, C, H, W)."""
+        expected = tuple(self.source.shape)
+        for name, x in (("translated", translated), ("cycled", cycled)):
+            if tuple(x.shape) != expected:
+                raise ValueError(f"evaluate expects {name} images of shape {expected}, got {tuple(x.shape)}")
+        translated, cycled = (x.detach().to("cpu", torch.float32) for x in (translated, cycled))
+        nan = {key: math.nan for key in KEYS}
+        if not (torch.isfinite(translated).all() and torch.isfinite(cycled).all()):
+            return nan
+        feats, predicted = self._features(translated)
+        if not torch.isfinite((feats * feats).sum(dim=1)).all():
+            return nan
+        try:
+            out = {"fid": frechet_distance_from_stats(self._mu, self._sigma, *gaussian_stats(feats))}
+        except np.linalg.LinAlgError:
+            return nan
+        out.update(prdc(self._real, feats, K, real_radii=self._radii))
+        out.update({k: float(v) for k, v in label_mode_stats(predicted, self.n_modes).items()})
+        out["diversity"] = out["coverage"]
+        out["content_kept"] = float((predicted == self.source_labels).double().mean())
+        out["cycle_error"] = float((cycled - self.source).abs().mean())
+        out["fid_source"] = self.fid_source
+        return {key: float(out[key]) for key in KEYS}
