@@ -14,7 +14,7 @@ import yaml
 from ganpipe import cli
 from ganpipe.config.schema import DataConfig, EvalConfig, LossConfig, ModelConfig, OptimizerConfig, TrainConfig, TrialConfig
 from ganpipe.data import get_dataset
-from ganpipe.metrics import Evaluator, fixed_labels, fixed_latents
+from ganpipe.metrics import Evaluator, fixed_labels
 from ganpipe.nets import build_networks
 from ganpipe.train.loop import Trainer
 from ganpipe.train.reporter import ListReporter
