@@ -28,6 +28,7 @@ DOCKERFILES = NODE_DOCKERFILES + [DOCKER / "Dockerfile.mlflow"]
 TEXT_FILES = DOCKERFILES + [COMPOSE, CLUSTER, RAYJOB, ENV_EXAMPLE, DOC]
 
 STORAGE = "/shared/ganpipe"
+S3_STORAGE = "s3://ganpipe-results/sweeps"  # the compose results bucket (RAY_RESULTS_BUCKET in .env.example)
 TRACKING_URI = "http://mlflow:5000"
 RAY_NODES = ["ray-head", "ray-worker", "driver"]
 
@@ -275,7 +276,7 @@ def test_ganpipe_command_parses(where, command):
         assert (ROOT / args.sweep).is_file(), f"{where}: {args.sweep}"
         if args.address:  # a cluster run: shared storage and the compose MLflow
             assert args.address == "auto", f"{where}: {command}"
-            assert args.storage == STORAGE, f"{where}: --storage {args.storage}"
+            assert args.storage in (STORAGE, S3_STORAGE), f"{where}: --storage {args.storage}"
             assert args.tracking_uri == TRACKING_URI, f"{where}: --tracking-uri {args.tracking_uri}"
 
 
@@ -335,6 +336,26 @@ def test_s3_endpoint_and_credentials_agree():
         assert url.hostname == "minio" and f":{url.port}" == minio_port, name
         assert env["AWS_ACCESS_KEY_ID"] == minio["MINIO_ROOT_USER"], name
         assert env["AWS_SECRET_ACCESS_KEY"] == minio["MINIO_ROOT_PASSWORD"], name
+
+
+def test_ray_nodes_reach_the_results_bucket():
+    """--storage s3://ganpipe-results/...: every Ray node has MinIO's endpoint and keys, and the bucket is made."""
+    svcs = compose()["services"]
+    minio = env_of(svcs["minio"])
+    minio_port = flag(as_list(svcs["minio"]["command"]), "--address")
+    for name in RAY_NODES:
+        env = env_of(svcs[name])
+        url = urlparse(env["AWS_ENDPOINT_URL"])
+        assert url.hostname == "minio" and f":{url.port}" == minio_port, name
+        assert env["AWS_ACCESS_KEY_ID"] == minio["MINIO_ROOT_USER"], name
+        assert env["AWS_SECRET_ACCESS_KEY"] == minio["MINIO_ROOT_PASSWORD"], name
+        assert env["AWS_DEFAULT_REGION"], name
+    bucket = urlparse(S3_STORAGE).hostname
+    assert env_example()["RAY_RESULTS_BUCKET"] == bucket
+    maker = svcs["create-bucket"]
+    assert env_of(maker)["RAY_RESULTS_BUCKET"] == "${RAY_RESULTS_BUCKET}"
+    assert 'os.environ["RAY_RESULTS_BUCKET"]' in " ".join(as_list(maker["command"]))
+    assert S3_STORAGE in DOC.read_text() and S3_STORAGE in COMPOSE.read_text()
 
 
 def test_ray_head_port_agrees():

@@ -1,8 +1,9 @@
 """`ganpipe run PIPELINE.yaml`: stages in order under one MLflow parent run, resumable by stage.
 
-The pipeline folder (under --storage) keeps `pipeline.json`: each stage's status and
-outputs (its MLflow run, narrowing overrides, re-check scores). `--resume` skips the
-stages that are done and continues an interrupted sweep stage with Tune's restore.
+The pipeline folder (under --storage: a folder, or an S3 prefix) keeps `pipeline.json`:
+each stage's status and outputs (its MLflow run, narrowing overrides, re-check scores).
+`--resume` skips the stages that are done and continues an interrupted sweep stage with
+Tune's restore.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ganpipe import tracking
 from ganpipe.config import ConfigError, Problem, load_sweep
 from ganpipe.pipeline.config import Pipeline, Stage
 from ganpipe.pipeline.narrow import narrowing_overrides
+from ganpipe.tune.storage import Location
 
 STATE_FILE = "pipeline.json"
 SWEEP_KINDS = ("sweep", "narrow")
@@ -33,7 +35,7 @@ class PipelineOptions:
 class Context:
     """What the stages share: the pipeline, the tracking store, the folder and the saved state."""
 
-    def __init__(self, pipeline: Pipeline, opts: PipelineOptions, uri: str, folder: Path, state: dict):
+    def __init__(self, pipeline: Pipeline, opts: PipelineOptions, uri: str, folder: Location, state: dict):
         self.pipeline, self.opts, self.uri, self.folder, self.state = pipeline, opts, uri, folder, state
         self.client = tracking.client(uri)
 
@@ -69,7 +71,7 @@ def _run_sweep_stage(ctx: Context, stage: Stage, st: dict, overrides: list[str])
     st["status"] = "running"
     ctx.save()
     opts = SweepOptions(
-        address=ctx.opts.address, tracking_uri=ctx.uri, storage=str(ctx.folder / stage.name), resume=resuming,
+        address=ctx.opts.address, tracking_uri=ctx.uri, storage=(ctx.folder / stage.name).uri, resume=resuming,
         num_cpus=ctx.opts.num_cpus, experiment=ctx.pipeline.name, parent_tags=ctx.nested_tags(stage), promote=False,
     )
     outcome = run_sweep(sweep, ctx.pipeline.sweep_path.read_text(), opts)
@@ -173,9 +175,11 @@ def open_pipeline(pipeline: Pipeline, opts: PipelineOptions) -> Context:
     why = tracking.check_reachable(uri)
     if why:
         raise ConfigError([Problem("--tracking-uri", "tracking.uri", why)])
-    storage = Path(opts.storage or "ray_results").resolve()
+    from ganpipe.tune.driver import parse_storage
+
+    storage = parse_storage(opts.storage)  # an S3 prefix is checked here, before any MLflow run
     if opts.resume:
-        found = sorted(p for p in storage.glob(f"{pipeline.name}-*") if (p / STATE_FILE).exists())
+        found = [p for p in storage.folders(f"{pipeline.name}-") if (p / STATE_FILE).exists()]
         if not found:
             raise ConfigError([Problem("--resume", "resume", f"no pipeline {pipeline.name!r} to resume under {storage}")])
         folder = found[-1]
@@ -184,12 +188,12 @@ def open_pipeline(pipeline: Pipeline, opts: PipelineOptions) -> Context:
         tracking.reopen(ctx.client, state["run_id"])
         return ctx
     folder = storage / f"{pipeline.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    folder.mkdir(parents=True)
+    folder.mkdir()
     ctx = Context(pipeline, opts, uri, folder, {"stages": {}})
     experiment_id = tracking.ensure_experiment(ctx.client, pipeline.name)
     ctx.state["run_id"] = tracking.start_parent_run(
         ctx.client, experiment_id, folder.name, {"ganpipe.kind": "pipeline", "ganpipe.pipeline": pipeline.name,
-                                                 "ganpipe.folder": str(folder)})
+                                                 "ganpipe.folder": folder.uri})
     tracking.log_texts(ctx.client, ctx.state["run_id"], {"pipeline.yaml": Path(pipeline.source).read_text(),
                                                          "sweep.yaml": pipeline.sweep_path.read_text()})
     ctx.save()

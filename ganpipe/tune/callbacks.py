@@ -1,10 +1,16 @@
-"""Driver-side Tune callback that ends every child run: FINISHED, FAILED or KILLED, never left RUNNING.
+"""Driver-side Tune callbacks.
 
-A trial cannot close its own run when Tune stops it (ASHA, or a final report) because
-its process is simply torn down; the driver sees every ending, so it closes runs here.
+CloseChildRuns ends every child run: FINISHED, FAILED or KILLED, never left RUNNING. A
+trial cannot close its own run when Tune stops it (ASHA, or a final report) because its
+process is simply torn down; the driver sees every ending, so it closes runs here.
+
+UploadStudy keeps a snapshot of the Optuna study in the experiment folder when that is
+in S3 (the study itself is a sqlite file on the driver's disk, see ganpipe.tune.storage).
 """
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 from ray import tune
@@ -60,3 +66,42 @@ def _error_text(trial) -> str:
         lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
         return lines[-1] if lines else "error"
     return str(getattr(trial, "error_msg", "") or "error")
+
+
+class UploadStudy(tune.Callback):
+    """Upload the study's snapshot when a trial starts or ends, and at most every `every` seconds otherwise."""
+
+    def __init__(self, exp_uri: str, every: float = 15.0):
+        self.exp_uri, self.every = exp_uri, every
+        self._last, self._mtime = 0.0, None
+
+    def _upload(self, force: bool = False) -> None:
+        from ganpipe.tune.storage import Location, study_path, upload_study
+
+        exp = Location(self.exp_uri)
+        try:
+            mtime = study_path(exp).stat().st_mtime_ns
+        except OSError:
+            return
+        if mtime == self._mtime or (not force and time.monotonic() - self._last < self.every):
+            return
+        try:
+            upload_study(exp)
+            self._last, self._mtime = time.monotonic(), mtime
+        except Exception as err:  # a snapshot that fails now is retried at the next event; never stop the sweep
+            logging.getLogger(__name__).warning("could not upload the Optuna study to %s: %s", exp, err)
+
+    def on_step_end(self, iteration, trials, **info):
+        self._upload()
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._upload(force=True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._upload(force=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._upload(force=True)
+
+    def on_experiment_end(self, trials, **info):
+        self._upload(force=True)

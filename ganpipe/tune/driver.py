@@ -11,7 +11,6 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import optuna
 import ray
@@ -25,7 +24,8 @@ from ganpipe import tracking
 from ganpipe.config import ConfigError, Problem, describe, suggest
 from ganpipe.config.schema import SweepConfig, TrialConfig
 from ganpipe.config.space import Param
-from ganpipe.tune.callbacks import CloseChildRuns
+from ganpipe.tune.callbacks import CloseChildRuns, UploadStudy
+from ganpipe.tune.storage import Location, StudyStorage, check_location, upload_study
 from ganpipe.tune.trainable import train_trial
 
 STATE_FILE = "ganpipe-sweep.json"  # parent run id and tracking info, for --resume
@@ -37,7 +37,7 @@ class SweepOptions:
     address: str | None = None  # None: in-process local Ray sized to this machine
     num_samples: int | None = None
     tracking_uri: str | None = None
-    storage: str | None = None  # default ./ray_results
+    storage: str | None = None  # a folder (default ./ray_results) or s3://bucket/prefix
     resume: bool = False
     dry_run: bool = False
     num_cpus: int | None = None  # local Ray only; default all cores
@@ -51,7 +51,7 @@ class SweepOutcome:
     exit_code: int  # 0 done, 130 interrupted (resumable)
     done: bool = False
     track: dict = field(default_factory=dict)  # uri, experiment_id, parent_run_id
-    exp_dir: Path | None = None
+    exp_dir: Location | None = None
 
 
 class ResumableOptunaSearch(OptunaSearch):
@@ -163,33 +163,41 @@ def _nothing_listening(address: str) -> str | None:
         return f"nothing answers at {host}:{port} ({err.strerror or err}); is the Ray head running there?"
 
 
-def check_shared_storage(storage: Path, given: bool) -> None:
-    """On a multi-node cluster every node must see the storage folder (checkpoints move between nodes)."""
+def check_shared_storage(storage: Location, given: bool) -> None:
+    """On a multi-node cluster every node must see the storage (checkpoints move between nodes): a marker
+    written by the driver is looked for by a task pinned to each node (for S3 with that node's AWS settings)."""
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     if len(nodes) < 2:
         return
     if not given:
         raise ConfigError([Problem("--storage", "storage", f"required on a cluster of {len(nodes)} nodes: a folder "
-                                   "every node sees at the same path (NFS, a shared volume)")])
+                                   "every node sees at the same path (NFS, a shared volume) or s3://BUCKET/PREFIX")])
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    storage.mkdir(parents=True, exist_ok=True)
+    storage.mkdir()
     marker = storage / f".ganpipe-shared-{os.getpid()}-{time.time_ns()}"
     marker.write_text("written by the ganpipe driver")
     try:
         @ray.remote(num_cpus=0)
-        def sees(path: str) -> bool:
-            return Path(path).exists()
+        def sees(uri: str) -> str | None:
+            from ganpipe.tune.storage import Location
+
+            try:
+                return None if Location(uri).exists() else "not found"
+            except Exception as err:  # e.g. no S3 credentials or endpoint on that node
+                return " ".join(str(err).split())[:200]
 
         checks = {n["NodeManagerAddress"] + " " + n["NodeID"][:8]: sees.options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(str(marker))
+            scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(marker.uri)
             for n in nodes}
-        blind = [name for name, ok in zip(checks, ray.get(list(checks.values()), timeout=120)) if not ok]
+        blind = [f"{name} ({why})" for name, why in zip(checks, ray.get(list(checks.values()), timeout=120)) if why]
     finally:
-        marker.unlink(missing_ok=True)
+        marker.delete()
     if blind:
+        hint = ("give every node the same AWS settings (AWS_ENDPOINT_URL, credentials)" if storage.remote
+                else "give a folder shared by every node at the same path")
         raise ConfigError([Problem("--storage", "storage", f"{storage} is not visible on node(s) {', '.join(blind)}; "
-                                   "give a folder shared by every node at the same path")])
+                                   + hint)])
 
 
 def check_resources(sweep: SweepConfig) -> None:
@@ -204,13 +212,25 @@ def check_resources(sweep: SweepConfig) -> None:
 
 
 # ---- experiment folders ----------------------------------------------------------------
-def new_experiment_dir(storage: Path, name: str) -> Path:
+def new_experiment_dir(storage: Location, name: str) -> Location:
     return storage / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-def latest_experiment_dir(storage: Path, name: str) -> Path | None:
-    candidates = sorted(p for p in storage.glob(f"{name}-*") if (p / STATE_FILE).exists())
+def latest_experiment_dir(storage: Location, name: str) -> Location | None:
+    candidates = [p for p in storage.folders(f"{name}-") if (p / STATE_FILE).exists()]
     return candidates[-1] if candidates else None
+
+
+def parse_storage(given: str | None) -> Location:
+    """--storage checked before anything starts: a folder, or an S3 prefix that can be written."""
+    try:
+        storage = Location.parse(given)
+    except ValueError as err:
+        raise ConfigError([Problem("--storage", "storage", str(err))])
+    why = check_location(storage)
+    if why:
+        raise ConfigError([Problem("--storage", "storage", why)])
+    return storage
 
 
 # ---- the search -----------------------------------------------------------------------
@@ -224,7 +244,7 @@ def make_sampler(sweep: SweepConfig) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def make_searcher(sweep: SweepConfig, exp_dir: Path) -> ConcurrencyLimiter:
+def make_searcher(sweep: SweepConfig, exp_dir: Location) -> ConcurrencyLimiter:
     objectives = sweep.search.objectives
     metric = objectives[0] if len(objectives) == 1 else list(objectives)
     mode = OBJECTIVE_MODES[metric] if isinstance(metric, str) else [OBJECTIVE_MODES[o] for o in metric]
@@ -234,7 +254,7 @@ def make_searcher(sweep: SweepConfig, exp_dir: Path) -> ConcurrencyLimiter:
         mode=mode,
         sampler=make_sampler(sweep),
         study_name=exp_dir.name,
-        storage=optuna.storages.RDBStorage(f"sqlite:///{exp_dir / 'optuna.db'}"),
+        storage=StudyStorage(exp_dir.uri),  # next to local results, on the driver's disk with S3
     )
     return ConcurrencyLimiter(searcher, max_concurrent=sweep.search.max_concurrent)
 
@@ -265,7 +285,14 @@ def progress_reporter(sweep: SweepConfig) -> tune.CLIReporter:
     )
 
 
-def build_tuner(sweep: SweepConfig, exp_dir: Path, track: dict) -> tune.Tuner:
+def callbacks(sweep: SweepConfig, exp_dir: Location, track: dict) -> list[tune.Callback]:
+    found = [CloseChildRuns(sweep, track["uri"], track["experiment_id"], track["parent_run_id"])]
+    if exp_dir.remote:
+        found.append(UploadStudy(exp_dir.uri))
+    return found
+
+
+def build_tuner(sweep: SweepConfig, exp_dir: Location, track: dict) -> tune.Tuner:
     return tune.Tuner(
         make_trainable(sweep, track),
         tune_config=tune.TuneConfig(
@@ -277,14 +304,14 @@ def build_tuner(sweep: SweepConfig, exp_dir: Path, track: dict) -> tune.Tuner:
         ),
         run_config=tune.RunConfig(
             name=exp_dir.name,
-            storage_path=str(exp_dir.parent),
+            storage_path=exp_dir.parent.uri,
             failure_config=tune.FailureConfig(max_failures=sweep.failure.max_failures),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=sweep.failure.keep_checkpoints or None,
                 checkpoint_score_attribute="fid",
                 checkpoint_score_order="min",
             ),
-            callbacks=[CloseChildRuns(sweep, track["uri"], track["experiment_id"], track["parent_run_id"])],
+            callbacks=callbacks(sweep, exp_dir, track),
             progress_reporter=progress_reporter(sweep),
             verbose=1,
         ),
@@ -306,13 +333,10 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
     if why:
         raise ConfigError([Problem("--tracking-uri" if opts.tracking_uri else (sweep.source or "sweep"),
                                    "tracking.uri", why)])
-    if opts.storage and "://" in opts.storage:
-        raise ConfigError([Problem("--storage", "storage", "remote storage (s3://, gs://) is not supported yet; "
-                                   "give a local or shared (NFS) folder")])
-    storage = Path(opts.storage or "ray_results").resolve()
+    storage = parse_storage(opts.storage)
     if opts.resume:
         exp_dir = latest_experiment_dir(storage, sweep.name)
-        if exp_dir is None or not tune.Tuner.can_restore(str(exp_dir)):
+        if exp_dir is None or not tune.Tuner.can_restore(exp_dir.uri):
             raise ConfigError([Problem("--resume", "resume", f"no sweep {sweep.name!r} to resume under {storage}")])
     else:
         exp_dir = new_experiment_dir(storage, sweep.name)
@@ -326,7 +350,7 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
         print(f"sweep {sweep.name}: results in {exp_dir}, MLflow at {uri} (parent run {track['parent_run_id']})")
         if opts.resume:
             tuner = tune.Tuner.restore(
-                str(exp_dir), trainable=make_trainable(sweep, track), resume_unfinished=True, resume_errored=False
+                exp_dir.uri, trainable=make_trainable(sweep, track), resume_unfinished=True, resume_errored=False
             )
         else:
             tuner = build_tuner(sweep, exp_dir, track)
@@ -347,7 +371,7 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
             ray.shutdown()
 
 
-def open_sweep_run(sweep: SweepConfig, yaml_text: str, uri: str, exp_dir: Path, opts: SweepOptions) -> dict:
+def open_sweep_run(sweep: SweepConfig, yaml_text: str, uri: str, exp_dir: Location, opts: SweepOptions) -> dict:
     """Create (or, on --resume, reopen) the experiment and the sweep's parent run."""
     from ganpipe.tune.provenance import sweep_tags
 
@@ -366,7 +390,7 @@ def open_sweep_run(sweep: SweepConfig, yaml_text: str, uri: str, exp_dir: Path, 
         "sweep_config.json": json.dumps(asdict(sweep), indent=2),  # what ran, --set included
     })
     track = {"uri": uri, "experiment_id": experiment_id, "parent_run_id": parent}
-    exp_dir.mkdir(parents=True, exist_ok=True)
+    exp_dir.mkdir()
     (exp_dir / STATE_FILE).write_text(json.dumps(track, indent=2))
     return track
 
@@ -375,7 +399,7 @@ def experiment_name(sweep: SweepConfig, opts: SweepOptions) -> str:
     return opts.experiment or sweep.tracking.experiment or sweep.name
 
 
-def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Path, seconds: float) -> bool:
+def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Location, seconds: float) -> bool:
     """Report, close runs; True if every trial of the budget has ended."""
     from ganpipe.tune.report import log_sweep_report
 
@@ -383,6 +407,7 @@ def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Path, second
     done = len(trials) == sweep.search.num_samples and all(t.status in ("TERMINATED", "ERROR") for t in trials)
     c = tracking.client(track["uri"])
     summary = log_sweep_report(sweep, results, track, exp_dir, done)
+    upload_study(exp_dir)  # S3: the study's final state beside the results (no-op for a folder)
     if done:
         tracking.close_running_children(c, track["experiment_id"], track["parent_run_id"], "KILLED", "sweep ended")
         tracking.end_run(c, track["parent_run_id"], "FINISHED", ganpipe_status="finished")

@@ -150,7 +150,10 @@ def attach_best_checkpoints(results, track: dict) -> int:
 KEPT_METRICS = ("step", "fid", "diversity", "precision", "recall", "density", "coverage", "modes", "high_quality", "kl")
 
 
-def log_sweep_report(sweep: SweepConfig, results, track: dict, exp_dir: Path, done: bool) -> str:
+def log_sweep_report(sweep: SweepConfig, results, track: dict, exp_dir, done: bool) -> str:
+    """exp_dir: the experiment's ganpipe.tune.storage.Location (a folder or an S3 prefix)."""
+    from ganpipe.tune.storage import StudyStorage
+
     rows = results_table(sweep, results)
     notes = []
     added = reconcile_metrics(results, track)
@@ -159,7 +162,7 @@ def log_sweep_report(sweep: SweepConfig, results, track: dict, exp_dir: Path, do
     attach_best_checkpoints(results, track)
     c = tracking.client(track["uri"])
     tracking.log_texts(c, track["parent_run_id"], {"results.md": to_markdown(rows) + "\n", "results.csv": to_csv(rows)})
-    study = optuna.load_study(study_name=exp_dir.name, storage=f"sqlite:///{exp_dir / 'optuna.db'}")
+    study = optuna.load_study(study_name=exp_dir.name, storage=StudyStorage(exp_dir.uri))
     if done:
         n = fail_stale_optuna_trials(study)
         if n:
