@@ -194,8 +194,10 @@ def test_missing_feature_classifier_says_how_to_train_one(tmp_path, monkeypatch)
     flat = write_folder(tmp_path / "flat", classes=("",))
     found = problems(sweep_file(tmp_path, {"dataset": "image-folder", "root": str(flat)}))
     assert found[0][0] == "eval.features" and "unlabelled image folder" in found[0][1]
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     found = problems(sweep_file(tmp_path, {"dataset": "mnist", "root": str(root)}), ["eval.features=inception"])
-    assert "Inception FID" in found[0][1] and "not implemented" in found[0][1]
+    weights = tmp_path / "torch" / "hub" / "checkpoints" / "pt_inception-2015-12-05-6726825d.pth"
+    assert found[0][0] == "eval.inception_weights" and f"no Inception weights at {weights}" in found[0][1]
 
 
 # ---- the feature classifier, the evaluator and a trial -----------------------------------------

@@ -65,8 +65,12 @@ class EvalConfig:
     every: int = 1000  # G steps between evaluations (one more at the last step)
     num_samples: int = 0  # generated samples per evaluation; 0 = the dataset's protocol default
     # datasets from files: the feature classifier file (`ganpipe features train`);
-    # "" = $GANPIPE_HOME/features/<dataset>-<size>x<channels>.pt (default ~/.cache/ganpipe/...)
+    # "" = $GANPIPE_HOME/features/<dataset>-<size>x<channels>.pt (default ~/.cache/ganpipe/...);
+    # "inception" = the standard FID InceptionV3 (2048-d pool features) from inception_weights
     features: str = ""
+    # the FID Inception weights file (pt_inception-2015-12-05-6726825d.pth); never downloaded;
+    # "" = the torch hub cache, $TORCH_HOME/hub/checkpoints/ (TORCH_HOME default ~/.cache/torch)
+    inception_weights: str = ""
 
 
 @dataclass

@@ -411,7 +411,7 @@ class Validator:
 
 
 # ---- datasets read from files: data.root, size, channels, eval.features --------------------
-FILE_KEYS = ("data.root", "data.image_size", "data.channels", "eval.features")
+FILE_KEYS = ("data.root", "data.image_size", "data.channels", "eval.features", "eval.inception_weights")
 INCEPTION_NAMES = ("inception", "inception-v3", "inceptionv3", "inception_v3", "fid-inception")
 
 
@@ -443,7 +443,7 @@ def check_files(v: Validator, trial: schema.TrialConfig, space: list[Param], fea
     fits the data. Makes data.root and eval.features absolute, in `trial` and in `space`."""
     if any(p.key.startswith(("data.", "eval.features")) for p in v.problems):
         return  # the values themselves are wrong: checking files against them only adds noise
-    for key in ("data.root", "eval.features"):
+    for key in ("data.root", "eval.features", "eval.inception_weights"):
         section, name = key.split(".")
         setattr(getattr(trial, section), name, _absolute(get_path(trial, key)))
         for p in space:
@@ -488,6 +488,21 @@ def check_files(v: Validator, trial: schema.TrialConfig, space: list[Param], fea
                             msg = features_problem(name, root, size, channels, info, feat)
                             if msg:
                                 problem("eval.features", msg)
+    if features and any(f.lower() in INCEPTION_NAMES for f in cands["eval.features"] if f):
+        for weights in cands["eval.inception_weights"]:
+            msg = inception_problem(weights)
+            if msg:
+                problem("eval.inception_weights", msg)
+
+
+def inception_problem(weights: str) -> str | None:
+    """A missing FID Inception weights file (checked by name only: loading it takes seconds)."""
+    from pathlib import Path
+
+    from ganpipe.metrics.inception import default_weights_path, missing_message
+
+    path = Path(weights).expanduser() if weights else default_weights_path()
+    return None if path.is_file() else missing_message(path)
 
 
 def features_problem(name: str, root: str, size: int, channels: int, info, feat: str) -> str | None:
@@ -497,8 +512,7 @@ def features_problem(name: str, root: str, size: int, channels: int, info, feat:
     from ganpipe.metrics.image_classifier import default_features_path, read_metadata
 
     if feat.lower() in INCEPTION_NAMES:
-        return ("Inception FID (the `vision` extra) is not implemented yet; set eval.features to a classifier "
-                "file from `ganpipe features train`, or leave it empty for the default location")
+        return None  # the weights file is checked apart (inception_problem)
     c, s, _ = info.shape
     path = Path(feat).expanduser() if feat else default_features_path(name, s, c)
     train = f"ganpipe features train {name} --set data.root={root}"
@@ -547,6 +561,9 @@ def check_conditional(v: Validator, trial: schema.TrialConfig, space: list[Param
         v.problem("model.conditional", f"true needs architecture {' or '.join(CONDITIONAL_ARCHITECTURES)} (class-"
                                        f"conditional G, projection D); model.architecture {may} {bad[0]}"
                                        + (": search it with when: {model.architecture: [dcgan, resnet]}" if may == "may be" else ""))
+    if any(f and f.lower() in INCEPTION_NAMES for f in _candidates(v, "eval.features", trial, by_path) or []):
+        v.problem("model.conditional", "true needs a classifier of the data's classes for its class metrics; "
+                                       "eval.features inception has none: leave eval.features to the dataset's classifier")
     from ganpipe.data.files import FILE_DATASETS, DataRootError, probe
 
     for name in _candidates(v, "data.dataset", trial, by_path) or []:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ganpipe.config.validate import INCEPTION_NAMES
 from ganpipe.data import Dataset, get_dataset
 from ganpipe.metrics.fid import frechet_distance_from_stats, gaussian_stats
 from ganpipe.metrics.modes import label_mode_stats, point_mode_stats
@@ -125,8 +126,30 @@ class _ClassifierFeatures(_DigitsFeatures):
         self.model = copy.deepcopy(shared).to(memory_format=torch.channels_last)
 
 
-def _extractor(dataset: Dataset, features: str | None = None):
-    if hasattr(dataset, "content_sha256"):  # read from files: a classifier trained on such data
+class _InceptionFeatures:
+    """The standard FID Inception pool features (2048-d); no classes, so no mode statistics."""
+
+    chunk = 64  # 299x299 activations: ~0.5 GB per 64 images
+    n_classes = 0
+
+    def __init__(self, weights: str | None) -> None:
+        from ganpipe.metrics.inception import NAME, InceptionWeightsMissing, load_fid_inception
+
+        try:
+            self.model, self.sha256 = load_fid_inception(weights)
+        except InceptionWeightsMissing as e:
+            raise FeaturesMissing(f"eval.inception_weights: {e}") from None
+        self.name = NAME
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return torch.cat([self.model(x[i : i + self.chunk]) for i in range(0, len(x), self.chunk)]), None
+
+
+def _extractor(dataset: Dataset, features: str | None = None, inception_weights: str | None = None):
+    if hasattr(dataset, "content_sha256"):  # read from files: a classifier trained on such data, or Inception
+        if features and features.lower() in INCEPTION_NAMES:
+            return _InceptionFeatures(inception_weights)
         return _ClassifierFeatures(dataset, features)
     if features:
         raise ValueError(f"eval.features is only for datasets read from files; {dataset.name} has its own features")
@@ -180,16 +203,19 @@ class Evaluator:
     features:    datasets read from files only: the classifier file (`ganpipe features train`);
                  None = the default location (image_classifier.default_features_path).
                  Raises FeaturesMissing when there is none.
+    inception_weights: with features="inception": the weights file; None = the torch hub cache
+                 ($TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth). Never downloads.
     conditional: judge a class-conditional G: `evaluate(fake, labels=fixed_labels(...))` adds
                  class_accuracy (the classifier agrees with the label asked for), intra_fid (the
                  mean per-class FID, Miyato & Koyama 2018) and fid_class_K / coverage_class_K.
     """
 
     def __init__(self, dataset: Dataset | str, num_samples: int = 0, *, real: torch.Tensor | None = None,
-                 features: str | None = None, conditional: bool = False) -> None:
+                 features: str | None = None, inception_weights: str | None = None,
+                 conditional: bool = False) -> None:
         self.dataset = get_dataset(dataset) if isinstance(dataset, str) else dataset
-        self._extractor = _extractor(self.dataset, features)
-        self._files = isinstance(self._extractor, _ClassifierFeatures)
+        self._extractor = _extractor(self.dataset, features, inception_weights)
+        self._files = isinstance(self._extractor, (_ClassifierFeatures, _InceptionFeatures))
         if self._files:
             n_real, n_fake = min(FILES_SIZES[0], len(self.dataset)), FILES_SIZES[1]
         else:
@@ -219,6 +245,9 @@ class Evaluator:
             raise ValueError(f"conditional evaluation needs labelled data; {ds.name} has no class labels")
         if self._custom_real:
             raise ValueError("conditional evaluation uses the protocol's real set (and its labels); drop `real`")
+        if isinstance(self._extractor, _InceptionFeatures):
+            raise ValueError("conditional evaluation needs a classifier of the data's classes (class accuracy); "
+                             "Inception features have none: use the dataset's feature classifier")
         if self.n_modes != n_classes:
             raise ValueError(f"the feature classifier tells {self.n_modes} classes, {ds.name} has {n_classes}")
         if self._n_fake < (K + 1) * n_classes:
@@ -266,6 +295,8 @@ class Evaluator:
         }
 
     def _base_keys(self) -> tuple[str, ...]:
+        if isinstance(self._extractor, _InceptionFeatures):  # no classes: no mode statistics
+            return tuple(k for k in IMAGE_KEYS if k not in ("modes", "kl"))
         return POINT_KEYS if self.dataset.kind == "points" else IMAGE_KEYS
 
     def _keys(self) -> tuple[str, ...]:
@@ -324,8 +355,10 @@ class Evaluator:
         ds = self.dataset
         if ds.kind == "points":
             modes = point_mode_stats(fake, ds.centers, ds.std)
-        else:
+        elif labels is not None:
             modes = label_mode_stats(labels, self.n_modes)
+        else:
+            modes = {}
         out.update({key: float(value) for key, value in modes.items()})
         # diversity in [0, 1]: mode coverage where modes are countable at scale, else k-NN coverage
         coverage_is_diversity = ds.name == "digits" or self._files

@@ -59,7 +59,7 @@ class Trainer:
     def _make_evaluator(self):
         cfg = self.cfg
         return Evaluator(self.dataset, cfg.eval.num_samples, features=cfg.eval.features or None,
-                         conditional=bool(self.n_classes))
+                         inception_weights=cfg.eval.inception_weights or None, conditional=bool(self.n_classes))
 
     # ---- one step -------------------------------------------------------------
     def _z(self, n: int) -> torch.Tensor:
