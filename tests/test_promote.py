@@ -165,3 +165,37 @@ def test_image_champion_maps_z_to_images_in_range(tmp_path):
     got = load_in_fresh_process(tmp_path, "models:/t-promote@champion", latent_dim=8, n=5)
     assert got["shape"] == [5, 1, 8, 8]
     assert -1.0 <= got["min"] <= got["max"] <= 1.0
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_conditional_and_translator_champions_load_by_alias_with_their_inputs(tmp_path):
+    """Promotion of the image tasks: a conditional G takes [z | one-hot class], a translator images."""
+    one_trial = {"num_samples": 1, "max_concurrent": 1, "scheduler": {"name": "none"}}
+    sweep(tmp_path, "cond", data="digits",
+          model={"architecture": "resnet", "conditional": True, "latent_dim": 8, "width": 8},
+          train={"steps": 40, "batch_size": 32}, eval={"every": 20}, search=one_trial,
+          promote={"enabled": True, "max_fid": 1e9, "model_name": "t-cond"})
+    sweep(tmp_path, "tr", data="digits-translation", model={"architecture": "dcgan", "width": 8},
+          loss="lsgan", train={"steps": 40, "batch_size": 16}, eval={"every": 20}, search=one_trial,
+          promote={"enabled": True, "max_fid": 1e9, "model_name": "t-tr"})
+    code = f"""
+import json, mlflow, torch
+mlflow.set_tracking_uri("sqlite:///{tmp_path / 'mlflow.db'}")
+cond = mlflow.pytorch.load_model("models:/t-cond@champion")
+x = torch.cat([torch.randn(5, 8), torch.nn.functional.one_hot(torch.arange(5), 10).float()], 1)
+tr = mlflow.pytorch.load_model("models:/t-tr@champion")
+info = mlflow.models.get_model_info("models:/t-tr@champion")
+with torch.no_grad():
+    print(json.dumps({{"cond": list(cond(x).shape), "tr": list(tr(torch.zeros(3, 3, 8, 8)).shape),
+                      "kind": info.metadata["ganpipe_kind"]}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got == {"cond": [5, 1, 8, 8], "tr": [3, 3, 8, 8], "kind": "translator"}
+    c = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    protocol = json.loads(c.get_model_version_by_alias("t-cond", "champion").tags["ganpipe.protocol"])
+    assert protocol["conditional"] == {"labels": "balanced", "n_classes": 10}
+    protocol = json.loads(c.get_model_version_by_alias("t-tr", "champion").tags["ganpipe.protocol"])
+    assert protocol["task"] == "translation"
