@@ -238,3 +238,20 @@ def test_conditional_dcgan_on_digits_draws_the_asked_class(tmp_path):
     assert metrics["class_accuracy"] >= 0.8
     assert metrics["modes"] == 10
     assert metrics["intra_fid"] >= metrics["fid"]  # per class, the bar is higher
+
+
+def test_conditional_trial_on_labelled_files_uses_the_data_classifier(tmp_path, monkeypatch):
+    """MNIST-format files: the classifier `features train` made judges class accuracy per class."""
+    from test_files_datasets import sweep_file, write_idx
+
+    monkeypatch.setenv("GANPIPE_HOME", str(tmp_path / "home"))
+    root = write_idx(tmp_path / "mnist", gz=True, n=80)  # 8 per class: more than k=5 for per-class coverage
+    assert cli.main(["features", "train", "mnist", "--set", f"data.root={root}", "--epochs", "2"]) == 0
+    path = sweep_file(tmp_path, {"dataset": "mnist", "root": str(root)},
+                      model={"architecture": "dcgan", "conditional": True, "latent_dim": 8, "width": 4})
+    out = tmp_path / "trial"
+    assert cli.main(["trial", str(path), "--out", str(out), "--threads", "1"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "finished"
+    assert {"class_accuracy", "intra_fid", "fid_class_9"} <= set(result["metrics"])
+    assert result["protocol"]["conditional"] == {"labels": "balanced", "n_classes": 10}
