@@ -4,10 +4,11 @@
                (wall time x cores) after start-up; start-up to the first trial; scheduling gaps
   peer         the same search (TPE, same seed, same budget, no early stopping) as a plain
                Optuna study in one process with n_jobs = cores, against `ganpipe sweep`
-  search       ring8 with the quick.yaml space, S sweep seeds: TPE + ASHA vs random search
-               without early stopping vs the default config trained for the same budget;
-               best fid / diversity against training steps spent, steps to reach the target
-               (8/8 modes with >= 90 % high-quality samples)
+  search       ring8 and grid25 (the quick.yaml space) and digits (sweeps/digits.yaml), S sweep
+               seeds each: TPE + ASHA vs random search without early stopping vs the default
+               config trained for the same budget in training steps; best fid / diversity
+               against steps spent, and the steps each needs to reach the dataset's target
+               (SEARCH_CASES)
 
     python benchmarks/sweeps.py --seeds 3 --out docs/benchmarks-sweeps.json
 """
@@ -27,12 +28,27 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "sweeps" / "quick.yaml"
 CORES = os.cpu_count() or 1
 
+# dataset -> the sweep file and overrides its space comes from, the budget (trials x steps per
+# trial, the same for every method), evaluation interval, ASHA grace period, TPE's random
+# start-up trials, and the target a method must reach (checked on every evaluation's metrics)
+SEARCH_CASES = {
+    "ring8": {"sweep": QUICK, "sets": [], "trials": 12, "steps": 4000, "every": 500, "grace": 1000, "startup": 4,
+              "target": "8/8 modes, >= 90 % high-quality samples",
+              "reached": lambda m: m["modes"] == 8 and m["high_quality"] >= 0.9},
+    "grid25": {"sweep": QUICK, "sets": ["data=grid25"], "trials": 12, "steps": 4000, "every": 500, "grace": 1000,
+               "startup": 4, "target": "25/25 modes, >= 80 % high-quality samples",
+               "reached": lambda m: m["modes"] == 25 and m["high_quality"] >= 0.8},
+    "digits": {"sweep": ROOT / "sweeps" / "digits.yaml", "sets": [], "trials": 12, "steps": 1500, "every": 250,
+               "grace": 500, "startup": 4, "target": "10/10 classes, fid <= 30",
+               "reached": lambda m: m["modes"] == 10 and m["fid"] <= 30},
+}
 
-def run_sweep(folder: Path, sets: list[str]) -> tuple[float, float, list]:
-    """Run `ganpipe sweep sweeps/quick.yaml` in `folder`; (wall seconds, start time, per-trial Tune dataframes)."""
+
+def run_sweep(folder: Path, sets: list[str], sweep: Path = QUICK) -> tuple[float, float, list]:
+    """Run `ganpipe sweep SWEEP` in `folder`; (wall seconds, start time, per-trial Tune dataframes)."""
     from ray.tune import ExperimentAnalysis
 
-    cmd = [sys.executable, "-m", "ganpipe.cli", "sweep", str(QUICK), "--set", "promote.enabled=false"]
+    cmd = [sys.executable, "-m", "ganpipe.cli", "sweep", str(sweep), "--set", "promote.enabled=false"]
     for s in sets:
         cmd += ["--set", s]
     start = time.time()
@@ -70,7 +86,7 @@ def utilisation(folder: Path, trials: int, steps: int) -> dict:
     }
 
 
-def best_curve(dfs) -> list[tuple[int, float, float, bool]]:
+def best_curve(dfs, reached_fn=SEARCH_CASES["ring8"]["reached"]) -> list[tuple[int, float, float, bool]]:
     """(steps spent so far, best fid so far, its diversity, target reached so far) in time order."""
     events = []
     for df in dfs:
@@ -84,37 +100,41 @@ def best_curve(dfs) -> list[tuple[int, float, float, bool]]:
         spent += steps
         if best is None or row["fid"] < best["fid"]:
             best = row
-        reached = reached or (row["modes"] == 8 and row["high_quality"] >= 0.9)
+        reached = reached or bool(reached_fn(row))
         curve.append((spent, float(best["fid"]), float(best["diversity"]), reached))
     return curve
 
 
-def search(folder: Path, seed: int, budget_trials: int, steps: int) -> dict:
-    out = {}
+def search(folder: Path, seed: int, case: dict, scale: float = 1.0) -> dict:
+    """The three methods at equal budget (case["trials"] x case["steps"] training steps); `scale` shrinks it (CI)."""
+    trials = max(2, round(case["trials"] * scale))
+    steps = max(2 * case["every"], round(case["steps"] * scale / case["every"]) * case["every"])
+    common = case["sets"] + [f"search.seed={seed}", f"search.num_samples={trials}", f"train.steps={steps}",
+                             f"eval.every={case['every']}"]
+    out = {"budget": {"trials": trials, "steps_per_trial": steps, "steps": trials * steps}}
     for label, sets in {
-        "tpe+asha": [f"search.seed={seed}", f"search.num_samples={budget_trials}",
-                     f"search.scheduler.grace_period={max(1, steps // 4)}", f"eval.every={max(1, steps // 8)}"],
-        "random": [f"search.seed={seed}", f"search.num_samples={budget_trials}", "search.sampler=random",
-                   "search.scheduler.name=none", f"eval.every={max(1, steps // 8)}"],
+        "tpe+asha": [f"search.scheduler.grace_period={case['grace']}", f"search.startup_trials={case['startup']}"],
+        "random": ["search.sampler=random", "search.scheduler.name=none"],
     }.items():
         sub = folder / label
         sub.mkdir()
-        _, _, dfs = run_sweep(sub, sets + [f"train.steps={steps}"])
-        curve = best_curve(dfs)
+        _, _, dfs = run_sweep(sub, common + sets, case["sweep"])
+        curve = best_curve(dfs, case["reached"])
         hit = next((s for s, _, _, r in curve if r), None)
         out[label] = {"steps_spent": curve[-1][0], "best_fid": curve[-1][1], "diversity": curve[-1][2],
                       "steps_to_target": hit, "curve": curve}
     # the default config (first choice / midpoint) trained for the whole budget
     sub = folder / "default"
     sub.mkdir()
-    total = budget_trials * steps
+    total = trials * steps
     from ganpipe.config import first_values, load_sweep
 
-    sweep = load_sweep(QUICK)
+    sweep = load_sweep(case["sweep"], case["sets"])
     defaults = [f"{k}={v}" for k, v in first_values(sweep.space, sweep.trial).items()]
-    _, _, dfs = run_sweep(sub, defaults + ["search.num_samples=1", "search.scheduler.name=none", "search.sampler=random",
-                                           f"train.steps={total}", f"eval.every={steps}", f"train.seed={seed}"])
-    curve = best_curve(dfs)
+    _, _, dfs = run_sweep(sub, case["sets"] + defaults + [
+        "search.num_samples=1", "search.scheduler.name=none", "search.sampler=random",
+        f"train.steps={total}", f"eval.every={steps}", f"train.seed={seed}"], case["sweep"])
+    curve = best_curve(dfs, case["reached"])
     out["default"] = {"steps_spent": curve[-1][0], "best_fid": curve[-1][1], "diversity": curve[-1][2],
                       "steps_to_target": next((s for s, _, _, r in curve if r), None), "curve": curve}
     return out
@@ -154,6 +174,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--steps", type=int, default=8000)
     parser.add_argument("--only", choices=["utilisation", "peer", "search"], action="append")
+    parser.add_argument("--datasets", nargs="+", choices=list(SEARCH_CASES), default=list(SEARCH_CASES))
+    parser.add_argument("--scale", type=float, default=1.0, help="search: multiply the budget (CI runs tiny)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-sweeps.json"))
     args = parser.parse_args()
     parts = args.only or ["utilisation", "peer", "search"]
@@ -170,15 +192,23 @@ def main() -> None:
             results["peer"] = peer(tmp / "p", args.trials, args.steps)
             print("peer", json.dumps(results["peer"]), flush=True)
         if "search" in parts:
-            results["search"] = {}
-            for seed in range(args.seeds):
-                (tmp / f"s{seed}").mkdir()
-                results["search"][str(seed)] = search(tmp / f"s{seed}", seed, args.trials, args.steps)
-                summary = {k: {kk: vv for kk, vv in v.items() if kk != "curve"}
-                           for k, v in results["search"][str(seed)].items()}
-                print("search seed", seed, json.dumps(summary), flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2, default=str))
+            results["search"] = {k: v for k, v in results.get("search", {}).items() if k in SEARCH_CASES}
+            for name in args.datasets:
+                case = SEARCH_CASES[name]
+                results["search"][name] = {"target": case["target"], "seeds": {}}
+                for seed in range(args.seeds):
+                    (tmp / f"{name}-{seed}").mkdir()
+                    res = search(tmp / f"{name}-{seed}", seed, case, args.scale)
+                    results["search"][name]["seeds"][str(seed)] = res
+                    summary = {k: {kk: vv for kk, vv in v.items() if kk != "curve"} for k, v in res.items()}
+                    print("search", name, "seed", seed, json.dumps(summary), flush=True)
+                    save(results, args.out)  # after every seed: a long run keeps what it measured
+    save(results, args.out)
+
+
+def save(results: dict, out: str) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(results, indent=2, default=str))
 
 
 if __name__ == "__main__":

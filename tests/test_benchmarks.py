@@ -26,8 +26,13 @@ def test_overhead_benchmark_runs_tiny(tmp_path):
 def test_sweep_benchmarks_run_tiny(tmp_path):
     out = tmp_path / "s.json"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sweeps.py"), "--seeds", "1", "--trials", "2",
-                    "--steps", "200", "--out", str(out)], check=True, capture_output=True, timeout=900)
+                    "--steps", "200", "--datasets", "ring8", "--scale", "0.01", "--out", str(out)],
+                   check=True, capture_output=True, timeout=900)
     data = json.loads(out.read_text())
     assert 0 < data["utilisation"]["utilisation_after_startup"] <= 1.0
     assert data["peer"]["optuna_n_jobs"]["best_fid"] > 0
-    assert set(data["search"]["0"]) == {"tpe+asha", "random", "default"}
+    seed0 = data["search"]["ring8"]["seeds"]["0"]
+    assert set(seed0) == {"budget", "tpe+asha", "random", "default"}
+    budget = seed0["budget"]["steps"]
+    assert seed0["random"]["steps_spent"] == seed0["default"]["steps_spent"] == budget  # equal compute budget
+    assert seed0["tpe+asha"]["steps_spent"] <= budget

@@ -96,6 +96,7 @@ class SearchConfig:
     num_samples: int = 8  # trials
     sampler: str = "tpe"  # tpe, random, cmaes
     seed: int = 0
+    startup_trials: int = 0  # tpe: random trials before TPE models the results; 0 = Optuna's default (10)
     objectives: list[str] = field(default_factory=lambda: ["fid"])  # [fid] or [fid, diversity]
     max_concurrent: int = 2
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)

@@ -46,6 +46,7 @@ RANGES: dict[str, tuple] = {
     "eval.num_samples": (0, True, None, False),
     "search.num_samples": (1, True, None, False),
     "search.seed": (0, True, None, False),
+    "search.startup_trials": (0, True, None, False),
     "search.max_concurrent": (1, True, None, False),
     "search.scheduler.grace_period": (0, True, None, False),  # 0 = eval.every
     "search.scheduler.reduction_factor": (1, False, None, False),
