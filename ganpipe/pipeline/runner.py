@@ -175,9 +175,10 @@ def open_pipeline(pipeline: Pipeline, opts: PipelineOptions) -> Context:
     why = tracking.check_reachable(uri)
     if why:
         raise ConfigError([Problem("--tracking-uri", "tracking.uri", why)])
-    from ganpipe.tune.driver import parse_storage
+    from ganpipe.tune.driver import check_client_mode, parse_storage, resolve_address
 
     storage = parse_storage(opts.storage)  # an S3 prefix is checked here, before any MLflow run
+    check_client_mode(resolve_address(opts.address) if opts.address else None, uri, opts.storage is not None)
     if opts.resume:
         found = [p for p in storage.folders(f"{pipeline.name}-") if (p / STATE_FILE).exists()]
         if not found:

@@ -11,6 +11,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import optuna
 import ray
@@ -25,7 +26,7 @@ from ganpipe.config import ConfigError, Problem, describe, suggest
 from ganpipe.config.schema import SweepConfig, TrialConfig
 from ganpipe.config.space import Param
 from ganpipe.tune.callbacks import CloseChildRuns, UploadStudy
-from ganpipe.tune.storage import Location, StudyStorage, check_location, upload_study
+from ganpipe.tune.storage import Location, StudyStorage, check_location, study_path, upload_study
 from ganpipe.tune.trainable import train_trial
 
 STATE_FILE = "ganpipe-sweep.json"  # parent run id and tracking info, for --resume
@@ -128,13 +129,35 @@ def connect_ray(address: str | None, num_cpus: int | None) -> bool:
     if ray.is_initialized():
         return False
     if address:
-        unreachable = _nothing_listening(address)
+        target = resolve_address(address)
+        unreachable = _nothing_listening(target)
         if unreachable:
             raise ConfigError([Problem("--address", "address", unreachable)])
+        if is_ray_client(target):
+            missing = ray_client_missing()
+            if missing:
+                raise ConfigError([Problem("--address", "address", missing)])
         try:
-            ray.init(address=address, log_to_driver=True)
+            if address == "auto" and not os.environ.get("RAY_ADDRESS"):
+                # the recorded cluster resolved above; Ray turns token auth on by itself for `auto` when a token
+                # exists (never for an explicit address, RAY_ADDRESS included)
+                ray.init(address="auto", log_to_driver=True)
+            else:
+                ray.init(address=target, log_to_driver=True)
         except Exception as err:  # Ray raises ConnectionError, RuntimeError, ... depending on the form
-            raise ConfigError([Problem("--address", "address", f"cannot join the Ray cluster at {address}: {err}")])
+            hint = ""
+            if (address != "auto" or os.environ.get("RAY_ADDRESS")) and os.environ.get("RAY_AUTH_MODE") is None:
+                hint = ("; Ray 2.60 clusters use token authentication by default, and a driver given an explicit "
+                        "address sends the token only with RAY_AUTH_MODE=token (the token from RAY_AUTH_TOKEN or "
+                        "~/.ray/auth_token)")
+            raise ConfigError([Problem("--address", "address",
+                                       f"cannot join the Ray cluster at {target}: {err}{hint}")])
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        cpus = sum(n["Resources"].get("CPU", 0) for n in nodes)
+        gpus = sum(n["Resources"].get("GPU", 0) for n in nodes)
+        how = f" (--address {address})" if target != address else ""
+        print(f"joined the Ray cluster at {target}{how}: {len(nodes)} node(s), {cpus:g} CPUs, {gpus:g} GPUs"
+              + (", as a Ray Client" if is_ray_client(target) else ""))
         return True
     ray.init(
         num_cpus=num_cpus or os.cpu_count(),
@@ -144,6 +167,43 @@ def connect_ray(address: str | None, num_cpus: int | None) -> bool:
         logging_level="WARNING",
     )
     return True
+
+
+def resolve_address(address: str) -> str:
+    """--address as Ray will use it. `auto` means $RAY_ADDRESS, else the cluster last started with
+    `ray start --head` on this machine (the address Ray records in its temp folder, $RAY_TMPDIR/ray or
+    /tmp/ray). Unlike Ray's own `auto`, never any other Ray that happens to run here."""
+    if address != "auto":
+        return address
+    if os.environ.get("RAY_ADDRESS"):
+        return os.environ["RAY_ADDRESS"]
+    try:  # Ray's own record of the last `ray start --head` (a private helper, so guarded)
+        from ray._common.utils import get_ray_address_file
+
+        record = Path(get_ray_address_file(None))
+    except Exception:
+        return address  # let Ray resolve it
+    found = record.read_text().strip() if record.is_file() else ""
+    if not found:
+        raise ConfigError([Problem("--address", "address", "auto: RAY_ADDRESS is not set and no cluster was "
+                                   f"started with `ray start --head` on this machine (no {record}); start one, "
+                                   "or give HOST:PORT or ray://HOST:10001")])
+    return found
+
+
+def is_ray_client(address: str) -> bool:
+    return address.startswith("ray://")
+
+
+def ray_client_missing() -> str | None:
+    """Ray Client (ray://) needs grpcio, which ray[tune] does not install."""
+    import importlib.util
+
+    if importlib.util.find_spec("grpc") is None:
+        return ("ray:// is Ray Client, which needs grpcio (not installed with ray[tune]): "
+                f"pip install 'ray[client]=={ray.__version__}', or run the driver on a node of the cluster "
+                "with --address auto or HOST:PORT")
+    return None
 
 
 def _nothing_listening(address: str) -> str | None:
@@ -163,11 +223,29 @@ def _nothing_listening(address: str) -> str | None:
         return f"nothing answers at {host}:{port} ({err.strerror or err}); is the Ray head running there?"
 
 
-def check_shared_storage(storage: Location, given: bool) -> None:
+def check_client_mode(address: str | None, tracking_uri: str, given: bool) -> None:
+    """With ray:// the Tune driver loop (searcher, callbacks) runs on the cluster's head node, not here: it
+    writes MLflow runs and Tune results from there, so both must be places the head reaches too."""
+    if not address or not is_ray_client(address):
+        return
+    problems = []
+    if tracking_uri.startswith(("sqlite:", "file:")) or ":" not in tracking_uri:
+        problems.append(Problem("--tracking-uri", "tracking.uri", f"{tracking_uri} is a file on this machine, but "
+                                "with ray:// Tune's driver loop runs on the head node: give the URI of an MLflow "
+                                "server (http://...) or a database both reach"))
+    if not given:
+        problems.append(Problem("--storage", "storage", "required with ray:// (Tune writes results from the head "
+                                "node): s3://BUCKET/PREFIX or a folder the head and this machine share"))
+    if problems:
+        raise ConfigError(problems)
+
+
+def check_shared_storage(storage: Location, given: bool, client: bool = False) -> None:
     """On a multi-node cluster every node must see the storage (checkpoints move between nodes): a marker
-    written by the driver is looked for by a task pinned to each node (for S3 with that node's AWS settings)."""
+    written by the driver is looked for by a task pinned to each node (for S3 with that node's AWS settings).
+    A Ray Client driver is no node at all, so there even one node must see what this machine wrote."""
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    if len(nodes) < 2:
+    if len(nodes) < 2 and not client:
         return
     if not given:
         raise ConfigError([Problem("--storage", "storage", f"required on a cluster of {len(nodes)} nodes: a folder "
@@ -241,7 +319,8 @@ def make_sampler(sweep: SweepConfig) -> optuna.samplers.BaseSampler:
     if sweep.search.sampler == "cmaes":
         # categorical and conditional params fall back to independent sampling
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    return optuna.samplers.TPESampler(seed=seed)
+    startup = {"n_startup_trials": sweep.search.startup_trials} if sweep.search.startup_trials else {}
+    return optuna.samplers.TPESampler(seed=seed, **startup)
 
 
 def make_searcher(sweep: SweepConfig, exp_dir: Location) -> ConcurrencyLimiter:
@@ -301,6 +380,9 @@ def build_tuner(sweep: SweepConfig, exp_dir: Location, track: dict) -> tune.Tune
             num_samples=sweep.search.num_samples,
             metric="fid",
             mode="min",
+            # a finished trial's worker process takes the next trial: no new process, no re-import of
+            # torch and MLflow, real statistics already cached (docs/benchmarks.md, core utilisation)
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=exp_dir.name,
@@ -334,6 +416,8 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
         raise ConfigError([Problem("--tracking-uri" if opts.tracking_uri else (sweep.source or "sweep"),
                                    "tracking.uri", why)])
     storage = parse_storage(opts.storage)
+    target = resolve_address(opts.address) if opts.address else None
+    check_client_mode(target, uri, opts.storage is not None)
     if opts.resume:
         exp_dir = latest_experiment_dir(storage, sweep.name)
         if exp_dir is None or not tune.Tuner.can_restore(exp_dir.uri):
@@ -343,9 +427,10 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table with our metric columns
     started_here = connect_ray(opts.address, opts.num_cpus)
+    client = bool(target and is_ray_client(target))
     try:
         check_resources(sweep)
-        check_shared_storage(storage, opts.storage is not None)
+        check_shared_storage(storage, opts.storage is not None, client)
         track = open_sweep_run(sweep, yaml_text, uri, exp_dir, opts)
         print(f"sweep {sweep.name}: results in {exp_dir}, MLflow at {uri} (parent run {track['parent_run_id']})")
         if opts.resume:
@@ -354,6 +439,9 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
             )
         else:
             tuner = build_tuner(sweep, exp_dir, track)
+            # S3: the study the searcher just created goes up at once, so whoever unpickles the searcher
+            # elsewhere (the head node under ray://, a later --resume on another machine) finds it
+            upload_study(exp_dir)
         start = time.perf_counter()
         try:
             results = tuner.fit()
@@ -362,6 +450,8 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
             tracking.close_running_children(c, track["experiment_id"], track["parent_run_id"], "FAILED", repr(err))
             tracking.end_run(c, track["parent_run_id"], "FAILED", f"driver error: {err!r}", "failed")
             raise
+        if client and exp_dir.remote:  # the head kept the study; read its final snapshot, not this empty copy
+            study_path(exp_dir).unlink(missing_ok=True)
         done = finish_sweep(sweep, results, track, exp_dir, time.perf_counter() - start)
         if done and opts.promote and sweep.promote.enabled:
             promote_after_sweep(sweep, track)
