@@ -20,11 +20,10 @@ from tqdm import tqdm
 from ganpipe.config import ConfigError, Problem, first_values, load_sweep, resolve_trial
 from ganpipe.config.schema import SweepConfig, TrialConfig
 from ganpipe.train.reporter import EvalReport, TrialResult
+from ganpipe.metrics.names import SUMMARY
 from ganpipe.viz import save_samples_png
 
-TABLE_KEYS = ("fid", "diversity", "modes", "high_quality", "kl", "coverage", "class_accuracy", "intra_fid",
-              "content_kept", "cycle_error",
-              "loss_d", "loss_g", "steps_per_sec")
+TABLE_KEYS = (*SUMMARY, "coverage", "loss_d", "loss_g", "steps_per_sec")
 
 
 def format_metrics(step: int, metrics: dict[str, float]) -> str:

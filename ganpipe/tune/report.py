@@ -10,8 +10,9 @@ import optuna
 
 from ganpipe import tracking
 from ganpipe.config.schema import SweepConfig
+from ganpipe.metrics.names import SUMMARY, is_evaluation_metric, is_reported
 
-SHOWN_METRICS = ("step", "fid", "diversity", "modes", "high_quality", "kl")
+SHOWN_METRICS = ("step", *SUMMARY)
 
 
 def results_table(sweep: SweepConfig, results) -> list[dict]:
@@ -100,10 +101,6 @@ def optuna_plots(study: optuna.Study, objectives: list[str], folder: Path) -> tu
     return files, skipped
 
 
-EVAL_METRICS = ("fid", "diversity", "precision", "recall", "density", "coverage", "modes", "high_quality", "kl",
-                "loss_d", "loss_g", "steps_per_sec", "eval_seconds")
-
-
 def reconcile_metrics(results, track: dict) -> int:
     """Log every evaluation Tune received that MLflow lacks (a trial killed with metrics still queued,
     a tracking server that was down); returns how many evaluations were added."""
@@ -121,7 +118,7 @@ def reconcile_metrics(results, track: dict) -> int:
         for _, row in df.drop_duplicates("step").iterrows():
             if int(row["step"]) in have:
                 continue
-            metrics = {k: float(row[k]) for k in EVAL_METRICS if k in row and row[k] == row[k]}
+            metrics = {k: float(row[k]) for k in row.index if is_reported(k) and row[k] == row[k]}
             tracking.log_metrics(c, run_id, metrics, int(row["step"]))
             added += 1
     return added
@@ -140,14 +137,12 @@ def attach_best_checkpoints(results, track: dict) -> int:
         run_id = metrics.get("mlflow_run_id")
         if not run_id or "best_fid" in c.get_run(run_id).data.metrics:
             continue  # already attached (e.g. before a --resume)
-        best = {k: metrics[k] for k in metrics if isinstance(metrics.get(k), (int, float)) and k in KEPT_METRICS}
+        best = {k: metrics[k] for k in metrics
+                if isinstance(metrics.get(k), (int, float)) and (k == "step" or is_evaluation_metric(k))}
         with checkpoint.as_directory() as folder:
             tracking.log_best_checkpoint(c, run_id, Path(folder) / FILENAME, best)
         attached += 1
     return attached
-
-
-KEPT_METRICS = ("step", "fid", "diversity", "precision", "recall", "density", "coverage", "modes", "high_quality", "kl")
 
 
 def log_sweep_report(sweep: SweepConfig, results, track: dict, exp_dir, done: bool) -> str:
