@@ -11,14 +11,14 @@ held-out accuracy is measured on the shipped styled images of the other 20 %.
 """
 from __future__ import annotations
 
-import time
 from functools import lru_cache
 from pathlib import Path
 
 import torch
-from torch import nn
 
-from ganpipe.metrics.digits_classifier import DigitsClassifier, accuracy, stratified_split, weights_sha256
+from ganpipe.metrics.digits_classifier import (
+    DigitsClassifier, accuracy, fit_classifier, stratified_split, weights_sha256,
+)
 
 ARCH_VERSION = "styled-digits-cnn-v1"
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "styled_digits_classifier.pt"
@@ -37,35 +37,18 @@ def train_styled_classifier(seed: int = DEFAULT_SEED, epochs: int = DEFAULT_EPOC
     _, target = digit_domains()
     train_rel, test_rel = stratified_split(labels[idx_b], 0.2, SPLIT_SEED)
     train_digits, y = digits[idx_b[train_rel].numpy()], labels[idx_b[train_rel]]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(seed)
-        model = DigitsClassifier(channels=3)
-        order = torch.Generator().manual_seed(seed)
-        opt = torch.optim.Adam(model.parameters(), lr=2e-3, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-        t0 = time.perf_counter()
-        for epoch in range(epochs):
-            x = torch.from_numpy(build_styled(train_digits, EPOCH_STYLE_SEED + epoch)).float() / 127.5 - 1
-            model.train()
-            perm = torch.randperm(len(x), generator=order)
-            for i in range(0, len(x), 64):
-                b = perm[i : i + 64]
-                loss = nn.functional.cross_entropy(model(x[b]), y[b])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            sched.step()
-            if log is not None:
-                log(f"epoch {epoch + 1}/{epochs} loss {loss.item():.4f} {time.perf_counter() - t0:.1f}s")
-        acc = accuracy(model, target.to_float(target.images[test_rel]), target.labels[test_rel])
-    finally:
-        torch.set_num_threads(threads)
+
+    def epoch_data(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:  # a fresh style for every epoch
+        return torch.from_numpy(build_styled(train_digits, EPOCH_STYLE_SEED + epoch)).float() / 127.5 - 1, y
+
+    report = None if log is None else (lambda epoch, loss, _: log(f"epoch {epoch + 1}/{epochs} loss {loss:.4f}"))
+    torch.manual_seed(seed)
+    model = fit_classifier(DigitsClassifier(channels=3), epoch_data, epochs, seed, report)
+    acc = accuracy(model, target.to_float(target.images[test_rel]), target.labels[test_rel])
     meta = {"arch_version": ARCH_VERSION, "dataset": target.name, "data_sha256": target.content_sha256,
             "seed": seed, "epochs": epochs, "n_train": len(train_rel), "n_heldout": len(test_rel),
             "heldout_accuracy": acc}
-    return model.eval().requires_grad_(False), meta
+    return model, meta
 
 
 def save_styled_classifier(model: DigitsClassifier, meta: dict, path: str | Path = WEIGHTS_PATH) -> str:

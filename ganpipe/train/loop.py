@@ -84,12 +84,7 @@ class Trainer:
             loss = loss + cfg.loss.gp_weight * gradient_penalty(d, real, fake, self.rng)
         if cfg.loss.r1_weight > 0:
             loss = loss + cfg.loss.r1_weight * r1_penalty(d, real)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.train.grad_clip > 0:
-            clip_grad_norm_(self.d.parameters(), cfg.train.grad_clip)
-        self.opt_d.step()
-        return loss.detach()
+        return self._update(loss, self.opt_d, self.d)
 
     def _g_step(self) -> torch.Tensor:
         bs = self.cfg.train.batch_size
@@ -98,13 +93,16 @@ class Trainer:
             fake_logits = self.d(self.g(self._z(bs), y), y)
         else:
             fake_logits = self.d(self.g(self._z(bs)))
-        loss = self.loss.g_loss(fake_logits)
-        self.opt_g.zero_grad(set_to_none=True)
+        return self._update(self.loss.g_loss(fake_logits), self.opt_g, self.g)
+
+    def _update(self, loss: torch.Tensor, opt: torch.optim.Optimizer, net: torch.nn.Module) -> torch.Tensor:
+        """One optimizer step on `loss` (gradient clipping if configured); G steps also move the EMA."""
+        opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.train.grad_clip > 0:
-            clip_grad_norm_(self.g.parameters(), self.cfg.train.grad_clip)
-        self.opt_g.step()
-        if self.ema is not None:
+            clip_grad_norm_(net.parameters(), self.cfg.train.grad_clip)
+        opt.step()
+        if net is self.g and self.ema is not None:
             self.ema.update_parameters(self.g)
         return loss.detach()
 

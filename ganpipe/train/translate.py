@@ -14,7 +14,6 @@ CycleGAN's pool of past fakes for D is left out: the loss alternatives and n_dis
 from __future__ import annotations
 
 import torch
-from torch.nn.utils import clip_grad_norm_
 
 from ganpipe.losses import gradient_penalty, r1_penalty
 from ganpipe.metrics.translation import TranslationEvaluator
@@ -48,12 +47,7 @@ class TranslationTrainer(Trainer):
                 loss = loss + cfg.loss.gp_weight * gradient_penalty(disc, real, fake, self.rng)
             if cfg.loss.r1_weight > 0:
                 loss = loss + cfg.loss.r1_weight * r1_penalty(disc, real)
-        self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.train.grad_clip > 0:
-            clip_grad_norm_(self.d.parameters(), cfg.train.grad_clip)
-        self.opt_d.step()
-        return loss.detach()
+        return self._update(loss, self.opt_d, self.d)
 
     def _g_step(self) -> torch.Tensor:
         cfg, g, d = self.cfg, self.g, self.d
@@ -64,14 +58,7 @@ class TranslationTrainer(Trainer):
             loss = loss + cfg.loss.cycle_weight * (_l1(g["ba"](fake_b), a) + _l1(g["ab"](fake_a), b))
         if cfg.loss.identity_weight > 0:
             loss = loss + cfg.loss.identity_weight * (_l1(g["ab"](b), b) + _l1(g["ba"](a), a))
-        self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.train.grad_clip > 0:
-            clip_grad_norm_(self.g.parameters(), cfg.train.grad_clip)
-        self.opt_g.step()
-        if self.ema is not None:
-            self.ema.update_parameters(self.g)
-        return loss.detach()
+        return self._update(loss, self.opt_g, self.g)
 
     @property
     def generators(self) -> torch.nn.ModuleDict:
