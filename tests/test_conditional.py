@@ -233,7 +233,8 @@ def test_registered_conditional_generator_loads_without_ganpipe_and_samples_a_cl
 def test_conditional_dcgan_on_digits_draws_the_asked_class(tmp_path):
     out = tmp_path / "cond"
     path = ROOT / "sweeps" / "examples" / "digits-conditional.yaml"
-    assert cli.main(["trial", str(path), "--out", str(out), "--threads", "1"]) == 0
+    # half the example's 3000 steps keeps CI short; the full run is in docs/image-tasks.md
+    assert cli.main(["trial", str(path), "--out", str(out), "--threads", "1", "--set", "train.steps=1500"]) == 0
     metrics = json.loads((out / "result.json").read_text())["metrics"]
     assert metrics["class_accuracy"] >= 0.8
     assert metrics["modes"] == 10

@@ -163,8 +163,10 @@ def test_registered_translator_maps_images_to_images_without_ganpipe(tmp_path):
 @pytest.mark.slow
 def test_shipped_translation_sweep_first_trial_keeps_content_and_reaches_the_target_domain(tmp_path):
     out = tmp_path / "tr"
-    assert cli.main(["trial", str(ROOT / "sweeps" / "translation.yaml"), "--out", str(out), "--threads", "1"]) == 0
+    # 1000 of the shipped 1500 steps keeps CI short; the full run is in docs/image-tasks.md
+    assert cli.main(["trial", str(ROOT / "sweeps" / "translation.yaml"), "--out", str(out), "--threads", "1",
+                     "--set", "train.steps=1000"]) == 0
     metrics = json.loads((out / "result.json").read_text())["metrics"]
     assert metrics["content_kept"] >= 0.8
     assert metrics["fid"] < metrics["fid_source"] / 5
-    assert (out / "samples" / "step-0001500.png").stat().st_size > 0
+    assert (out / "samples" / "step-0001000.png").stat().st_size > 0
