@@ -32,14 +32,14 @@ CORES = os.cpu_count() or 1
 # trial, the same for every method), evaluation interval, ASHA grace period, TPE's random
 # start-up trials, and the target a method must reach (checked on every evaluation's metrics)
 SEARCH_CASES = {
-    "ring8": {"sweep": QUICK, "sets": [], "trials": 12, "steps": 4000, "every": 500, "grace": 1000, "startup": 4,
+    "ring8": {"sweep": QUICK, "sets": [], "trials": 10, "steps": 3000, "every": 500, "grace": 1000, "startup": 4,
               "target": "8/8 modes, >= 90 % high-quality samples",
               "reached": lambda m: m["modes"] == 8 and m["high_quality"] >= 0.9},
-    "grid25": {"sweep": QUICK, "sets": ["data=grid25"], "trials": 12, "steps": 4000, "every": 500, "grace": 1000,
+    "grid25": {"sweep": QUICK, "sets": ["data=grid25"], "trials": 10, "steps": 3000, "every": 500, "grace": 1000,
                "startup": 4, "target": "25/25 modes, >= 80 % high-quality samples",
                "reached": lambda m: m["modes"] == 25 and m["high_quality"] >= 0.8},
-    "digits": {"sweep": ROOT / "sweeps" / "digits.yaml", "sets": [], "trials": 12, "steps": 1500, "every": 250,
-               "grace": 500, "startup": 4, "target": "10/10 classes, fid <= 30",
+    "digits": {"sweep": ROOT / "sweeps" / "digits.yaml", "sets": [], "trials": 8, "steps": 1000, "every": 250,
+               "grace": 500, "startup": 3, "target": "10/10 classes, fid <= 30",
                "reached": lambda m: m["modes"] == 10 and m["fid"] <= 30},
 }
 
