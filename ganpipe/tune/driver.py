@@ -160,6 +160,9 @@ def connect_ray(address: str | None, num_cpus: int | None) -> bool:
               + (", as a Ray Client" if is_ray_client(target) else ""))
         return True
     ray.init(
+        # "local": always a new in-process Ray; without it ray.init() joins a cluster that `ray start`
+        # left running on this machine (and then refuses num_cpus)
+        address="local",
         num_cpus=num_cpus or os.cpu_count(),
         object_store_memory=200 * 1024 * 1024,  # trials exchange checkpoints via storage, not objects
         include_dashboard=False,
