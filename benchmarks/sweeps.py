@@ -195,8 +195,14 @@ def main() -> None:
             results["search"] = {k: v for k, v in results.get("search", {}).items() if k in SEARCH_CASES}
             for name in args.datasets:
                 case = SEARCH_CASES[name]
+                before = results["search"].get(name, {}).get("seeds", {})
                 results["search"][name] = {"target": case["target"], "seeds": {}}
                 for seed in range(args.seeds):
+                    trials = max(2, round(case["trials"] * args.scale))
+                    done = before.get(str(seed))
+                    if done and done["budget"]["trials"] == trials:  # measured by an earlier (interrupted) run
+                        results["search"][name]["seeds"][str(seed)] = done
+                        continue
                     (tmp / f"{name}-{seed}").mkdir()
                     res = search(tmp / f"{name}-{seed}", seed, case, args.scale)
                     results["search"][name]["seeds"][str(seed)] = res
