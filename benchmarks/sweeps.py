@@ -32,10 +32,10 @@ CORES = os.cpu_count() or 1
 # trial, the same for every method), evaluation interval, ASHA grace period, TPE's random
 # start-up trials, and the target a method must reach (checked on every evaluation's metrics)
 SEARCH_CASES = {
-    "ring8": {"sweep": QUICK, "sets": [], "trials": 10, "steps": 3000, "every": 500, "grace": 1000, "startup": 4,
+    "ring8": {"sweep": QUICK, "sets": [], "trials": 8, "steps": 4000, "every": 500, "grace": 1000, "startup": 4,
               "target": "8/8 modes, >= 90 % high-quality samples",
               "reached": lambda m: m["modes"] == 8 and m["high_quality"] >= 0.9},
-    "grid25": {"sweep": QUICK, "sets": ["data=grid25"], "trials": 10, "steps": 3000, "every": 500, "grace": 1000,
+    "grid25": {"sweep": QUICK, "sets": ["data=grid25"], "trials": 8, "steps": 4000, "every": 500, "grace": 1000,
                "startup": 4, "target": "25/25 modes, >= 80 % high-quality samples",
                "reached": lambda m: m["modes"] == 25 and m["high_quality"] >= 0.8},
     "digits": {"sweep": ROOT / "sweeps" / "digits.yaml", "sets": [], "trials": 8, "steps": 1000, "every": 250,
@@ -86,8 +86,10 @@ def utilisation(folder: Path, trials: int, steps: int) -> dict:
     }
 
 
-def best_curve(dfs, reached_fn=SEARCH_CASES["ring8"]["reached"]) -> list[tuple[int, float, float, bool]]:
-    """(steps spent so far, best fid so far, its diversity, target reached so far) in time order."""
+def best_curve(dfs, reached_fn=SEARCH_CASES["ring8"]["reached"], budget: int | None = None
+               ) -> list[tuple[int, float, float, bool]]:
+    """(steps spent so far, best fid so far, its diversity, target reached so far) in time order,
+    up to `budget` steps spent (what came after does not count)."""
     events = []
     for df in dfs:
         prev = 0
@@ -97,6 +99,8 @@ def best_curve(dfs, reached_fn=SEARCH_CASES["ring8"]["reached"]) -> list[tuple[i
     events.sort(key=lambda e: e[0])
     spent, best, curve, reached = 0, None, [], False
     for _, steps, row in events:
+        if budget is not None and spent + steps > budget:
+            break
         spent += steps
         if best is None or row["fid"] < best["fid"]:
             best = row
@@ -113,13 +117,16 @@ def search(folder: Path, seed: int, case: dict, scale: float = 1.0) -> dict:
                              f"eval.every={case['every']}"]
     out = {"budget": {"trials": trials, "steps_per_trial": steps, "steps": trials * steps}}
     for label, sets in {
-        "tpe+asha": [f"search.scheduler.grace_period={case['grace']}", f"search.startup_trials={case['startup']}"],
+        # ASHA stops trials early, so TPE + ASHA gets 1.5x the trials to spend the same budget; its curve
+        # is cut where the budget is spent
+        "tpe+asha": [f"search.scheduler.grace_period={case['grace']}", f"search.startup_trials={case['startup']}",
+                     f"search.num_samples={trials * 3 // 2}"],
         "random": ["search.sampler=random", "search.scheduler.name=none"],
     }.items():
         sub = folder / label
         sub.mkdir()
         _, _, dfs = run_sweep(sub, common + sets, case["sweep"])
-        curve = best_curve(dfs, case["reached"])
+        curve = best_curve(dfs, case["reached"], trials * steps)
         hit = next((s for s, _, _, r in curve if r), None)
         out[label] = {"steps_spent": curve[-1][0], "best_fid": curve[-1][1], "diversity": curve[-1][2],
                       "steps_to_target": hit, "curve": curve}
@@ -193,14 +200,15 @@ def main() -> None:
             print("peer", json.dumps(results["peer"]), flush=True)
         if "search" in parts:
             results["search"] = {k: v for k, v in results.get("search", {}).items() if k in SEARCH_CASES}
+            before = {name: results["search"].get(name, {}).get("seeds", {}) for name in args.datasets}
             for name in args.datasets:
-                case = SEARCH_CASES[name]
-                before = results["search"].get(name, {}).get("seeds", {})
-                results["search"][name] = {"target": case["target"], "seeds": {}}
-                for seed in range(args.seeds):
+                results["search"][name] = {"target": SEARCH_CASES[name]["target"], "seeds": {}}
+            for seed in range(args.seeds):  # seed by seed: an interrupted run has every dataset at least once
+                for name in args.datasets:
+                    case = SEARCH_CASES[name]
                     trials = max(2, round(case["trials"] * args.scale))
-                    done = before.get(str(seed))
-                    if done and done["budget"]["trials"] == trials:  # measured by an earlier (interrupted) run
+                    done = before[name].get(str(seed))
+                    if done and done["budget"]["trials"] == trials and done["budget"]["steps_per_trial"] == case["steps"]:
                         results["search"][name]["seeds"][str(seed)] = done
                         continue
                     (tmp / f"{name}-{seed}").mkdir()
