@@ -499,7 +499,11 @@ def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Location, se
     trials = results._experiment_analysis.trials
     done = len(trials) == sweep.search.num_samples and all(t.status in ("TERMINATED", "ERROR") for t in trials)
     c = tracking.client(track["uri"])
+    retired = retire_unsaved_trials(c, track, trials)
     summary = log_sweep_report(sweep, results, track, exp_dir, done)
+    if retired:
+        summary += (f"\ndeleted {retired} child run(s) of trials a killed driver had started after Tune last saved "
+                    "its state (Tune never resumed them; restorable in MLflow)")
     upload_study(exp_dir)  # S3: the study's final state beside the results (no-op for a folder)
     if done:
         tracking.close_running_children(c, track["experiment_id"], track["parent_run_id"], "KILLED", "sweep ended")
@@ -515,6 +519,25 @@ def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Location, se
     if not done:
         print(f"resume: ganpipe sweep {sweep.source} --resume --storage {exp_dir.parent}")
     return done
+
+
+def retire_unsaved_trials(c, track: dict, trials) -> int:
+    """A driver SIGKILLed between two of Tune's state snapshots leaves child runs of trials that Tune never
+    saved: the resumed sweep knows nothing of them (no checkpoint, no result) and its searcher asks anew, while
+    their Optuna asks are marked stale. Such a run is ended, tagged why, and deleted (MLflow keeps deleted runs
+    restorable: `mlflow runs restore`), so each Tune trial has exactly one child run."""
+    known = {t.trial_id for t in trials}
+    retired = 0
+    for run in tracking.children(c, track["experiment_id"], track["parent_run_id"]):
+        trial_id = run.data.tags.get(tracking.TRIAL_TAG)
+        if not trial_id or trial_id in known:
+            continue
+        evals = len(c.get_metric_history(run.info.run_id, "fid"))
+        tracking.end_run(c, run.info.run_id, "KILLED", "started by a driver that was killed before Tune saved the "
+                         f"trial ({evals} evaluation(s) logged); Tune never resumed it", "killed")
+        c.delete_run(run.info.run_id)
+        retired += 1
+    return retired
 
 
 def promote_after_sweep(sweep: SweepConfig, track: dict) -> None:
