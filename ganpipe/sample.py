@@ -19,13 +19,14 @@ def load_generator(source: str, tracking_uri: str | None = None) -> tuple[torch.
     if "://" in source or source.startswith(("models:/", "runs:/")):
         import mlflow
 
-        if tracking_uri:
-            mlflow.set_tracking_uri(tracking_uri)
-        info = mlflow.models.get_model_info(source)
-        meta = dict(info.metadata or {})
-        if "ganpipe_kind" not in meta:  # registered before metadata was written: a plain generator
-            meta = {"ganpipe_kind": "generator", "latent_dim": int(info.signature.inputs.inputs[0].shape[1])}
-        return mlflow.pytorch.load_model(source), meta
+        from ganpipe.tracking import fluent_tracking_uri
+
+        with fluent_tracking_uri(tracking_uri):
+            info = mlflow.models.get_model_info(source)
+            meta = dict(info.metadata or {})
+            if "ganpipe_kind" not in meta:  # registered before metadata was written: a plain generator
+                meta = {"ganpipe_kind": "generator", "latent_dim": int(info.signature.inputs.inputs[0].shape[1])}
+            return mlflow.pytorch.load_model(source), meta
     from ganpipe.train.loop import Trainer
 
     model, _, meta = Trainer.from_checkpoint(source).export()

@@ -18,12 +18,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "ganpipe.trial_id"
 REASON_TAG = "ganpipe.reason"
@@ -37,7 +39,7 @@ def resolve_uri(cli_uri: str | None, config_uri: str = "") -> str:
     A relative sqlite path is made absolute here, in the driver: Tune runs trials in
     their own working directories, where a relative path would mean another file.
     """
-    uri = cli_uri or config_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    uri = cli_uri or config_uri or os.environ.get(TRACKING_URI_ENV) or DEFAULT_URI
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
     return uri
@@ -284,14 +286,33 @@ def register_generator(uri: str, run_id: str, model_name: str, model, example, m
     with torch.no_grad():
         out = model(example)
     signature = infer_signature(example.numpy(), out.numpy())
-    mlflow.set_tracking_uri(uri)
-    with mlflow.start_run(run_id=run_id):
+    with fluent_tracking_uri(uri), mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(
             model, name="generator", signature=signature, input_example=example.numpy(), metadata=metadata,
             serialization_format="pt2", pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
         )
-    version = mlflow.register_model(info.model_uri, model_name, tags=tags)
-    return version
+        return mlflow.register_model(info.model_uri, model_name, tags=tags)
+
+
+@contextmanager
+def fluent_tracking_uri(uri: str | None):
+    """mlflow's fluent API pointed at `uri` for a block, then put back. mlflow.set_tracking_uri also
+    sets $MLFLOW_TRACKING_URI, which every later subprocess (a sweep, a Ray worker) would inherit."""
+    import mlflow
+
+    if not uri:
+        yield
+        return
+    env, before = os.environ.get(TRACKING_URI_ENV), mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)
+        if env is None:
+            os.environ.pop(TRACKING_URI_ENV, None)
+        else:
+            os.environ[TRACKING_URI_ENV] = env
 
 
 def set_alias(c: MlflowClient, model_name: str, alias: str, version: str) -> None:

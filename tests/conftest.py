@@ -11,6 +11,18 @@ def _one_thread():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_tracking_uri(monkeypatch):
+    """mlflow.set_tracking_uri in a test also sets $MLFLOW_TRACKING_URI, which every later test's
+    subprocesses (sweeps) would inherit and log to; each test gets the environment back as it was."""
+    import os
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI", ""))
+    if not os.environ["MLFLOW_TRACKING_URI"]:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    yield
+
+
 def interrupt_when(cmd: list[str], cwd, ready, timeout: float = 300) -> tuple[int, str]:
     """Run `cmd`, send SIGINT once `ready()` is true (exceptions count as not yet), return (code, output)."""
     import signal

@@ -3,6 +3,7 @@ export and sampling by class."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -214,6 +215,8 @@ def test_registered_conditional_generator_loads_without_ganpipe_and_samples_a_cl
     model, example, meta = trainer.export()
     version = tracking.register_generator(uri, run_id, "cond", model, example, meta, {})
     assert int(version.version) == 1
+    # mlflow.set_tracking_uri sets $MLFLOW_TRACKING_URI: it must not outlive the call (later sweeps inherit it)
+    assert os.environ.get("MLFLOW_TRACKING_URI") is None
     mlflow.set_tracking_uri(uri)
     info = mlflow.models.get_model_info("models:/cond/1")
     assert info.metadata["n_classes"] == 10 and info.signature.inputs.inputs[0].shape[1] == 18

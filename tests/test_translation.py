@@ -3,6 +3,7 @@ protocol, the CycleGAN trainer, export and sampling."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -144,8 +145,8 @@ def test_registered_translator_maps_images_to_images_without_ganpipe(tmp_path):
     run_id = tracking.start_parent_run(c, tracking.ensure_experiment(c, "tr"), "r", {})
     model, example, meta = trainer.export()
     tracking.register_generator(uri, run_id, "tr", model, example, meta, {})
-    mlflow.set_tracking_uri(uri)
-    info = mlflow.models.get_model_info("models:/tr/1")
+    with tracking.fluent_tracking_uri(uri):
+        info = mlflow.models.get_model_info("models:/tr/1")
     assert info.metadata["ganpipe_kind"] == "translator"
     assert list(info.signature.inputs.inputs[0].shape) == [-1, 3, 8, 8]
     assert list(info.signature.outputs.inputs[0].shape) == [-1, 3, 8, 8]
@@ -157,6 +158,7 @@ def test_registered_translator_maps_images_to_images_without_ganpipe(tmp_path):
     # ganpipe sample translates the task's source images and draws source above translation
     assert cli.main(["sample", "models:/tr/1", "-n", "12", "--tracking-uri", uri, "-o", str(tmp_path / "t.png")]) == 0
     assert cli.main(["sample", "models:/tr/1", "-n", "5", "--tracking-uri", uri, "-o", str(tmp_path / "t.npy")]) == 0
+    assert os.environ.get("MLFLOW_TRACKING_URI") is None  # `sample` put the tracking URI back
     assert np.load(tmp_path / "t.npy").shape == (5, 3, 8, 8)
 
 
