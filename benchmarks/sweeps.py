@@ -77,9 +77,15 @@ def utilisation(folder: Path, trials: int, steps: int) -> dict:
         freed = [end for _, end, _ in spans if end <= start]
         if freed:
             gaps.append(start - max(freed))
+    ends = sorted(end for _, end, _ in spans)
+    cut = ends[-CORES] if len(ends) >= CORES else last  # from here on fewer trials than slots are left
+    # training seconds up to `cut`, each trial's spread evenly over its span
+    busy = sum(t * (min(end, cut) - start) / max(end - start, 1e-9) for start, end, t in spans if start < cut)
     return {
         "wall_s": wall,
         "startup_to_first_trial_s": first - t0,
+        "last_trial_alone_s": last - cut,
+        "utilisation_until_a_slot_has_nothing_left": busy / ((cut - first) * CORES),
         "utilisation_after_startup": sum(t for _, _, t in spans) / ((last - first) * CORES),
         "median_scheduling_gap_s": statistics.median(gaps) if gaps else None,
         "trials": len(spans),
