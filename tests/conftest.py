@@ -93,3 +93,15 @@ def sqlite_runs(db: Path) -> list[dict]:
     finally:
         con.close()
     return list(runs.values())
+
+
+def register_export(tmp_path: Path, trainer, model_name: str):
+    """Register what `trainer.export()` gives as version 1 of `model_name` in a fresh sqlite store
+    under tmp_path, as a promotion would; returns (tracking uri, model version)."""
+    from ganpipe import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    c = tracking.client(uri)
+    run_id = tracking.start_parent_run(c, tracking.ensure_experiment(c, model_name), "r", {})
+    model, example, meta = trainer.export()
+    return uri, tracking.register_generator(uri, run_id, model_name, model, example, meta, {})

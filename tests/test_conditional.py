@@ -19,6 +19,7 @@ from ganpipe.metrics import Evaluator, fixed_labels
 from ganpipe.nets import build_networks
 from ganpipe.train.loop import Trainer
 from ganpipe.train.reporter import ListReporter
+from conftest import register_export
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -204,16 +205,9 @@ def test_conditional_checkpoint_samples_by_class(tmp_path, capsys):
 def test_registered_conditional_generator_loads_without_ganpipe_and_samples_a_class(tmp_path):
     import mlflow
 
-    from ganpipe import tracking
-
     trainer = Trainer(small(steps=20))
     trainer.train()
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    c = tracking.client(uri)
-    exp = tracking.ensure_experiment(c, "cond")
-    run_id = tracking.start_parent_run(c, exp, "r", {})
-    model, example, meta = trainer.export()
-    version = tracking.register_generator(uri, run_id, "cond", model, example, meta, {})
+    uri, version = register_export(tmp_path, trainer, "cond")
     assert int(version.version) == 1
     # mlflow.set_tracking_uri sets $MLFLOW_TRACKING_URI: it must not outlive the call (later sweeps inherit it)
     assert os.environ.get("MLFLOW_TRACKING_URI") is None

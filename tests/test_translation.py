@@ -21,6 +21,7 @@ from ganpipe.metrics.translation import TranslationEvaluator
 from ganpipe.train.loop import make_trainer
 from ganpipe.train.reporter import ListReporter
 from ganpipe.train.translate import TranslationTrainer
+from conftest import register_export
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,11 +141,7 @@ def test_registered_translator_maps_images_to_images_without_ganpipe(tmp_path):
 
     trainer = make_trainer(small(steps=10))
     trainer.train()
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    c = tracking.client(uri)
-    run_id = tracking.start_parent_run(c, tracking.ensure_experiment(c, "tr"), "r", {})
-    model, example, meta = trainer.export()
-    tracking.register_generator(uri, run_id, "tr", model, example, meta, {})
+    uri, _ = register_export(tmp_path, trainer, "tr")
     with tracking.fluent_tracking_uri(uri):
         info = mlflow.models.get_model_info("models:/tr/1")
     assert info.metadata["ganpipe_kind"] == "translator"
