@@ -41,7 +41,13 @@ def test_domains_are_disjoint_stratified_halves_and_never_paired():
     assert (a.labels.bincount() - b.labels.bincount()).abs().max() <= 2
     # A is grey (3 equal channels), B coloured
     assert torch.equal(a.images[:, 0], a.images[:, 1]) and not torch.equal(b.images[:, 0], b.images[:, 1])
-    # no digit of A appears in B: the styled image's stroke layout never matches a plain one
+    # no digit of A appears in B: the two halves are disjoint and together are all the digits
+    from ganpipe.data.styled import split_halves
+
+    idx_a, idx_b = split_halves(_digit_intensities()[1])
+    assert set(idx_a.tolist()).isdisjoint(idx_b.tolist())
+    assert sorted(idx_a.tolist() + idx_b.tolist()) == list(range(1797))
+    assert torch.equal(a.labels, _digit_intensities()[1][idx_a])
     ds = get_dataset("digits-translation")
     x_a, x_b = ds.sample_pair(64, torch.Generator().manual_seed(0))
     assert x_a.shape == x_b.shape == (64, 3, 8, 8)

@@ -586,12 +586,14 @@ def check_translation(v: Validator, trial: schema.TrialConfig, space: list[Param
     if any(p.key.startswith(("model.", "data.")) for p in v.problems):
         return
     by_path = {p.path: p for p in space}
-    datasets = _candidates(v, "data.dataset", trial, by_path) or []
-    if "digits-translation" not in datasets:
+    from ganpipe.data.registry import TRANSLATION_DATASETS
+
+    tasks = [d for d in _candidates(v, "data.dataset", trial, by_path) or [] if d in TRANSLATION_DATASETS]
+    if not tasks:
         return
     from ganpipe.nets.translation import TRANSLATION_ARCHITECTURES
 
     for arch in _candidates(v, "model.architecture", trial, by_path) or []:
         if arch not in TRANSLATION_ARCHITECTURES:
-            v.problem("model.architecture", f"data.dataset digits-translation trains image-to-image networks: "
+            v.problem("model.architecture", f"data.dataset {tasks[0]} trains image-to-image networks: "
                                             f"{' or '.join(TRANSLATION_ARCHITECTURES)}, got {arch}")

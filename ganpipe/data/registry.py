@@ -16,6 +16,8 @@ from ganpipe.data.translation import digits_translation
 
 BUILTIN = {"ring8": ring8, "grid25": grid25, "digits": digits, "stacked-digits": stacked_digits,
            "digits-translation": digits_translation}
+# image-to-image tasks (kind "translation"): trained by the CycleGAN trainer, not the GAN one
+TRANSLATION_DATASETS = ("digits-translation",)
 
 # every factory takes the DataConfig; the built-in ones ignore it (validation keeps root etc. empty)
 DATASETS: dict[str, Callable[[DataConfig], Dataset]] = {

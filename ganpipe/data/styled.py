@@ -72,10 +72,11 @@ def split_halves(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _digit_intensities() -> tuple[np.ndarray, torch.Tensor]:
-    from sklearn.datasets import load_digits  # ships inside scikit-learn: offline
+    """The bundled digits as (N, 8, 8) float64 intensities 0..16 and (N,) labels."""
+    from ganpipe.data.digits import load_digits_tensors
 
-    bunch = load_digits()
-    return bunch.images.astype(np.float64), torch.tensor(bunch.target, dtype=torch.int64)
+    images, labels = load_digits_tensors()  # [-1, 1] = intensity / 8 - 1, exact in float32
+    return ((images[:, 0].double() + 1) * 8).numpy(), labels
 
 
 def write_asset(path: Path = ASSET) -> str:

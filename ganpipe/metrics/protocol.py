@@ -23,6 +23,7 @@ from ganpipe.config.validate import INCEPTION_NAMES
 from ganpipe.data import Dataset, get_dataset
 from ganpipe.metrics.fid import frechet_distance_from_stats, gaussian_stats
 from ganpipe.metrics.modes import label_mode_stats, point_mode_stats
+from ganpipe.metrics.names import BASE
 from ganpipe.metrics.prdc import knn_radii, prdc
 
 PROTOCOL_VERSION = 1
@@ -34,7 +35,7 @@ K = 5  # k of the k-NN balls of precision / recall / density / coverage
 # dataset kind/name -> (n_real, n_fake); digits' real side is the whole dataset (eval_real)
 DEFAULT_SIZES = {"points": (2500, 2500), "digits": (1797, 2000), "stacked-digits": (10000, 10000)}
 FILES_SIZES = (10000, 10000)  # datasets read from files: up to 10k real images (a fixed subset), 10k generated
-POINT_KEYS = ("fid", "diversity", "precision", "recall", "density", "coverage", "modes", "kl", "high_quality")
+POINT_KEYS = BASE
 IMAGE_KEYS = POINT_KEYS[:-1]
 
 
@@ -60,18 +61,15 @@ class _PointFeatures:
         return x, None
 
 
-class _DigitsFeatures:
-    """Penultimate layer and argmax class of the shipped digits classifier."""
+class _ModelFeatures:
+    """Penultimate layer and argmax class of a FeatureClassifier, on a private channels-last copy
+    (~2x faster CPU convolutions; the shared, cached model stays as loaded)."""
 
     chunk = 2048  # images per forward pass: cache-sized activations ran fastest on CPU
 
-    def __init__(self) -> None:
-        from ganpipe.metrics.digits_classifier import load_digits_classifier
-
-        shared = load_digits_classifier()
-        self.name = shared.metadata["arch_version"]
+    def __init__(self, shared, name: str | None = None) -> None:
+        self.name = name or shared.metadata["arch_version"]
         self.sha256 = shared.metadata["sha256"]
-        # a private channels-last copy: ~2x faster CPU convolutions; the shared model stays as loaded
         self.model = copy.deepcopy(shared).to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
@@ -83,6 +81,15 @@ class _DigitsFeatures:
             feats.append(f)
             labels.append(logits.argmax(dim=1))
         return torch.cat(feats), torch.cat(labels)
+
+
+class _DigitsFeatures(_ModelFeatures):
+    """The shipped digits classifier."""
+
+    def __init__(self) -> None:
+        from ganpipe.metrics.digits_classifier import load_digits_classifier
+
+        super().__init__(load_digits_classifier())
 
 
 class _StackedFeatures(_DigitsFeatures):
@@ -103,7 +110,7 @@ class FeaturesMissing(FileNotFoundError):
     """No usable feature classifier for a dataset read from files (the message says how to get one)."""
 
 
-class _ClassifierFeatures(_DigitsFeatures):
+class _ClassifierFeatures(_ModelFeatures):
     """Penultimate layer and argmax class of a classifier from `ganpipe features train`."""
 
     def __init__(self, dataset, path: str | None) -> None:
@@ -119,11 +126,9 @@ class _ClassifierFeatures(_DigitsFeatures):
         path = path or str(default_features_path(dataset.name, s, c))
         shared = load_image_classifier(path)
         meta = shared.metadata
+        super().__init__(shared, name=f"{meta['arch_version']}:{meta['dataset']}")
         self.path = path
         self.n_classes = len(meta["classes"])
-        self.name = f"{meta['arch_version']}:{meta['dataset']}"
-        self.sha256 = meta["sha256"]
-        self.model = copy.deepcopy(shared).to(memory_format=torch.channels_last)
 
 
 class _InceptionFeatures:

@@ -23,24 +23,21 @@ import torch
 from ganpipe.metrics.fid import frechet_distance_from_stats, gaussian_stats
 from ganpipe.metrics.modes import label_mode_stats
 from ganpipe.metrics.prdc import knn_radii, prdc
-from ganpipe.metrics.protocol import PROTOCOL_VERSION, K, _DigitsFeatures
+from ganpipe.metrics.names import TRANSLATION
+from ganpipe.metrics.protocol import IMAGE_KEYS, PROTOCOL_VERSION, K, _ModelFeatures
 
-KEYS = ("fid", "diversity", "precision", "recall", "density", "coverage", "modes", "kl",
-        "content_kept", "cycle_error", "fid_source")
+KEYS = (*IMAGE_KEYS, *TRANSLATION)
 
 
-class _StyledFeatures(_DigitsFeatures):
-    """Penultimate layer and argmax class of the shipped styled-digits classifier."""
+class _StyledFeatures(_ModelFeatures):
+    """The shipped styled-digits classifier; data_sha256: what it was trained on."""
 
     def __init__(self) -> None:
-        import copy
-
         from ganpipe.metrics.styled_classifier import load_styled_classifier
 
         shared = load_styled_classifier()
-        self.name, self.sha256 = shared.metadata["arch_version"], shared.metadata["sha256"]
+        super().__init__(shared)
         self.data_sha256 = shared.metadata["data_sha256"]
-        self.model = copy.deepcopy(shared).to(memory_format=torch.channels_last)
 
 
 _CACHE: dict[tuple, tuple] = {}

@@ -249,9 +249,9 @@ class Trainer:
 
 def make_trainer(cfg: TrialConfig, device: str = "cpu") -> Trainer:
     """The trainer for a config's task: a TranslationTrainer (CycleGAN) for translation datasets."""
-    from ganpipe.data import DATASETS
+    from ganpipe.data.registry import TRANSLATION_DATASETS
 
-    if cfg.data.dataset in DATASETS and get_dataset(cfg.data).kind == "translation":
+    if cfg.data.dataset in TRANSLATION_DATASETS:
         from ganpipe.train.translate import TranslationTrainer
 
         return TranslationTrainer(cfg, device)
