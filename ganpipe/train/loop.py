@@ -73,18 +73,23 @@ class Trainer:
         return x.to(self.device), y.to(self.device)
 
     def _d_step(self) -> torch.Tensor:
-        cfg, bs = self.cfg, self.cfg.train.batch_size
+        bs = self.cfg.train.batch_size
         real, y = self._real(bs)
         # conditional: fakes get the real batch's labels, so D compares like with like
         g, d = (self.g, self.d) if y is None else (lambda z: self.g(z, y), lambda x: self.d(x, y))
         with torch.no_grad():
             fake = g(self._z(bs))
+        return self._update(self._d_loss(d, real, fake), self.opt_d, self.d)
+
+    def _d_loss(self, d, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """D's loss on one real and one fake batch, with the configured gradient penalty and R1."""
+        cfg = self.cfg.loss
         loss = self.loss.d_loss(d(real), d(fake))
         if self.loss.gradient_penalty:
-            loss = loss + cfg.loss.gp_weight * gradient_penalty(d, real, fake, self.rng)
-        if cfg.loss.r1_weight > 0:
-            loss = loss + cfg.loss.r1_weight * r1_penalty(d, real)
-        return self._update(loss, self.opt_d, self.d)
+            loss = loss + cfg.gp_weight * gradient_penalty(d, real, fake, self.rng)
+        if cfg.r1_weight > 0:
+            loss = loss + cfg.r1_weight * r1_penalty(d, real)
+        return loss
 
     def _g_step(self) -> torch.Tensor:
         bs = self.cfg.train.batch_size

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import torch
 
-from ganpipe.losses import gradient_penalty, r1_penalty
 from ganpipe.metrics.translation import TranslationEvaluator
 from ganpipe.nets.translation import build_translation_networks
 from ganpipe.train.loop import Trainer
@@ -37,16 +36,11 @@ class TranslationTrainer(Trainer):
         return a.to(self.device), b.to(self.device)
 
     def _d_step(self) -> torch.Tensor:
-        cfg, g, d = self.cfg, self.g, self.d
+        g, d = self.g, self.d
         a, b = self._pair()
         with torch.no_grad():
             fake_b, fake_a = g["ab"](a), g["ba"](b)
-        loss = self.loss.d_loss(d["b"](b), d["b"](fake_b)) + self.loss.d_loss(d["a"](a), d["a"](fake_a))
-        for real, fake, disc in ((b, fake_b, d["b"]), (a, fake_a, d["a"])):
-            if self.loss.gradient_penalty:
-                loss = loss + cfg.loss.gp_weight * gradient_penalty(disc, real, fake, self.rng)
-            if cfg.loss.r1_weight > 0:
-                loss = loss + cfg.loss.r1_weight * r1_penalty(disc, real)
+        loss = self._d_loss(d["b"], b, fake_b) + self._d_loss(d["a"], a, fake_a)
         return self._update(loss, self.opt_d, self.d)
 
     def _g_step(self) -> torch.Tensor:
