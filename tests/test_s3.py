@@ -219,9 +219,29 @@ def test_interrupted_s3_sweep_resumes_on_another_machine(tmp_path, s3_url, bucke
         assert kid.info.status == "FINISHED"
         assert sorted(m.step for m in c.get_metric_history(kid.info.run_id, "fid")) == [500, 1000]
         assert "best_fid" in kid.data.metrics
-    assert list((tmp_path / "home-b" / "studies").glob("t-s3-*/optuna.db"))  # fetched from the bucket
     (snapshot,) = [k for k in keys(s3_url, bucket, "r/") if k.endswith("/optuna.db")]
     assert study_states(s3_url, bucket, snapshot) == Counter(COMPLETE=4)
+
+
+def test_the_newer_study_wins_between_this_disk_and_the_bucket(tmp_path, s3_url, bucket, monkeypatch):
+    """A driver that resumes on a machine with an old copy of the study (the sweep went on from another
+    machine since) takes the bucket's newer snapshot; its own newer copy is kept."""
+    from ganpipe.tune.storage import Location, fetch_study, study_path
+
+    for k, v in aws_env(s3_url, tmp_path / "home").items():
+        monkeypatch.setenv(k, v)
+    exp = Location(f"s3://{bucket}/r/exp")
+    local = study_path(exp)
+    local.parent.mkdir(parents=True)
+    local.write_text("old copy on this disk")
+    os.utime(local, (time.time() - 3600, time.time() - 3600))
+    snapshot = tmp_path / "snapshot"
+    snapshot.write_text("newer copy from the other machine")
+    (exp / "optuna.db").upload(snapshot)
+    assert fetch_study(exp).read_text() == "newer copy from the other machine"
+    local.write_text("this disk went on after the upload")
+    os.utime(local, (time.time() + 3600, time.time() + 3600))
+    assert fetch_study(exp).read_text() == "this disk went on after the upload"
 
 
 @pytest.mark.parametrize("case", ["missing-bucket", "unreachable-endpoint", "unsupported-scheme"])

@@ -76,6 +76,8 @@ class UploadStudy(tune.Callback):
         self._last, self._mtime = 0.0, None
 
     def _upload(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._last < self.every:
+            return  # on_step_end runs every Tune loop step: nothing else happens before this check
         from ganpipe.tune.storage import Location, study_path, upload_study
 
         exp = Location(self.exp_uri)
@@ -83,7 +85,7 @@ class UploadStudy(tune.Callback):
             mtime = study_path(exp).stat().st_mtime_ns
         except OSError:
             return
-        if mtime == self._mtime or (not force and time.monotonic() - self._last < self.every):
+        if mtime == self._mtime:
             return
         try:
             upload_study(exp)

@@ -13,9 +13,9 @@ The Optuna study is a sqlite file written by the driver alone. Next to local res
 is `<experiment>/optuna.db`; sqlite cannot live in S3, so with S3 the driver's working
 copy is on its own disk, `$GANPIPE_HOME/studies/<experiment>-<hash of the S3 URI>/optuna.db`
 (default ~/.cache/ganpipe/...), and a consistent snapshot of it is uploaded to
-`<experiment>/optuna.db` in S3 while the sweep runs (`upload_study`). `--resume` uses the
-working copy when the driver's disk still has it, else downloads the snapshot, so a sweep
-can also be resumed from another machine. `StudyStorage` pickles as the experiment URI,
+`<experiment>/optuna.db` in S3 while the sweep runs (`upload_study`). `--resume` downloads
+the snapshot when the driver's disk has no copy or an older one (`fetch_study`), so a sweep
+can be resumed from another machine, and back again. `StudyStorage` pickles as the experiment URI,
 not as a file path, so Tune's saved searcher finds the study wherever it is resumed.
 """
 from __future__ import annotations
@@ -92,6 +92,15 @@ class Location:
             return Path(self.uri).exists()
         fs, path = self.fs
         return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+    def mtime(self) -> float | None:
+        """Last modification, seconds since the epoch; None if missing."""
+        if not self.remote:
+            path = Path(self.uri)
+            return path.stat().st_mtime if path.exists() else None
+        fs, path = self.fs
+        info = fs.get_file_info(path)
+        return None if info.type == pafs.FileType.NotFound or info.mtime is None else info.mtime.timestamp()
 
     def read_text(self) -> str:
         if not self.remote:
@@ -233,13 +242,13 @@ def study_path(exp: Location) -> Path:
 
 
 def fetch_study(exp: Location) -> Path:
-    """The working copy of the study; with S3, downloaded from the experiment's snapshot when this disk lacks it."""
+    """The working copy of the study; with S3, the experiment's snapshot is downloaded when this disk
+    lacks a copy or has an older one (the sweep went on from another machine since)."""
     path = study_path(exp)
-    if exp.remote and not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        snapshot = exp / STUDY_FILE
-        if snapshot.exists():
-            snapshot.download(path)
+    if exp.remote:
+        snapshot = (exp / STUDY_FILE).mtime()
+        if snapshot is not None and (not path.exists() or path.stat().st_mtime < snapshot):
+            (exp / STUDY_FILE).download(path)
     return path
 
 
