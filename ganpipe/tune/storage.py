@@ -42,9 +42,9 @@ class Location:
         self.uri = uri.rstrip("/") if self.remote else str(Path(uri).expanduser().resolve())
 
     @classmethod
-    def parse(cls, given: str | None, default: str = "ray_results") -> "Location":
-        """--storage as given; raises ValueError with what is allowed."""
-        value = given or default
+    def parse(cls, given: str | None) -> "Location":
+        """--storage as given (default ./ray_results); raises ValueError with what is allowed."""
+        value = given or "ray_results"
         if "://" in value:
             scheme, _, rest = value.partition("://")
             if scheme not in REMOTE_SCHEMES:
@@ -77,10 +77,6 @@ class Location:
     @property
     def parent(self) -> "Location":
         return Location(self.uri.rsplit("/", 1)[0])
-
-    @property
-    def local(self) -> Path | None:
-        return None if self.remote else Path(self.uri)
 
     # ---- files (small state files; checkpoints go through Ray's Checkpoint API) ------------
     @property
