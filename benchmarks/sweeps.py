@@ -28,20 +28,23 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "sweeps" / "quick.yaml"
 CORES = os.cpu_count() or 1
 
-# dataset -> the sweep file and overrides its space comes from, the budget (trials x steps per
-# trial, the same for every method), evaluation interval, ASHA grace period, TPE's random
-# start-up trials, and the target a method must reach (checked on every evaluation's metrics)
+# dataset -> the sweep file and overrides its space comes from; the budget in training steps
+# (random search's `trials` x `steps`, the same for every method); TPE + ASHA trains trials of up to
+# the same `steps` but as many as the budget allows (`asha_trials` is enough to spend it), with ASHA
+# as the sweep ships it (quick.yaml: on diversity; digits.yaml: on fid) from `grace` steps; evaluation
+# interval; TPE's random start-up trials; the target a method must reach (checked on every evaluation)
 SEARCH_CASES = {
-    "ring8": {"sweep": QUICK, "sets": [], "trials": 8, "steps": 4000, "every": 500, "grace": 1000, "startup": 4,
-              "target": "8/8 modes, >= 90 % high-quality samples",
+    "ring8": {"sweep": QUICK, "sets": [], "trials": 8, "steps": 8000, "asha_trials": 32, "every": 500,
+              "grace": 1000, "startup": 8, "target": "8/8 modes, >= 90 % high-quality samples",
               "reached": lambda m: m["modes"] == 8 and m["high_quality"] >= 0.9},
-    "grid25": {"sweep": QUICK, "sets": ["data=grid25"], "trials": 8, "steps": 4000, "every": 500, "grace": 1000,
-               "startup": 4, "target": "25/25 modes, >= 80 % high-quality samples",
+    "grid25": {"sweep": QUICK, "sets": ["data=grid25"], "trials": 8, "steps": 8000, "asha_trials": 32, "every": 500,
+               "grace": 1000, "startup": 8, "target": "25/25 modes, >= 80 % high-quality samples",
                "reached": lambda m: m["modes"] == 25 and m["high_quality"] >= 0.8},
-    "digits": {"sweep": ROOT / "sweeps" / "digits.yaml", "sets": [], "trials": 8, "steps": 1000, "every": 250,
-               "grace": 500, "startup": 3, "target": "10/10 classes, fid <= 30",
+    "digits": {"sweep": ROOT / "sweeps" / "digits.yaml", "sets": [], "trials": 8, "steps": 2000, "asha_trials": 24,
+               "every": 250, "grace": 500, "startup": 6, "target": "10/10 classes, fid <= 30",
                "reached": lambda m: m["modes"] == 10 and m["fid"] <= 30},
 }
+METHODS = ("tpe+asha", "random", "default")
 
 
 def run_sweep(folder: Path, sets: list[str], sweep: Path = QUICK) -> tuple[float, float, list]:
@@ -115,42 +118,52 @@ def best_curve(dfs, reached_fn=SEARCH_CASES["ring8"]["reached"], budget: int | N
     return curve
 
 
-def search(folder: Path, seed: int, case: dict, scale: float = 1.0) -> dict:
-    """The three methods at equal budget (case["trials"] x case["steps"] training steps); `scale` shrinks it (CI)."""
+def every_of(case: dict, scale: float = 1.0) -> int:
+    return max(50, round(case["every"] * min(scale * 10, 1.0)))  # CI's tiny runs evaluate more often
+
+
+def budget_of(case: dict, scale: float = 1.0) -> tuple[int, int]:
+    """(random search's trials, steps per trial); `scale` shrinks both (CI runs tiny)."""
+    every = every_of(case, scale)
     trials = max(2, round(case["trials"] * scale))
-    steps = max(2 * case["every"], round(case["steps"] * scale / case["every"]) * case["every"])
-    common = case["sets"] + [f"search.seed={seed}", f"search.num_samples={trials}", f"train.steps={steps}",
-                             f"eval.every={case['every']}"]
-    out = {"budget": {"trials": trials, "steps_per_trial": steps, "steps": trials * steps}}
+    steps = max(2 * every, round(case["steps"] * scale / every) * every)
+    return trials, steps
+
+
+def search(folder: Path, seed: int, case: dict, scale: float = 1.0) -> dict:
+    """The three methods at an equal budget of trials x steps training steps."""
+    trials, steps = budget_of(case, scale)
+    budget, every = trials * steps, every_of(case, scale)
+    common = case["sets"] + [f"search.seed={seed}", f"train.steps={steps}", f"eval.every={every}"]
+    out = {"budget": {"trials": trials, "steps_per_trial": steps, "steps": budget}}
     for label, sets in {
-        # ASHA stops trials early, so TPE + ASHA gets 1.5x the trials to spend the same budget; its curve
-        # is cut where the budget is spent
-        "tpe+asha": [f"search.scheduler.grace_period={case['grace']}", f"search.startup_trials={case['startup']}",
-                     f"search.num_samples={trials * 3 // 2}"],
-        "random": ["search.sampler=random", "search.scheduler.name=none"],
+        # ASHA stops most trials early, so TPE + ASHA runs more of them; steps past the budget do not count
+        "tpe+asha": [f"search.scheduler.grace_period={min(case['grace'], steps // every // 2 * every)}",
+                     f"search.startup_trials={case['startup']}",
+                     f"search.num_samples={max(trials + 1, round(case['asha_trials'] * max(scale, 0.1)))}"],
+        "random": ["search.sampler=random", "search.scheduler.name=none", f"search.num_samples={trials}"],
     }.items():
         sub = folder / label
         sub.mkdir()
         _, _, dfs = run_sweep(sub, common + sets, case["sweep"])
-        curve = best_curve(dfs, case["reached"], trials * steps)
-        hit = next((s for s, _, _, r in curve if r), None)
-        out[label] = {"steps_spent": curve[-1][0], "best_fid": curve[-1][1], "diversity": curve[-1][2],
-                      "steps_to_target": hit, "curve": curve}
-    # the default config (first choice / midpoint) trained for the whole budget
+        out[label] = summarise(best_curve(dfs, case["reached"], budget), len(dfs))
+    # the default config (first choice / midpoint) trained once for the whole budget
     sub = folder / "default"
     sub.mkdir()
-    total = trials * steps
     from ganpipe.config import first_values, load_sweep
 
     sweep = load_sweep(case["sweep"], case["sets"])
     defaults = [f"{k}={v}" for k, v in first_values(sweep.space, sweep.trial).items()]
     _, _, dfs = run_sweep(sub, case["sets"] + defaults + [
         "search.num_samples=1", "search.scheduler.name=none", "search.sampler=random",
-        f"train.steps={total}", f"eval.every={steps}", f"train.seed={seed}"], case["sweep"])
-    curve = best_curve(dfs, case["reached"])
-    out["default"] = {"steps_spent": curve[-1][0], "best_fid": curve[-1][1], "diversity": curve[-1][2],
-                      "steps_to_target": next((s for s, _, _, r in curve if r), None), "curve": curve}
+        f"train.steps={budget}", f"eval.every={max(every, steps // 4)}", f"train.seed={seed}"], case["sweep"])
+    out["default"] = summarise(best_curve(dfs, case["reached"]), 1)
     return out
+
+
+def summarise(curve: list, trials: int) -> dict:
+    return {"steps_spent": curve[-1][0], "best_fid": curve[-1][1], "diversity": curve[-1][2], "trials": trials,
+            "steps_to_target": next((s for s, _, _, r in curve if r), None), "curve": curve}
 
 
 def peer(folder: Path, trials: int, steps: int) -> dict:
@@ -190,7 +203,12 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", choices=list(SEARCH_CASES), default=list(SEARCH_CASES))
     parser.add_argument("--scale", type=float, default=1.0, help="search: multiply the budget (CI runs tiny)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-sweeps.json"))
+    parser.add_argument("--report", action="store_true",
+                        help="run nothing: print the search tables of --out and draw docs/images/search-curves.png")
     args = parser.parse_args()
+    if args.report:
+        print(report(json.loads(Path(args.out).read_text()), ROOT / "docs" / "images" / "search-curves.png"))
+        return
     parts = args.only or ["utilisation", "peer", "search"]
     results = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
     results["machine"] = {"cores": CORES}
@@ -212,9 +230,9 @@ def main() -> None:
             for seed in range(args.seeds):  # seed by seed: an interrupted run has every dataset at least once
                 for name in args.datasets:
                     case = SEARCH_CASES[name]
-                    trials = max(2, round(case["trials"] * args.scale))
+                    trials, steps = budget_of(case, args.scale)
                     done = before[name].get(str(seed))
-                    if done and done["budget"]["trials"] == trials and done["budget"]["steps_per_trial"] == case["steps"]:
+                    if done and done["budget"]["trials"] == trials and done["budget"]["steps_per_trial"] == steps:
                         results["search"][name]["seeds"][str(seed)] = done
                         continue
                     (tmp / f"{name}-{seed}").mkdir()
@@ -224,6 +242,57 @@ def main() -> None:
                     print("search", name, "seed", seed, json.dumps(summary), flush=True)
                     save(results, args.out)  # after every seed: a long run keeps what it measured
     save(results, args.out)
+
+
+LABELS = {"tpe+asha": "TPE + ASHA", "random": "random search", "default": "default config"}
+
+
+def report(results: dict, png: Path) -> str:
+    """Markdown tables of the search results, and their curves (best fid so far against steps spent) in `png`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    search = results["search"]
+    rows = ["| dataset | seed | method | trials | best fid at 25 / 50 / 75 / 100 % of the budget | "
+            "diversity of that trial | steps to target |", "|---|---|---|---|---|---|---|"]
+    fig, axes = plt.subplots(1, len(search), figsize=(5 * len(search), 3.6), squeeze=False)
+    for ax, (name, data) in zip(axes[0], search.items()):
+        for seed, res in sorted(data["seeds"].items()):
+            budget = res["budget"]["steps"]
+            for method, colour in zip(METHODS, ("tab:blue", "tab:orange", "tab:green")):
+                r = res[method]
+                points = []
+                for frac in (0.25, 0.5, 0.75, 1.0):
+                    upto = [p for p in r["curve"] if p[0] <= frac * budget]
+                    points.append(f"{upto[-1][1]:.3g}" if upto else "—")
+                hit = f"{r['steps_to_target']:,}" if r["steps_to_target"] else "—"
+                rows.append(f"| {name} | {seed} | {LABELS[method]} | {r.get('trials', '')} | {' / '.join(points)} "
+                            f"| {r['diversity']:.2f} | {hit} |")
+                xs, ys = [p[0] for p in r["curve"]], [p[1] for p in r["curve"]]
+                ax.step(xs, ys, where="post", color=colour, alpha=0.8, linestyle=("-", "--", ":")[int(seed) % 3],
+                        label=f"{LABELS[method]}, seed {seed}")
+                if r["steps_to_target"]:
+                    ax.plot([r["steps_to_target"]], [dict((p[0], p[1]) for p in r["curve"])[r["steps_to_target"]]],
+                            marker="*", color=colour, markersize=11)
+        ax.set_yscale("log")
+        ax.set_title(f"{name} (target: {data['target']})", fontsize=8)
+        ax.set_xlabel("training steps spent")
+        ax.set_ylabel("best fid so far")
+    axes[0][-1].legend(fontsize=6, loc="upper right")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    summary = ["| dataset | " + " | ".join(LABELS[m] for m in METHODS) + " |", "|---|---|---|---|"]
+    for name, data in search.items():
+        cells = []
+        for method in METHODS:
+            hits = [data["seeds"][s][method]["steps_to_target"] for s in sorted(data["seeds"])]
+            cells.append(", ".join(f"{h:,}" if h else "—" for h in hits))
+        summary.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n\nSteps to the target, by seed:\n\n" + "\n".join(summary) + "\n"
 
 
 def save(results: dict, out: str) -> None:

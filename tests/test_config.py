@@ -85,6 +85,7 @@ BAD = [
     ("name: t\neval: {num_samples: -5}", "eval.num_samples", ">= 0"),
     ("name: t\nsearch: {sampler: grid}", "search.sampler", "unknown sampler 'grid'; valid: tpe, random, cmaes"),
     ("name: t\nsearch: {scheduler: {name: pbt}}", "search.scheduler.name", "valid: asha, none"),
+    ("name: t\nsearch: {scheduler: {metric: kl}}", "search.scheduler.metric", "valid: fid, diversity"),
     ("name: t\nsearch: {objectives: [diversity]}", "search.objectives", "[fid] or [fid, diversity]"),
     ("name: t\nsearch: {scheduler: {reduction_factor: 1}}", "search.scheduler.reduction_factor", "> 1"),
     ("name: t\nsearch: {num_samples: 0}", "search.num_samples", ">= 1"),

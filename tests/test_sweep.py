@@ -80,7 +80,9 @@ def optuna_states(folder: Path) -> Counter:
 
 
 def test_sweep_tracks_every_trial_once_with_conditional_params(tmp_path):
-    proc = ganpipe(tmp_path, "sweep", str(write_sweep(tmp_path)))
+    # ASHA on diversity (quick.yaml's choice): Tune checks that every result carries the scheduler's metric
+    search = {**SWEEP["search"], "scheduler": {**SWEEP["search"]["scheduler"], "metric": "diversity"}}
+    proc = ganpipe(tmp_path, "sweep", str(write_sweep(tmp_path, search=search)))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "ranked trials" in proc.stdout and "ganpipe ui --tracking-uri" in proc.stdout
 
@@ -132,6 +134,7 @@ def test_dry_run_starts_nothing(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "loss.gp_weight" in proc.stdout and "when loss.name = wgan-gp" in proc.stdout
     assert "resources per trial: cpu 1" in proc.stdout and "trial budget: 6 trials" in proc.stdout
+    assert "scheduler: ASHA on fid (min), grace 100 steps" in proc.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.yaml"]
 
 

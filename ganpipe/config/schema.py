@@ -87,6 +87,7 @@ class TrialConfig:
 @dataclass
 class SchedulerConfig:
     name: str = "asha"  # asha or none
+    metric: str = "fid"  # what ASHA compares at each rung: fid (min) or diversity (max)
     grace_period: int = 0  # G steps before ASHA may stop a trial; 0 = one evaluation interval (eval.every)
     reduction_factor: float = 2.0
 

@@ -70,6 +70,7 @@ REGISTRIES = {
 STATIC_NAMES = {
     "search.sampler": ("sampler", ("tpe", "random", "cmaes")),
     "search.scheduler.name": ("scheduler", ("asha", "none")),
+    "search.scheduler.metric": ("scheduler metric", ("fid", "diversity")),
 }
 OBJECTIVES = (["fid"], ["fid", "diversity"])
 

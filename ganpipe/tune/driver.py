@@ -110,7 +110,7 @@ def describe_plan(sweep: SweepConfig) -> str:
         + ", ".join(f"{o} ({OBJECTIVE_MODES[o]})" for o in s.objectives)
         + f", {s.num_samples} trials, at most {s.max_concurrent} at once",
         "scheduler: " + (
-            f"ASHA on fid, grace {grace_period(sweep)} steps, reduction factor {sched.reduction_factor}, "
+            f"ASHA on {sched.metric} ({OBJECTIVE_MODES[sched.metric]}), grace {grace_period(sweep)} steps, reduction factor {sched.reduction_factor}, "
             f"max {max_steps(sweep)} steps" if sched.name == "asha" else "none (every trial trains its full budget)"
         ),
         f"resources per trial: cpu {sweep.resources.cpu}, gpu {sweep.resources.gpu}",
@@ -346,7 +346,8 @@ def make_scheduler(sweep: SweepConfig):
     if sched.name == "none":
         return FIFOScheduler()
     return ASHAScheduler(
-        time_attr="step", max_t=max_steps(sweep), grace_period=min(grace_period(sweep), max_steps(sweep)),
+        time_attr="step", metric=sched.metric, mode=OBJECTIVE_MODES[sched.metric],
+        max_t=max_steps(sweep), grace_period=min(grace_period(sweep), max_steps(sweep)),
         reduction_factor=sched.reduction_factor,
     )
 
@@ -381,8 +382,8 @@ def build_tuner(sweep: SweepConfig, exp_dir: Location, track: dict) -> tune.Tune
             search_alg=make_searcher(sweep, exp_dir),
             scheduler=make_scheduler(sweep),
             num_samples=sweep.search.num_samples,
-            metric="fid",
-            mode="min",
+            # metric and mode are the scheduler's own (search.scheduler.metric); the searcher has its
+            # objectives and the checkpoints their score (fid), so Tune gets none here
             # a finished trial's worker process takes the next trial: no new process, no re-import of
             # torch and MLflow, real statistics already cached (docs/benchmarks.md, core utilisation)
             reuse_actors=True,
