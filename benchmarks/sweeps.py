@@ -61,12 +61,20 @@ def run_sweep(folder: Path, sets: list[str], sweep: Path = QUICK) -> tuple[float
     return wall, start, list(ExperimentAnalysis(str(exp)).trial_dataframes.values())
 
 
-def trial_times(df) -> tuple[float, float, float]:
-    """(start, end, training seconds) of one trial from its Tune results."""
+def trial_times(df) -> tuple[float, float, float, float]:
+    """(start, end, core-seconds of training, 1-thread-equivalent training seconds) of one trial.
+
+    Each evaluation interval trained on `threads` threads (more once idle CPUs are shared): its
+    core-seconds are its seconds x threads; its 1-thread equivalent is its steps at the speed the
+    same trial had on one thread, so a second thread counts only for the speed it really added."""
     start = float(df["timestamp"].iloc[0] - df["time_total_s"].iloc[0])
     end = float(df["timestamp"].iloc[-1])
     steps = df["step"].diff().fillna(df["step"].iloc[0])
-    return start, end, float((steps / df["steps_per_sec"]).sum())
+    seconds = steps / df["steps_per_sec"]
+    threads = df["threads"] if "threads" in df else 1
+    one = df["steps_per_sec"][threads == 1] if "threads" in df else df["steps_per_sec"]
+    one_thread_speed = float(one.median()) if len(one) else float(df["steps_per_sec"].median())
+    return start, end, float((seconds * threads).sum()), float((steps / one_thread_speed).sum())
 
 
 def utilisation(folder: Path, trials: int, steps: int) -> dict:
@@ -74,22 +82,24 @@ def utilisation(folder: Path, trials: int, steps: int) -> dict:
                                        f"eval.every={max(1, steps // 8)}",
                                        f"search.scheduler.grace_period={max(1, steps // 4)}"])
     spans = sorted(trial_times(df) for df in dfs)
-    first, last = spans[0][0], max(end for _, end, _ in spans)
+    first, last = spans[0][0], max(end for _, end, _, _ in spans)
     gaps = []
-    for start, _, _ in spans[CORES:]:  # each later trial took a slot that a finished trial freed
-        freed = [end for _, end, _ in spans if end <= start]
+    for start, _, _, _ in spans[CORES:]:  # each later trial took a slot that a finished trial freed
+        freed = [end for _, end, _, _ in spans if end <= start]
         if freed:
             gaps.append(start - max(freed))
-    ends = sorted(end for _, end, _ in spans)
+    ends = sorted(end for _, end, _, _ in spans)
     cut = ends[-CORES] if len(ends) >= CORES else last  # from here on fewer trials than slots are left
-    # training seconds up to `cut`, each trial's spread evenly over its span
-    busy = sum(t * (min(end, cut) - start) / max(end - start, 1e-9) for start, end, t in spans if start < cut)
+    # core-seconds up to `cut`, each trial's spread evenly over its span
+    busy = sum(t * (min(end, cut) - start) / max(end - start, 1e-9) for start, end, t, _ in spans if start < cut)
     return {
         "wall_s": wall,
         "startup_to_first_trial_s": first - t0,
         "last_trial_alone_s": last - cut,
         "utilisation_until_a_slot_has_nothing_left": busy / ((cut - first) * CORES),
-        "utilisation_after_startup": sum(t for _, _, t in spans) / ((last - first) * CORES),
+        "utilisation_after_startup": sum(t for _, _, t, _ in spans) / ((last - first) * CORES),
+        "one_thread_equivalent_utilisation": sum(w for _, _, _, w in spans) / ((last - first) * CORES),
+        "max_threads": max(int(df["threads"].max()) if "threads" in df else 1 for df in dfs),
         "median_scheduling_gap_s": statistics.median(gaps) if gaps else None,
         "trials": len(spans),
     }

@@ -80,9 +80,7 @@ def optuna_states(folder: Path) -> Counter:
 
 
 def test_sweep_tracks_every_trial_once_with_conditional_params(tmp_path):
-    # ASHA on diversity (quick.yaml's choice): Tune checks that every result carries the scheduler's metric
-    search = {**SWEEP["search"], "scheduler": {**SWEEP["search"]["scheduler"], "metric": "diversity"}}
-    proc = ganpipe(tmp_path, "sweep", str(write_sweep(tmp_path, search=search)))
+    proc = ganpipe(tmp_path, "sweep", str(write_sweep(tmp_path)))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "ranked trials" in proc.stdout and "ganpipe ui --tracking-uri" in proc.stdout
 
@@ -221,10 +219,11 @@ def test_killed_trial_process_is_retried_from_its_checkpoint(tmp_path):
 
 
 def test_two_objectives_give_a_pareto_front(tmp_path):
+    # ASHA on diversity (quick.yaml's choice): Tune refuses results that lack the scheduler's metric
     path = write_sweep(
         tmp_path, train={"steps": 100, "batch_size": 32}, eval={"every": 50, "num_samples": 500},
         search={"num_samples": 3, "max_concurrent": 2, "objectives": ["fid", "diversity"], "sampler": "random",
-                "scheduler": {"name": "none"}},
+                "scheduler": {"name": "asha", "metric": "diversity", "grace_period": 50}},
     )
     proc = ganpipe(tmp_path, "sweep", str(path))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -247,3 +246,13 @@ def test_unreachable_cluster_is_bad_input_and_touches_nothing(tmp_path):
     assert proc.returncode == 2
     assert "--address: address: nothing answers at 127.0.0.1:1" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.yaml"]
+
+
+def test_a_trial_alone_takes_the_idle_cpu_as_a_second_thread(tmp_path):
+    # one trial on 2 CPUs: nothing is left to start, so after its first evaluation it trains on 2 threads
+    search = {"num_samples": 1, "sampler": "random", "scheduler": {"name": "none"}}
+    proc = ganpipe(tmp_path, "sweep", str(write_sweep(tmp_path, search=search, loss="hinge")))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    c, _, (kid,) = runs(tmp_path, "t-sweep")
+    threads = [int(m.value) for m in sorted(c.get_metric_history(kid.info.run_id, "threads"), key=lambda m: m.step)]
+    assert threads == [1, 2, 2], threads  # evaluations at steps 100, 200, 300: what each interval trained on

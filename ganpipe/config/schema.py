@@ -107,6 +107,8 @@ class SearchConfig:
 class ResourcesConfig:
     cpu: float = 1.0  # per trial; also the trial's torch threads
     gpu: float = 0.0  # per trial; fractions pack several trials on one GPU
+    # once no trial is left to start, running trials take the idle CPUs as torch threads (one node only)
+    share_idle_cpus: bool = True
 
 
 @dataclass

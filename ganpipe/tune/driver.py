@@ -27,6 +27,7 @@ from ganpipe.config.schema import SweepConfig, TrialConfig
 from ganpipe.config.space import Param
 from ganpipe.tune.callbacks import CloseChildRuns, UploadStudy
 from ganpipe.tune.storage import Location, StudyStorage, check_location, study_path, upload_study
+from ganpipe.tune.threads import ShareIdleCpus
 from ganpipe.tune.trainable import train_trial
 
 STATE_FILE = "ganpipe-sweep.json"  # parent run id and tracking info, for --resume
@@ -352,8 +353,8 @@ def make_scheduler(sweep: SweepConfig):
     )
 
 
-def make_trainable(sweep: SweepConfig, track: dict):
-    trainable = tune.with_parameters(train_trial, sweep=sweep, tracking=track)
+def make_trainable(sweep: SweepConfig, track: dict, experiment: str):
+    trainable = tune.with_parameters(train_trial, sweep=sweep, tracking=track, experiment=experiment)
     return tune.with_resources(trainable, {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
 
 
@@ -370,6 +371,8 @@ def progress_reporter(sweep: SweepConfig) -> tune.CLIReporter:
 
 def callbacks(sweep: SweepConfig, exp_dir: Location, track: dict) -> list[tune.Callback]:
     found = [CloseChildRuns(sweep, track["uri"], track["experiment_id"], track["parent_run_id"])]
+    if sweep.resources.share_idle_cpus:
+        found.append(ShareIdleCpus(exp_dir.name, sweep.search.num_samples, sweep.resources.cpu))
     if exp_dir.remote:
         found.append(UploadStudy(exp_dir.uri))
     return found
@@ -377,7 +380,7 @@ def callbacks(sweep: SweepConfig, exp_dir: Location, track: dict) -> list[tune.C
 
 def build_tuner(sweep: SweepConfig, exp_dir: Location, track: dict) -> tune.Tuner:
     return tune.Tuner(
-        make_trainable(sweep, track),
+        make_trainable(sweep, track, exp_dir.name),
         tune_config=tune.TuneConfig(
             search_alg=make_searcher(sweep, exp_dir),
             scheduler=make_scheduler(sweep),
@@ -439,7 +442,7 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
         print(f"sweep {sweep.name}: results in {exp_dir}, MLflow at {uri} (parent run {track['parent_run_id']})")
         if opts.resume:
             tuner = tune.Tuner.restore(
-                exp_dir.uri, trainable=make_trainable(sweep, track), resume_unfinished=True, resume_errored=False
+                exp_dir.uri, trainable=make_trainable(sweep, track, exp_dir.name), resume_unfinished=True, resume_errored=False
             )
         else:
             tuner = build_tuner(sweep, exp_dir, track)

@@ -19,6 +19,7 @@ from ray import tune
 from ganpipe.config import resolve_trial
 from ganpipe.config.schema import SweepConfig
 from ganpipe.tracking import TrialRun
+from ganpipe.tune.threads import TrialThreads
 from ganpipe.train.checkpoint import FILENAME
 from ganpipe.train.loop import Trainer, make_trainer
 from ganpipe.train.reporter import EvalReport, TrialResult
@@ -30,8 +31,8 @@ class TrialDiverged(RuntimeError):
 
 
 class TuneReporter:
-    def __init__(self, run: TrialRun):
-        self.run = run
+    def __init__(self, run: TrialRun, threads: TrialThreads):
+        self.run, self.threads = run, threads
 
     def on_eval(self, report: EvalReport, trainer: Trainer) -> None:
         folder = Path(tempfile.mkdtemp(prefix="ganpipe-ckpt-"))
@@ -39,29 +40,32 @@ class TuneReporter:
             trainer.save_checkpoint(folder / FILENAME)
             png = save_samples_png(report.samples, folder / f"step-{report.step:07d}.png", f"step {report.step}",
                                    ncol=trainer.grid_columns)
-            self.run.log_eval(report.step, report.metrics, png)  # queued; the sender keeps its own copy
+            metrics = {**report.metrics, "threads": torch.get_num_threads()}  # what this interval trained on
+            self.run.log_eval(report.step, metrics, png)  # queued; the sender keeps its own copy
             png.unlink()  # the checkpoint folder holds the checkpoint only
             # Tune may stop this actor right after a report (ASHA, last step): give the queue a moment,
             # and all the time it needs after the last evaluation. Metrics are reconciled by the driver.
             self.run.flush(600 if report.step >= trainer.cfg.train.steps else 10)
             tune.report(
-                {**report.metrics, "step": report.step, "mlflow_run_id": self.run.run_id},
+                {**metrics, "step": report.step, "mlflow_run_id": self.run.run_id},
                 checkpoint=tune.Checkpoint.from_directory(str(folder)),
             )
         finally:
             shutil.rmtree(folder, ignore_errors=True)  # Tune has copied it to the storage path
+        self.threads.refresh()  # the next interval trains on this trial's share of idle CPUs, if any
 
     def on_end(self, result: TrialResult, trainer: Trainer) -> None:
         if result.status == "diverged":
             self.run.mark_diverged(result.message)
 
 
-def train_trial(params: dict, sweep: SweepConfig, tracking: dict) -> None:
-    """params: the values Optuna sampled (dotted keys); tracking: uri, experiment_id, parent_run_id."""
+def train_trial(params: dict, sweep: SweepConfig, tracking: dict, experiment: str) -> None:
+    """params: the values Optuna sampled (dotted keys); tracking: uri, experiment_id, parent_run_id;
+    experiment: the Tune experiment's name."""
     # one "Checkpoint successfully created" line per evaluation per trial drowns the progress table
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     cfg = resolve_trial(sweep, params)
-    torch.set_num_threads(max(1, int(sweep.resources.cpu)))
+    torch.set_num_threads(max(1, int(sweep.resources.cpu)))  # a reused worker may hold a share from its last trial
     device = "cuda" if sweep.resources.gpu > 0 and torch.cuda.is_available() else "cpu"
     context = tune.get_context()
     where = {
@@ -84,7 +88,8 @@ def train_trial(params: dict, sweep: SweepConfig, tracking: dict) -> None:
         run.log_restart(trainer.step)  # visible in MLflow: where a retried or restored trial picked up
     else:
         trainer = make_trainer(cfg, device=device)
-    result = trainer.train(TuneReporter(run))
+    threads = TrialThreads(experiment, context.get_trial_id(), sweep.resources.cpu)
+    result = trainer.train(TuneReporter(run, threads))
     run.flush()  # the last evaluation's metrics and PNG reach MLflow before the trial ends
     if result.status == "diverged":
         raise TrialDiverged(result.message)
