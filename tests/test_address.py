@@ -1,4 +1,4 @@
-"""`--address auto` and `--address ray://HOST:PORT` against a Ray head started with the `ray` CLI.
+"""`--address auto`, `--address ray://HOST:PORT` and no --address, against a Ray head started with the `ray` CLI.
 
 The head runs in a private Ray temp folder (RAY_TMPDIR), so `auto` finds exactly this
 cluster and no other Ray on the machine; teardown SIGKILLs its processes by PID (never
@@ -6,23 +6,19 @@ cluster and no other Ray on the machine; teardown SIGKILLs its processes by PID 
 """
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import cmdline, descendants
+from services import KEYS, clean_env, free_port, keys, mlflow_server, moto_server, ray_head, s3, study_states
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,71 +35,11 @@ SWEEP = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def kill_tree(pid: int, marker: str) -> None:
-    """SIGKILL `pid`, everything below it, and any process whose command line names `marker` (our temp folder):
-    raylets ignore SIGTERM, and some Ray processes outlive their parent."""
-    victims = {pid, *descendants(pid)}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and marker in cmdline(int(entry.name)):
-            victims.add(int(entry.name))
-    for p in victims:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-@contextmanager
-def ray_head(client_port: int | None = None, **node_env):
-    """`ray start --head --block` in a private RAY_TMPDIR, with `node_env` set on the node; yields (address, tmpdir)."""
-    tmp = Path(tempfile.mkdtemp(prefix="gp-ray-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
-    port = free_port()
-    cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", f"--port={port}", "--num-cpus=2",
-           "--object-store-memory=100000000", "--include-dashboard=false", "--disable-usage-stats", "--block"]
-    if client_port:
-        cmd.append(f"--ray-client-server-port={client_port}")
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen(cmd, env={**env, **node_env, "RAY_TMPDIR": str(tmp)}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        record = tmp / "ray" / "ray_current_cluster"
-        deadline = time.time() + 90
-        while not (record.is_file() and record.read_text().strip() and listening(port)
-                   and (client_port is None or listening(client_port))):
-            assert proc.poll() is None, "ray start exited"
-            assert time.time() < deadline, "the Ray head did not come up"
-            time.sleep(0.5)
-        yield record.read_text().strip(), tmp
-    finally:
-        kill_tree(proc.pid, str(tmp))
-        proc.wait(timeout=30)
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def sweep(folder: Path, env: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     path = folder / "s.yaml"
     path.write_text(yaml.safe_dump(SWEEP))
     return subprocess.run([sys.executable, "-m", "ganpipe.cli", "sweep", str(path), *args], cwd=folder,
                           env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def clean_env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_TMPDIR")}
-    return {**env, **extra}
 
 
 def finished_children(uri: str) -> list:
@@ -158,6 +94,19 @@ def test_address_auto_without_a_cluster_is_bad_input(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]
 
 
+# ---- no --address ----------------------------------------------------------------------------
+# Without --address a sweep runs its own in-process Ray, even when `ray start` left a cluster
+# running on the machine (plain ray.init() would join that one, and then refuse num_cpus).
+def test_local_sweep_ignores_a_cluster_that_ray_start_left_running(tmp_path):
+    with ray_head() as (address, ray_tmp):
+        proc = sweep(tmp_path, clean_env(RAY_TMPDIR=str(ray_tmp)), "--num-cpus", "2")
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert "joined the Ray cluster" not in proc.stdout
+        sessions = list((ray_tmp / "ray").glob("session_2*"))
+        assert len(sessions) == 2, sessions  # the head's, and the sweep's own
+    finished_children(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
 # ---- ray:// (Ray Client) -----------------------------------------------------------------------
 def test_ray_client_needs_a_tracking_server_and_storage_the_head_reaches(tmp_path):
     proc = sweep(tmp_path, clean_env(), "--address", "ray://127.0.0.1:1", timeout=60)
@@ -179,9 +128,6 @@ def test_ray_client_without_grpcio_says_what_to_install(monkeypatch):
 
 def test_sweep_through_ray_client(tmp_path):
     """A driver outside the cluster: Tune's loop runs on the head, MLflow is a server, results go to S3."""
-    from test_s3 import KEYS, moto_server, s3
-    from test_server import mlflow_server
-
     client_port, mlflow_port = free_port(), free_port()
     work = tmp_path / "work"
     work.mkdir()
@@ -198,8 +144,6 @@ def test_sweep_through_ray_client(tmp_path):
 
 
 def _client_sweep(tmp_path, work, s3_url, aws, client_port, mlflow_port):
-    from test_s3 import keys, study_states
-
     env = clean_env(**aws, RAY_AUTH_MODE="token", GANPIPE_HOME=str(tmp_path / "home"))
     started = time.time()
     proc = sweep(work, env, "--address", f"ray://127.0.0.1:{client_port}", "--tracking-uri",

@@ -7,22 +7,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
-import optuna
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import sqlite_runs
+from services import KEYS, keys, moto_server, s3, study_states
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -38,39 +34,6 @@ SWEEP = {
                "scheduler": {"name": "none"}},
     "resources": {"cpu": 1},
 }
-KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def moto_server(**env):
-    """moto's S3-compatible server on a free loopback port, in its own process group."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                assert proc.poll() is None, "moto server exited"
-                assert time.time() < deadline, "moto server did not come up"
-                time.sleep(0.3)
-        yield url
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def s3_url():
     with moto_server() as url:
@@ -83,23 +46,6 @@ def bucket(s3_url, request):
     name = "ganpipe-" + request.node.name.lower().replace("_", "-")[:40].strip("-")
     s3(s3_url).create_bucket(Bucket=name)
     return name
-
-
-def s3(url: str):
-    import boto3
-
-    return boto3.client("s3", endpoint_url=url, **{k.lower(): v for k, v in KEYS.items()
-                                                   if k != "AWS_DEFAULT_REGION"}, region_name="us-east-1")
-
-
-def keys(url: str, bucket: str, prefix: str = "") -> list[str]:
-    found, token = [], None
-    while True:
-        page = s3(url).list_objects_v2(Bucket=bucket, Prefix=prefix, **({"ContinuationToken": token} if token else {}))
-        found += [o["Key"] for o in page.get("Contents", [])]
-        if not page.get("IsTruncated"):
-            return found
-        token = page["NextContinuationToken"]
 
 
 def aws_env(url: str, home: Path, **extra) -> dict:
@@ -124,16 +70,6 @@ def runs(folder: Path):
     all_runs = c.search_runs([exp.experiment_id], max_results=1000)
     return (c, [r for r in all_runs if "mlflow.parentRunId" not in r.data.tags],
             [r for r in all_runs if "mlflow.parentRunId" in r.data.tags])
-
-
-def study_states(url: str, bucket: str, key: str) -> Counter:
-    """States of the Optuna study snapshot the driver uploaded to the bucket."""
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "optuna.db"
-        s3(url).download_file(bucket, key, str(db))
-        (summary,) = optuna.get_all_study_summaries(f"sqlite:///{db}")
-        study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{db}")
-        return Counter(t.state.name for t in study.trials)
 
 
 def test_sweep_with_s3_storage(tmp_path, s3_url, bucket):

@@ -4,19 +4,17 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+
+from services import free_port, healthy, mlflow_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -30,40 +28,6 @@ SWEEP = {
     "eval": {"every": 500, "num_samples": 500},
     "search": {"num_samples": 2, "max_concurrent": 2, "sampler": "random", "scheduler": {"name": "none"}},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-@contextmanager
-def mlflow_server(folder: Path, port: int, backend: str):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ganpipe.cli", "server", "--backend-store-uri", backend,
-         "--artifacts-destination", str(folder / "artifacts"), "--port", str(port)],
-        cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        deadline = time.time() + 90
-        while not healthy(port):
-            assert proc.poll() is None, "mlflow server exited"
-            assert time.time() < deadline, "mlflow server did not come up"
-            time.sleep(0.5)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
 
 
 def child_runs(uri: str, experiment: str):

@@ -1,19 +1,13 @@
 """`ganpipe ui` serves the MLflow UI on loopback for the sweep's store, and stops cleanly."""
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
 import pytest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from services import free_port
 
 
 @pytest.mark.integration
