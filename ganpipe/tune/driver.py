@@ -114,7 +114,8 @@ def describe_plan(sweep: SweepConfig) -> str:
             f"ASHA on {sched.metric} ({OBJECTIVE_MODES[sched.metric]}), grace {grace_period(sweep)} steps, reduction factor {sched.reduction_factor}, "
             f"max {max_steps(sweep)} steps" if sched.name == "asha" else "none (every trial trains its full budget)"
         ),
-        f"resources per trial: cpu {sweep.resources.cpu}, gpu {sweep.resources.gpu}",
+        f"resources per trial: cpu {sweep.resources.cpu}, gpu {sweep.resources.gpu}"
+        + ("; idle CPUs shared once no trial is left to start (one node)" if sweep.resources.share_idle_cpus else ""),
         f"trial budget: {s.num_samples} trials x up to {max_steps(sweep)} G steps = "
         f"{s.num_samples * max_steps(sweep)} G steps",
         f"failures: up to {sweep.failure.max_failures} retries per trial; keep "
