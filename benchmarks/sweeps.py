@@ -77,10 +77,11 @@ def trial_times(df) -> tuple[float, float, float, float]:
     return start, end, float((seconds * threads).sum()), float((steps / one_thread_speed).sum())
 
 
-def utilisation(folder: Path, trials: int, steps: int) -> dict:
+def utilisation(folder: Path, trials: int, steps: int, share_idle_cpus: bool) -> dict:
     wall, t0, dfs = run_sweep(folder, [f"search.num_samples={trials}", f"train.steps={steps}",
                                        f"eval.every={max(1, steps // 8)}",
-                                       f"search.scheduler.grace_period={max(1, steps // 4)}"])
+                                       f"search.scheduler.grace_period={max(1, steps // 4)}",
+                                       f"resources.share_idle_cpus={str(share_idle_cpus).lower()}"])
     spans = sorted(trial_times(df) for df in dfs)
     first, last = spans[0][0], max(end for _, end, _, _ in spans)
     gaps = []
@@ -225,9 +226,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if "utilisation" in parts:
-            (tmp / "u").mkdir()
-            results["utilisation"] = utilisation(tmp / "u", args.trials, args.steps)
-            print("utilisation", json.dumps(results["utilisation"]), flush=True)
+            results["utilisation"] = {}
+            for share in (False, True):  # side by side: the same sweep without and with idle-CPU sharing
+                folder = tmp / f"u-{share}"
+                folder.mkdir()
+                results["utilisation"][f"share_idle_cpus={share}"] = found = utilisation(
+                    folder, args.trials, args.steps, share)
+                print("utilisation", f"share_idle_cpus={share}", json.dumps(found), flush=True)
         if "peer" in parts:
             (tmp / "p").mkdir()
             results["peer"] = peer(tmp / "p", args.trials, args.steps)

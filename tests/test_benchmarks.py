@@ -29,7 +29,9 @@ def test_sweep_benchmarks_run_tiny(tmp_path):
                     "--steps", "200", "--datasets", "ring8", "--scale", "0.01", "--out", str(out)],
                    check=True, capture_output=True, timeout=900)
     data = json.loads(out.read_text())
-    assert 0 < data["utilisation"]["utilisation_after_startup"] <= 1.0
+    for share in ("share_idle_cpus=False", "share_idle_cpus=True"):
+        measured = data["utilisation"][share]
+        assert 0 < measured["utilisation_after_startup"] <= 1.0 and measured["one_thread_equivalent_utilisation"] > 0
     assert data["peer"]["optuna_n_jobs"]["best_fid"] > 0
     seed0 = data["search"]["ring8"]["seeds"]["0"]
     assert set(seed0) == {"budget", "tpe+asha", "random", "default"}
