@@ -10,7 +10,8 @@ each trial asks at every evaluation and sets its torch threads. Ray's bookkeepin
 shares fall back to `resources.cpu` the moment a trial is waiting (a retry, a resumed sweep).
 
 Single-node only (local mode, or a cluster of one node): on several nodes the idle cores are
-rarely on the node of the trial that could use them. More threads change a trial's floating
+rarely on the node of the trial that could use them. On a one-node cluster that other Ray jobs
+share, switch it off: Ray would hand them the CPUs this sweep's threads are using. More threads change a trial's floating
 point sums in the last bits, so `resources.share_idle_cpus: false` keeps each trial's numbers
 independent of what else ran.
 """
