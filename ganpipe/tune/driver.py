@@ -115,7 +115,8 @@ def describe_plan(sweep: SweepConfig) -> str:
             f"max {max_steps(sweep)} steps" if sched.name == "asha" else "none (every trial trains its full budget)"
         ),
         f"resources per trial: cpu {sweep.resources.cpu}, gpu {sweep.resources.gpu}"
-        + ("; idle CPUs shared once no trial is left to start (one node)" if sweep.resources.share_idle_cpus else ""),
+        + ("; idle CPUs shared once no trial is left to start (in-process Ray)"
+           if sweep.resources.share_idle_cpus else ""),
         f"trial budget: {s.num_samples} trials x up to {max_steps(sweep)} G steps = "
         f"{s.num_samples * max_steps(sweep)} G steps",
         f"failures: up to {sweep.failure.max_failures} retries per trial; keep "
@@ -362,6 +363,7 @@ def make_trainable(sweep: SweepConfig, track: dict, experiment: str):
 def progress_reporter(sweep: SweepConfig) -> tune.CLIReporter:
     metrics = {"step": "step", "fid": "fid", "diversity": "diversity", "modes": "modes"}
     return tune.CLIReporter(
+        metric="fid", mode="min",  # the Tuner has no metric of its own (ASHA and the searcher have theirs)
         metric_columns=metrics,
         # conditional params are absent from some trials' configs, which the table cannot show
         parameter_columns=[p.path for p in sweep.space if not p.when][:8],
@@ -370,16 +372,16 @@ def progress_reporter(sweep: SweepConfig) -> tune.CLIReporter:
     )
 
 
-def callbacks(sweep: SweepConfig, exp_dir: Location, track: dict) -> list[tune.Callback]:
+def callbacks(sweep: SweepConfig, exp_dir: Location, track: dict, local_ray: bool) -> list[tune.Callback]:
     found = [CloseChildRuns(sweep, track["uri"], track["experiment_id"], track["parent_run_id"])]
-    if sweep.resources.share_idle_cpus:
+    if sweep.resources.share_idle_cpus and local_ray:  # a cluster's CPUs may belong to other jobs too
         found.append(ShareIdleCpus(exp_dir.name, sweep.search.num_samples, sweep.resources.cpu))
     if exp_dir.remote:
         found.append(UploadStudy(exp_dir.uri))
     return found
 
 
-def build_tuner(sweep: SweepConfig, exp_dir: Location, track: dict) -> tune.Tuner:
+def build_tuner(sweep: SweepConfig, exp_dir: Location, track: dict, local_ray: bool) -> tune.Tuner:
     return tune.Tuner(
         make_trainable(sweep, track, exp_dir.name),
         tune_config=tune.TuneConfig(
@@ -401,7 +403,7 @@ def build_tuner(sweep: SweepConfig, exp_dir: Location, track: dict) -> tune.Tune
                 checkpoint_score_attribute="fid",
                 checkpoint_score_order="min",
             ),
-            callbacks=callbacks(sweep, exp_dir, track),
+            callbacks=callbacks(sweep, exp_dir, track, local_ray),
             progress_reporter=progress_reporter(sweep),
             verbose=1,
         ),
@@ -446,7 +448,7 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
                 exp_dir.uri, trainable=make_trainable(sweep, track, exp_dir.name), resume_unfinished=True, resume_errored=False
             )
         else:
-            tuner = build_tuner(sweep, exp_dir, track)
+            tuner = build_tuner(sweep, exp_dir, track, local_ray=started_here)
             # S3: the study the searcher just created goes up at once, so whoever unpickles the searcher
             # elsewhere (the head node under ray://, a later --resume on another machine) finds it
             upload_study(exp_dir)

@@ -5,13 +5,13 @@ slots have no trial left to take (docs/benchmarks.md, core utilisation). Tune's 
 ResourceChangingScheduler, restarts a trial from its checkpoint in a new actor and cannot be
 combined with `reuse_actors`. Torch can change its thread count in a running process, so here
 the driver works out each running trial's share of the node's CPUs and a tiny actor holds it;
-each trial asks at every evaluation and sets its torch threads. Ray's bookkeeping still says
-`resources.cpu` per trial, which is harmless only because nothing is left to schedule: the
-shares fall back to `resources.cpu` the moment a trial is waiting (a retry, a resumed sweep).
+each trial asks after every evaluation and sets its torch threads for the next interval. Ray's
+bookkeeping still says `resources.cpu` per trial, which is harmless only because nothing is left
+to schedule: the shares fall back to `resources.cpu` the moment a trial is waiting (a retry, a
+resumed sweep), and each trial follows at its next evaluation.
 
-Single-node only (local mode, or a cluster of one node): on several nodes the idle cores are
-rarely on the node of the trial that could use them. On a one-node cluster that other Ray jobs
-share, switch it off: Ray would hand them the CPUs this sweep's threads are using. More threads change a trial's floating
+Only with the sweep's own in-process Ray, on one node: a cluster's idle CPUs may belong to
+other jobs, and on several nodes they are rarely on the node of the trial that could use them. More threads change a trial's floating
 point sums in the last bits, so `resources.share_idle_cpus: false` keeps each trial's numbers
 independent of what else ran.
 """
@@ -47,7 +47,7 @@ def actor_name(experiment: str) -> str:
 
 def shares(trials: list[Trial], num_samples: int, node_cpus: int, base: int) -> dict[str, int]:
     """Threads per running trial: the node's CPUs split evenly once no trial waits and none is still to come."""
-    running = [t for t in trials if t.status == Trial.RUNNING]
+    running = sorted((t for t in trials if t.status == Trial.RUNNING), key=lambda t: t.trial_id)  # stable spare
     waiting = any(t.status in (Trial.PENDING, Trial.PAUSED) for t in trials) or len(trials) < num_samples
     if waiting or not running:
         return {}
@@ -70,6 +70,8 @@ class ShareIdleCpus(tune.Callback):
             return
         self._node_cpus = int(nodes[0]["Resources"].get("CPU", 0))
         self._actor = ThreadShares.options(name=actor_name(self.experiment), get_if_exists=True).remote()
+        self._actor.update.remote({})  # an actor found alive may hold an earlier run's shares
+        self._last = {}
 
     def on_step_begin(self, iteration, trials, **info):
         if self._actor is None:
@@ -79,7 +81,7 @@ class ShareIdleCpus(tune.Callback):
             self._actor.update.remote(now)
             self._last = now
             if now:
-                log.info("idle CPUs shared: %s", ", ".join(f"{k} {v} threads" for k, v in now.items()))
+                print("idle CPUs shared: " + ", ".join(f"trial {k} on {v} threads" for k, v in now.items()), flush=True)
 
     def __getstate__(self):  # the actor handle belongs to one Ray session; setup() finds or makes it again
         return {**self.__dict__, "_actor": None, "_last": {}}
@@ -88,18 +90,24 @@ class ShareIdleCpus(tune.Callback):
 class TrialThreads:
     """Trial side: asks for this trial's share at each evaluation and sets torch's threads to it."""
 
-    def __init__(self, experiment: str, trial_id: str, base_cpus: float):
-        self.trial_id, self.base = trial_id, max(1, int(base_cpus))
+    def __init__(self, experiment: str, trial_id: str, base_cpus: float, enabled: bool = True):
+        self.trial_id, self.base, self._actor = trial_id, max(1, int(base_cpus)), None
+        if not enabled:  # checked here too: a resumed sweep keeps the callbacks it was started with
+            return
         try:
             self._actor = ray.get_actor(actor_name(experiment))
-        except ValueError:  # no sharing in this sweep (several nodes, or switched off)
-            self._actor = None
+        except ValueError:  # no sharing in this sweep (a cluster, or switched off)
+            pass
+        except Exception:  # only an optimisation: never fail a trial over it
+            log.warning("thread shares unavailable; training on %d threads", self.base, exc_info=True)
 
     def refresh(self) -> int:
         threads = self.base
         if self._actor is not None:
             try:
                 threads = ray.get(self._actor.threads.remote(self.trial_id), timeout=5) or self.base
+            except ray.exceptions.GetTimeoutError:  # a saturated node: the base for now, ask again next time
+                pass
             except Exception:  # the driver went away: keep training on what the trial was given
                 log.warning("thread shares unavailable; staying at %d threads", self.base, exc_info=True)
                 self._actor = None

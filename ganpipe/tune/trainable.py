@@ -88,7 +88,7 @@ def train_trial(params: dict, sweep: SweepConfig, tracking: dict, experiment: st
         run.log_restart(trainer.step)  # visible in MLflow: where a retried or restored trial picked up
     else:
         trainer = make_trainer(cfg, device=device)
-    threads = TrialThreads(experiment, context.get_trial_id(), sweep.resources.cpu)
+    threads = TrialThreads(experiment, context.get_trial_id(), sweep.resources.cpu, sweep.resources.share_idle_cpus)
     result = trainer.train(TuneReporter(run, threads))
     run.flush()  # the last evaluation's metrics and PNG reach MLflow before the trial ends
     if result.status == "diverged":
