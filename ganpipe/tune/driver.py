@@ -111,7 +111,8 @@ def describe_plan(sweep: SweepConfig) -> str:
         + ", ".join(f"{o} ({OBJECTIVE_MODES[o]})" for o in s.objectives)
         + f", {s.num_samples} trials, at most {s.max_concurrent} at once",
         "scheduler: " + (
-            f"ASHA on {sched.metric} ({OBJECTIVE_MODES[sched.metric]}), grace {grace_period(sweep)} steps, reduction factor {sched.reduction_factor}, "
+            f"ASHA on {sched.metric} ({OBJECTIVE_MODES[sched.metric]}), grace {grace_period(sweep)} steps, "
+            f"reduction factor {sched.reduction_factor}, "
             f"max {max_steps(sweep)} steps" if sched.name == "asha" else "none (every trial trains its full budget)"
         ),
         f"resources per trial: cpu {sweep.resources.cpu}, gpu {sweep.resources.gpu}"
@@ -445,7 +446,8 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
         print(f"sweep {sweep.name}: results in {exp_dir}, MLflow at {uri} (parent run {track['parent_run_id']})")
         if opts.resume:
             tuner = tune.Tuner.restore(
-                exp_dir.uri, trainable=make_trainable(sweep, track, exp_dir.name), resume_unfinished=True, resume_errored=False
+                exp_dir.uri, trainable=make_trainable(sweep, track, exp_dir.name),
+                resume_unfinished=True, resume_errored=False,
             )
         else:
             tuner = build_tuner(sweep, exp_dir, track, local_ray=started_here)

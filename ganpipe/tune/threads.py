@@ -11,9 +11,9 @@ to schedule: the shares fall back to `resources.cpu` the moment a trial is waiti
 resumed sweep), and each trial follows at its next evaluation.
 
 Only with the sweep's own in-process Ray, on one node: a cluster's idle CPUs may belong to
-other jobs, and on several nodes they are rarely on the node of the trial that could use them. More threads change a trial's floating
-point sums in the last bits, so `resources.share_idle_cpus: false` keeps each trial's numbers
-independent of what else ran.
+other jobs, and on several nodes they are rarely on the node of the trial that could use them.
+More threads change a trial's floating point sums in the last bits, so
+`resources.share_idle_cpus: false` keeps each trial's numbers independent of what else ran.
 """
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ class ShareIdleCpus(tune.Callback):
         self._actor, self._node_cpus, self._last = None, 0, {}
 
     def setup(self, **info):
-        # here, not in __init__: a restored sweep unpickles this callback and needs a live actor again
+        # here, not in __init__: a restored sweep unpickles this callback and needs a live actor again;
+        # and it may be resumed with --address on a cluster, hence the node count
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         if len(nodes) != 1:
             return
@@ -84,14 +85,16 @@ class ShareIdleCpus(tune.Callback):
                 print("idle CPUs shared: " + ", ".join(f"trial {k} on {v} threads" for k, v in now.items()), flush=True)
 
     def __getstate__(self):  # the actor handle belongs to one Ray session; setup() finds or makes it again
-        return {**self.__dict__, "_actor": None, "_last": {}}
+        return {**self.__dict__, "_actor": None}
 
 
 class TrialThreads:
-    """Trial side: asks for this trial's share at each evaluation and sets torch's threads to it."""
+    """Trial side: starts the trial on `resources.cpu` threads (a reused worker may still hold its last
+    trial's share), then asks for this trial's share after each evaluation and sets torch's threads to it."""
 
     def __init__(self, experiment: str, trial_id: str, base_cpus: float, enabled: bool = True):
         self.trial_id, self.base, self._actor = trial_id, max(1, int(base_cpus)), None
+        torch.set_num_threads(self.base)
         if not enabled:  # checked here too: a resumed sweep keeps the callbacks it was started with
             return
         try:
@@ -101,7 +104,7 @@ class TrialThreads:
         except Exception:  # only an optimisation: never fail a trial over it
             log.warning("thread shares unavailable; training on %d threads", self.base, exc_info=True)
 
-    def refresh(self) -> int:
+    def refresh(self) -> None:
         threads = self.base
         if self._actor is not None:
             try:
@@ -113,4 +116,3 @@ class TrialThreads:
                 self._actor = None
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
-        return threads

@@ -65,9 +65,9 @@ def train_trial(params: dict, sweep: SweepConfig, tracking: dict, experiment: st
     # one "Checkpoint successfully created" line per evaluation per trial drowns the progress table
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     cfg = resolve_trial(sweep, params)
-    torch.set_num_threads(max(1, int(sweep.resources.cpu)))  # a reused worker may hold a share from its last trial
-    device = "cuda" if sweep.resources.gpu > 0 and torch.cuda.is_available() else "cpu"
     context = tune.get_context()
+    threads = TrialThreads(experiment, context.get_trial_id(), sweep.resources.cpu, sweep.resources.share_idle_cpus)
+    device = "cuda" if sweep.resources.gpu > 0 and torch.cuda.is_available() else "cpu"
     where = {
         "ganpipe.node": socket.gethostname(),
         "ganpipe.node_ip": ray.util.get_node_ip_address(),
@@ -88,7 +88,6 @@ def train_trial(params: dict, sweep: SweepConfig, tracking: dict, experiment: st
         run.log_restart(trainer.step)  # visible in MLflow: where a retried or restored trial picked up
     else:
         trainer = make_trainer(cfg, device=device)
-    threads = TrialThreads(experiment, context.get_trial_id(), sweep.resources.cpu, sweep.resources.share_idle_cpus)
     result = trainer.train(TuneReporter(run, threads))
     run.flush()  # the last evaluation's metrics and PNG reach MLflow before the trial ends
     if result.status == "diverged":
