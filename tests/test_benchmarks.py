@@ -38,3 +38,13 @@ def test_sweep_benchmarks_run_tiny(tmp_path):
     budget = seed0["budget"]["steps"]
     assert seed0["random"]["steps_spent"] == seed0["default"]["steps_spent"] == budget  # equal compute budget
     assert seed0["tpe+asha"]["steps_spent"] <= budget
+
+
+@pytest.mark.slow
+def test_threads_benchmark_runs(tmp_path):
+    out = tmp_path / "t.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "threads.py"), "--repeats", "1", "--out", str(out)],
+                   check=True, capture_output=True, timeout=300, cwd=ROOT / "benchmarks")
+    data = json.loads(out.read_text())
+    for case in ("ring8-mlp", "digits-dcgan"):
+        assert data[case]["median"]["1"] > 0 and data[case]["speedup_2_over_1"] > 0
