@@ -82,7 +82,8 @@ def utilisation(folder: Path, trials: int, steps: int, share_idle_cpus: bool) ->
                                        f"eval.every={max(1, steps // 8)}",
                                        f"search.scheduler.grace_period={max(1, steps // 4)}",
                                        f"resources.share_idle_cpus={str(share_idle_cpus).lower()}"])
-    spans = sorted(trial_times(df) for df in dfs)
+    timed = sorted(((trial_times(df), df) for df in dfs), key=lambda t: t[0][0])
+    spans = [t for t, _ in timed]
     first, last = spans[0][0], max(end for _, end, _, _ in spans)
     gaps = []
     for start, _, _, _ in spans[CORES:]:  # each later trial took a slot that a finished trial freed
@@ -103,7 +104,35 @@ def utilisation(folder: Path, trials: int, steps: int, share_idle_cpus: bool) ->
         "max_threads": max(int(df["threads"].max()) if "threads" in df else 1 for df in dfs),
         "median_scheduling_gap_s": statistics.median(gaps) if gaps else None,
         "trials": len(spans),
+        # seconds from the command's start, per trial and per gap: a surprising median can be traced
+        # to the trials behind it
+        "spans": [{"start": round(start - t0, 2), "end": round(end - t0, 2), "steps": int(df["step"].iloc[-1]),
+                   "max_threads": int(df["threads"].max()) if "threads" in df else 1}
+                  for (start, end, _, _), df in timed],
+        "gaps_s": [round(g, 2) for g in gaps],
     }
+
+
+def utilisation_side_by_side(tmp: Path, trials: int, steps: int, repeats: int) -> dict:
+    """The same sweep without and with idle-CPU sharing, `repeats` times, the order alternating so that
+    neither always runs first; per variant the median of every figure and each run in full."""
+    runs: dict[bool, list] = {False: [], True: []}
+    for r in range(repeats):
+        for share in (False, True) if r % 2 == 0 else (True, False):
+            folder = tmp / f"u{r}-{share}"
+            folder.mkdir()
+            runs[share].append(found := utilisation(folder, trials, steps, share))
+            print("utilisation", f"share_idle_cpus={share}", json.dumps(
+                {k: v for k, v in found.items() if k != "spans"}), flush=True)
+    out = {}
+    for share, found in runs.items():
+        numbers = {k: [f[k] for f in found if f[k] is not None] for k, v in found[0].items()
+                   if v is None or isinstance(v, (int, float))}  # a gap is None where no trial waited
+        out[f"share_idle_cpus={share}"] = {
+            **{k: statistics.median(v) if v else None for k, v in numbers.items()},
+            "range": {k: [min(v), max(v)] for k, v in numbers.items() if v},
+            "runs": found}
+    return out
 
 
 def best_curve(dfs, reached_fn=SEARCH_CASES["ring8"]["reached"], budget: int | None = None
@@ -177,8 +206,25 @@ def summarise(curve: list, trials: int) -> dict:
             "steps_to_target": next((s for s, _, _, r in curve if r), None), "curve": curve}
 
 
-def peer(folder: Path, trials: int, steps: int) -> dict:
-    """Plain Optuna, one process, n_jobs = cores, the same trainable and TPE seed, no early stopping."""
+def peer(folder: Path, trials: int, steps: int, repeats: int = 1) -> dict:
+    """Plain Optuna, one process, n_jobs = cores, the same trainable and TPE seed, no early stopping, against
+    `ganpipe sweep`; `repeats` times, the order alternating; medians and each run."""
+    runs: dict[str, list] = {"optuna_n_jobs": [], "ganpipe_sweep": []}
+    for r in range(repeats):
+        for name in ("optuna_n_jobs", "ganpipe_sweep") if r % 2 == 0 else ("ganpipe_sweep", "optuna_n_jobs"):
+            sub = folder / f"{name}-{r}"
+            sub.mkdir()
+            runs[name].append(found := (plain_optuna if name == "optuna_n_jobs" else ganpipe_sweep)(sub, trials, steps))
+            print("peer", name, json.dumps(found), flush=True)
+    out: dict = {name: {"wall_s": statistics.median(f["wall_s"] for f in found),
+                        "best_fid": statistics.median(f["best_fid"] for f in found), "runs": found}
+                 for name, found in runs.items()}
+    out["wall_ratio_per_repeat"] = [g["wall_s"] / o["wall_s"]
+                                    for g, o in zip(runs["ganpipe_sweep"], runs["optuna_n_jobs"])]
+    return out
+
+
+def plain_optuna(folder: Path, trials: int, steps: int) -> dict:
     import optuna
     import torch
 
@@ -197,12 +243,14 @@ def peer(folder: Path, trials: int, steps: int) -> dict:
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
     start = time.time()
     study.optimize(objective, n_trials=trials, n_jobs=CORES)
-    plain = {"wall_s": time.time() - start, "best_fid": study.best_value}
-    sub = folder / "ganpipe"
-    sub.mkdir()
-    wall, _, dfs = run_sweep(sub, [f"train.steps={steps}", f"search.num_samples={trials}", f"eval.every={max(1, steps // 8)}",
-                                   "search.scheduler.name=none", "search.objectives=[fid]", "search.seed=0"])
-    return {"optuna_n_jobs": plain, "ganpipe_sweep": {"wall_s": wall, "best_fid": min(float(df["fid"].min()) for df in dfs)}}
+    return {"wall_s": time.time() - start, "best_fid": study.best_value}
+
+
+def ganpipe_sweep(folder: Path, trials: int, steps: int) -> dict:
+    wall, _, dfs = run_sweep(folder, [f"train.steps={steps}", f"search.num_samples={trials}",
+                                      f"eval.every={max(1, steps // 8)}", "search.scheduler.name=none",
+                                      "search.objectives=[fid]", "search.seed=0"])
+    return {"wall_s": wall, "best_fid": min(float(df["fid"].min()) for df in dfs)}
 
 
 def main() -> None:
@@ -210,15 +258,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--steps", type=int, default=8000)
+    parser.add_argument("--repeats", type=int, default=1, help="utilisation and peer: runs of each variant")
     parser.add_argument("--only", choices=["utilisation", "peer", "search"], action="append")
     parser.add_argument("--datasets", nargs="+", choices=list(SEARCH_CASES), default=list(SEARCH_CASES))
     parser.add_argument("--scale", type=float, default=1.0, help="search: multiply the budget (CI runs tiny)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-sweeps.json"))
     parser.add_argument("--report", action="store_true",
-                        help="run nothing: print the search tables of --out and draw docs/images/search-curves.png")
+                        help="run nothing: print the utilisation and search tables of --out and draw docs/images/search-curves.png")
     args = parser.parse_args()
     if args.report:
-        print(report(json.loads(Path(args.out).read_text()), ROOT / "docs" / "images" / "search-curves.png"))
+        results = json.loads(Path(args.out).read_text())
+        if "utilisation" in results:
+            print(utilisation_report(results))
+        print(report(results, ROOT / "docs" / "images" / "search-curves.png"))
         return
     parts = args.only or ["utilisation", "peer", "search"]
     results = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
@@ -226,17 +278,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if "utilisation" in parts:
-            results["utilisation"] = {}
-            for share in (False, True):  # side by side: the same sweep without and with idle-CPU sharing
-                folder = tmp / f"u-{share}"
-                folder.mkdir()
-                results["utilisation"][f"share_idle_cpus={share}"] = found = utilisation(
-                    folder, args.trials, args.steps, share)
-                print("utilisation", f"share_idle_cpus={share}", json.dumps(found), flush=True)
+            results["utilisation"] = utilisation_side_by_side(tmp, args.trials, args.steps, args.repeats)
+            save(results, args.out)
         if "peer" in parts:
             (tmp / "p").mkdir()
-            results["peer"] = peer(tmp / "p", args.trials, args.steps)
-            print("peer", json.dumps(results["peer"]), flush=True)
+            results["peer"] = peer(tmp / "p", args.trials, args.steps, args.repeats)
+            save(results, args.out)
         if "search" in parts:
             results["search"] = {k: v for k, v in results.get("search", {}).items() if k in SEARCH_CASES}
             before = {name: results["search"].get(name, {}).get("seeds", {}) for name in args.datasets}
@@ -308,6 +355,37 @@ def report(results: dict, png: Path) -> str:
             cells.append(", ".join(f"{h:,}" if h else "—" for h in hits))
         summary.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n\nSteps to the target, by seed:\n\n" + "\n".join(summary) + "\n"
+
+
+UTILISATION_ROWS = {
+    "utilisation_after_startup": ("core-seconds of training / (wall x cores), first trial start -> last trial end", "{:.3f}"),
+    "one_thread_equivalent_utilisation": ("the same in 1-thread-equivalent work", "{:.3f}"),
+    "utilisation_until_a_slot_has_nothing_left": ("the same, until a slot has no trial left to start", "{:.3f}"),
+    "last_trial_alone_s": ("the last trial(s) running with fewer trials than slots, s", "{:.0f}"),
+    "startup_to_first_trial_s": ("start-up: command start -> first trial running, s", "{:.1f}"),
+    "median_scheduling_gap_s": ("median scheduling gap: a trial ends -> the next starts on its slot, s", "{:.2f}"),
+    "wall_s": ("whole command, wall, s", "{:.1f}"),
+}
+
+
+def utilisation_report(results: dict) -> str:
+    """Markdown: the utilisation figures per variant, median (min-max over the repeats)."""
+    variants = results["utilisation"]
+    rows = ["| measure | " + " | ".join(f"`{k.replace('=', ': ').replace('False', 'false').replace('True', 'true')}`"
+                                       for k in variants) + " |", "|---" * (len(variants) + 1) + "|"]
+    for key, (label, fmt) in UTILISATION_ROWS.items():
+        cells = []
+        for found in variants.values():
+            value, lo_hi = found.get(key), found.get("range", {}).get(key)
+            cell = "—" if value is None else fmt.format(value)
+            if lo_hi and lo_hi[0] != lo_hi[1]:
+                cell += f" ({fmt.format(lo_hi[0])}–{fmt.format(lo_hi[1])})"
+            cells.append(cell)
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    gaps = {k: [g for run in v.get("runs", []) for g in run["gaps_s"]] for k, v in variants.items()}
+    rows.append("")
+    rows += [f"every gap, {k}: {sorted(v)}" for k, v in gaps.items() if v]
+    return "\n".join(rows) + "\n"
 
 
 def save(results: dict, out: str) -> None:
