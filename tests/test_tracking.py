@@ -1,0 +1,68 @@
+"""Child-run bookkeeping against a real sqlite MLflow store: one run per trial id, found again on retry;
+a stopped sweep ends its running children; a killed driver's unsaved trials are retired."""
+from types import SimpleNamespace
+
+import pytest
+
+from ganpipe import tracking
+from ganpipe.tune.driver import retire_unsaved_trials
+
+
+@pytest.fixture
+def sweep_runs(tmp_path):
+    """(client, track) with an experiment and a parent run in a fresh store."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    c = tracking.client(uri)
+    experiment_id = tracking.ensure_experiment(c, "s")
+    parent = tracking.start_parent_run(c, experiment_id, "sweep", {})
+    return c, {"uri": uri, "experiment_id": experiment_id, "parent_run_id": parent}
+
+
+def trial_run(track: dict, trial_id: str) -> tracking.TrialRun:
+    return tracking.TrialRun(track["uri"], track["experiment_id"], track["parent_run_id"], trial_id, trial_id,
+                             {"lr": 1e-4}, {"lr": 1e-4})
+
+
+def test_a_retried_trial_continues_its_own_child_run(sweep_runs):
+    c, track = sweep_runs
+    first = trial_run(track, "t1")
+    first.log_eval(100, {"fid": 3.0}, None)
+    assert first.flush(30)
+    tracking.end_run(c, first.run_id, "FAILED", "worker died")
+
+    again = trial_run(track, "t1")  # the retry, in a new worker
+    assert again.run_id == first.run_id
+    assert c.get_run(again.run_id).info.status == "RUNNING"
+    assert again.last_step == 100
+    again.log_eval(100, {"fid": 99.0}, None)  # already logged before the retry: skipped
+    again.log_eval(200, {"fid": 2.0}, None)
+    assert again.flush(30)
+    assert [(m.step, m.value) for m in c.get_metric_history(again.run_id, "fid")] == [(100, 3.0), (200, 2.0)]
+    assert len(tracking.children(c, track["experiment_id"], track["parent_run_id"])) == 1
+
+
+def test_a_stopped_sweep_ends_only_its_running_children(sweep_runs):
+    c, track = sweep_runs
+    done, running = trial_run(track, "t1"), trial_run(track, "t2")
+    tracking.end_run(c, done.run_id, "FINISHED", ganpipe_status="finished")
+    assert tracking.close_running_children(c, track["experiment_id"], track["parent_run_id"], "KILLED", "ctrl-c") == 1
+    assert c.get_run(done.run_id).info.status == "FINISHED"
+    killed = c.get_run(running.run_id)
+    assert killed.info.status == "KILLED"
+    assert killed.data.tags[tracking.REASON_TAG] == "ctrl-c" and killed.data.tags[tracking.STATUS_TAG] == "killed"
+
+
+def test_child_runs_of_trials_tune_never_saved_are_retired(sweep_runs):
+    c, track = sweep_runs
+    saved, unsaved = trial_run(track, "t1"), trial_run(track, "t2")
+    unsaved.log_eval(100, {"fid": 5.0}, None)
+    assert unsaved.flush(30)
+    tune_trials = [SimpleNamespace(trial_id="t1"), SimpleNamespace(trial_id="t3")]  # what Tune restored
+
+    assert retire_unsaved_trials(c, track, tune_trials) == 1
+    kept = tracking.children(c, track["experiment_id"], track["parent_run_id"])
+    assert [r.info.run_id for r in kept] == [saved.run_id]  # one child run per Tune trial
+    gone = c.get_run(unsaved.run_id)  # deleted, still restorable
+    assert gone.info.lifecycle_stage == "deleted" and gone.info.status == "KILLED"
+    assert "1 evaluation(s) logged" in gone.data.tags[tracking.REASON_TAG]
+    assert retire_unsaved_trials(c, track, tune_trials) == 0  # twice changes nothing
