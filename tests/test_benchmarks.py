@@ -48,3 +48,15 @@ def test_threads_benchmark_runs(tmp_path):
     data = json.loads(out.read_text())
     for case in ("ring8-mlp", "digits-dcgan"):
         assert data[case]["median"]["1"] > 0 and data[case]["speedup_2_over_1"] > 0
+
+
+@pytest.mark.slow
+def test_eval_cost_benchmark_runs_tiny(tmp_path):
+    out = tmp_path / "e.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "eval_cost.py"), "--repeats", "1", "--every", "20",
+                    "--cases", "quick", "stability-mlp", "--out", str(out)], check=True, capture_output=True, timeout=300)
+    data = json.loads(out.read_text())
+    for case in ("quick", "stability-mlp"):
+        med = data[case]["median"]
+        assert med["every"] == 20 and med["eval_s"] > 0 and 0 < med["steady_share"] < 1 and 0 < med["wall_share"] < 1
+    assert data["stability-mlp"]["median"]["threads"] == 2  # the sweep's own resources.cpu
