@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,14 +64,56 @@ def run_case(sweep: str, sets: list[str], intervals: int, every: int | None, fol
     }
 
 
+BUSY_LOOP = "import torch; torch.set_num_threads(1); a = torch.randn(256, 256)\nwhile True: a = (a @ a).tanh()"
+
+
+def blas_side_by_side(repeats: int) -> dict:
+    """One Stacked-digits evaluation (stability.yaml's protocol) on 1 torch thread, with numpy's BLAS left
+    at its default (a thread per core) and limited to 1 as ganpipe.train.threads does, interleaved; on an
+    idle machine and beside a process that keeps one core busy, as a sweep's other trial does."""
+    import os
+
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from ganpipe.train.loop import make_trainer
+    from ganpipe.trial import prepare_trial
+
+    torch.set_num_threads(1)
+    _, cfg, _ = prepare_trial(str(SWEEPS / "stability.yaml"), CASES["stability-mlp"][1] + ["search.scheduler.name=none"])
+    trainer = make_trainer(cfg)
+    trainer.evaluate()  # warm-up
+    out = {"cores": os.cpu_count()}
+    for load in ("idle", "one core busy"):
+        busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if load != "idle" else None
+        try:
+            times: dict[str, list] = {"default": [], "1": []}
+            for _ in range(repeats):
+                for blas in times:
+                    with threadpool_limits(None if blas == "default" else 1, user_api="blas"):
+                        start = time.perf_counter()
+                        trainer.evaluate()
+                        times[blas].append(time.perf_counter() - start)
+        finally:
+            if busy is not None:
+                busy.kill()
+                busy.wait()
+        out[load] = {blas: {"median": statistics.median(t), "range": [min(t), max(t)]} for blas, t in times.items()}
+        print("blas", load, json.dumps(out[load]), flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--intervals", type=int, default=2, help="evaluation intervals per trial")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     parser.add_argument("--every", type=int, help="override eval.every (CI runs tiny; not the shipped settings)")
+    parser.add_argument("--blas-repeats", type=int, default=5,
+                        help="evaluations per variant in the BLAS-threads comparison (0: skip it)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-eval.json"))
     args = parser.parse_args()
+    blas = blas_side_by_side(args.blas_repeats) if args.blas_repeats else None
     runs: dict[str, list] = {name: [] for name in args.cases}
     for _ in range(args.repeats):  # interleaved: drift in machine speed hits every case alike
         for name in args.cases:
@@ -78,7 +121,7 @@ def main() -> None:
                 sweep, sets = CASES[name]
                 runs[name].append(found := run_case(sweep, sets, args.intervals, args.every, Path(tmp)))
             print(name, json.dumps(found), flush=True)
-    results = {}
+    results: dict = {"blas_threads": blas} if blas else {}
     for name, found in runs.items():
         keys = found[0].keys()
         results[name] = {"sweep": CASES[name][0], "sets": CASES[name][1],
@@ -90,6 +133,8 @@ def main() -> None:
     print("| case | eval.every | threads | steps/s | s per evaluation | share, long trial | share, this trial |")
     print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
+        if name == "blas_threads":
+            continue
         m, lo_hi = r["median"], r["range"]
         print(f"| {name} | {m['every']:.0f} | {m['threads']:.0f} | {m['steps_per_sec']:.0f} | {m['eval_s']:.2f} "
               f"({lo_hi['eval_s'][0]:.2f}–{lo_hi['eval_s'][1]:.2f}) | {100 * m['steady_share']:.1f} % "

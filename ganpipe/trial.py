@@ -20,6 +20,7 @@ from tqdm import tqdm
 from ganpipe.config import ConfigError, Problem, first_values, load_sweep, resolve_trial
 from ganpipe.config.schema import SweepConfig, TrialConfig
 from ganpipe.train.reporter import EvalReport, TrialResult
+from ganpipe.train.threads import set_threads
 from ganpipe.metrics.names import SUMMARY
 from ganpipe.viz import save_samples_png
 
@@ -72,7 +73,7 @@ def run_trial(sweep_path: str, overrides: list[str], out: str | None, threads: i
 
     sweep, cfg, values = prepare_trial(sweep_path, overrides)
     out_dir = choose_out_dir(out, sweep.name)
-    torch.set_num_threads(threads or max(1, int(sweep.resources.cpu)))
+    set_threads(threads or max(1, int(sweep.resources.cpu)))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
     print(f"trial {sweep.name}: {cfg.data.dataset}, {cfg.model.architecture}, {cfg.loss.name}, {cfg.optimizer.name}")

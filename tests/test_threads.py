@@ -1,4 +1,5 @@
-"""How a sweep's idle CPUs are shared (ganpipe.tune.threads.shares); the end-to-end check is in test_sweep."""
+"""How a sweep's idle CPUs are shared (ganpipe.tune.threads.shares; the end-to-end check is in test_sweep),
+and how a trial sets its threads (ganpipe.train.threads)."""
 from types import SimpleNamespace
 
 from ray.tune.experiment import Trial
@@ -28,3 +29,22 @@ def test_the_tail_takes_the_idle_cpus_evenly():
 
 def test_nothing_running_shares_nothing():
     assert shares(trials(Trial.TERMINATED, Trial.ERROR), num_samples=2, node_cpus=2, base=1) == {}
+
+
+def test_a_trial_sets_numpys_blas_threads_with_torchs():
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from ganpipe.train.threads import set_threads
+
+    def blas_threads():
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    before = torch.get_num_threads()
+    try:
+        set_threads(1)
+        assert torch.get_num_threads() == 1 and blas_threads() == {1}
+        set_threads(2)  # a shared idle CPU: both pools follow
+        assert torch.get_num_threads() == 2 and blas_threads() == {2}
+    finally:
+        set_threads(before)

@@ -20,8 +20,9 @@ def _train_seed(cfg_dict: dict, seed: int, threads: int, use_gpu: bool) -> dict:
 
     from ganpipe.config import trial_from_dict
     from ganpipe.train.loop import make_trainer
+    from ganpipe.train.threads import set_threads
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     cfg = trial_from_dict(cfg_dict)
     cfg.train.seed = seed
     device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"

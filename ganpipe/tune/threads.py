@@ -24,6 +24,8 @@ import torch
 from ray import tune
 from ray.tune.experiment import Trial
 
+from ganpipe.train.threads import set_threads
+
 log = logging.getLogger(__name__)
 
 
@@ -94,7 +96,7 @@ class TrialThreads:
 
     def __init__(self, experiment: str, trial_id: str, base_cpus: float, enabled: bool = True):
         self.trial_id, self.base, self._actor = trial_id, max(1, int(base_cpus)), None
-        torch.set_num_threads(self.base)
+        set_threads(self.base)
         if not enabled:  # checked here too: a resumed sweep keeps the callbacks it was started with
             return
         try:
@@ -115,4 +117,4 @@ class TrialThreads:
                 log.warning("thread shares unavailable; staying at %d threads", self.base, exc_info=True)
                 self._actor = None
         if threads != torch.get_num_threads():
-            torch.set_num_threads(threads)
+            set_threads(threads)
