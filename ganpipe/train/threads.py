@@ -1,10 +1,12 @@
 """One knob for a trial's CPU threads: torch's intra-op pool and numpy's BLAS together.
 
-`torch.set_num_threads` leaves numpy's OpenBLAS with a thread per core. The evaluation's float64
-statistics (FID's covariances and eigen-solvers) run there, and on a node whose cores are all
-training, a multi-threaded BLAS call spins against the other trials: on 2 busy cores the FID of one
-Stacked-digits evaluation took 0.7 s with 2 BLAS threads and 0.03 s with 1 (docs/benchmarks.md,
-section 2). So a trial's BLAS gets the same threads as its torch.
+`torch.set_num_threads` leaves numpy's OpenBLAS alone. Inside Ray that happens to be right at the
+start (Ray starts a worker with OMP_NUM_THREADS = its CPUs, which OpenBLAS reads at import), but not
+in `ganpipe trial`, where BLAS keeps a thread per core, nor once idle CPUs are shared and torch's
+threads change in a running worker. The evaluation's float64 statistics (FID's covariances and
+eigen-solvers) run in BLAS, and a multi-threaded BLAS call on a core that is busy elsewhere spins:
+beside a busy core, the FID of one Stacked-digits evaluation took 0.7 s with 2 BLAS threads and
+0.03 s with 1 (docs/benchmarks.md, section 2). So BLAS gets the same threads as torch.
 """
 from __future__ import annotations
 
