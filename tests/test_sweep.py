@@ -150,34 +150,41 @@ def test_impossible_resources_are_refused_before_any_run(tmp_path):
     assert not (tmp_path / "mlflow.db").exists()
 
 
-def test_sigint_then_resume_gives_exact_totals(tmp_path):
+def test_sigint_during_the_last_trials_then_resume_gives_exact_totals(tmp_path):
+    # Ctrl-C once every sample has been created: Tune hands back the trials it stopped as TERMINATED, like
+    # finished ones, so only the driver's own watch tells an interrupted sweep from a finished one
     path = write_sweep(
-        tmp_path, train={"steps": 1500, "batch_size": 64},
-        eval={"every": 500, "num_samples": 500},
-        search={"num_samples": 5, "seed": 2, "max_concurrent": 1, "scheduler": {"name": "none"}},
+        tmp_path, train={"steps": 3000, "batch_size": 64},
+        eval={"every": 1000, "num_samples": 500},
+        search={"num_samples": 3, "seed": 2, "max_concurrent": 2, "scheduler": {"name": "none"}},
+        promote={"enabled": True, "max_fid": 1e9, "min_diversity": 0.0},
     )
-    def two_finished():
+
+    def last_trial_running():
         kids = [r for r in sqlite_runs(tmp_path / "mlflow.db") if "mlflow.parentRunId" in r["tags"]]
-        return sum(k["status"] == "FINISHED" for k in kids) >= 2
+        return len(kids) == 3 and any(k["status"] == "FINISHED" for k in kids) and any(
+            k["status"] == "RUNNING" for k in kids)
 
     cmd = [sys.executable, "-m", "ganpipe.cli", "sweep", str(path), "--num-cpus", "2"]
-    code, out = interrupt_when(cmd, tmp_path, two_finished, timeout=240)
+    code, out = interrupt_when(cmd, tmp_path, last_trial_running, timeout=240)
     assert code == 130, out[-3000:]
+    assert "sweep interrupted" in out and "promotion" not in out
     _, parents, kids = runs(tmp_path, "t-sweep")
     assert parents[0].info.status == "KILLED"
-    assert 2 <= len(kids) < 5
-    assert all(k.info.status != "RUNNING" for k in kids)
+    assert len(kids) == 3 and all(k.info.status != "RUNNING" for k in kids)
+    assert "FAIL" not in optuna_states(tmp_path)  # the stopped trials stay open for --resume
 
     proc = ganpipe(tmp_path, "sweep", str(path), "--resume")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     c, parents, kids = runs(tmp_path, "t-sweep")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    assert len(kids) == 5 and len({k.data.tags["ganpipe.trial_id"] for k in kids}) == 5
+    assert len(kids) == 3 and len({k.data.tags["ganpipe.trial_id"] for k in kids}) == 3
     assert all(k.info.status == "FINISHED" for k in kids)
     for kid in kids:
         steps = [m.step for m in c.get_metric_history(kid.info.run_id, "fid")]
-        assert sorted(steps) == [500, 1000, 1500], steps  # each evaluation logged exactly once
-    assert optuna_states(tmp_path) == Counter(COMPLETE=5)
+        assert sorted(steps) == [1000, 2000, 3000], steps  # each evaluation logged exactly once
+    assert optuna_states(tmp_path) == Counter(COMPLETE=3)
+    assert "promotion:" in proc.stdout
 
 
 def test_killed_trial_process_is_retried_from_its_checkpoint(tmp_path):

@@ -26,6 +26,7 @@ from ganpipe.config import ConfigError, Problem, describe, suggest
 from ganpipe.config.schema import SweepConfig, TrialConfig
 from ganpipe.config.space import Param
 from ganpipe.tune.callbacks import CloseChildRuns, UploadStudy
+from ganpipe.tune.interrupt import TuneInterrupt
 from ganpipe.tune.storage import Location, StudyStorage, check_location, study_path, upload_study
 from ganpipe.tune.threads import ShareIdleCpus
 from ganpipe.tune.trainable import train_trial
@@ -456,7 +457,8 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
             upload_study(exp_dir)
         start = time.perf_counter()
         try:
-            results = tuner.fit()
+            with TuneInterrupt(enabled=not client) as interrupt:
+                results = tuner.fit()
         except BaseException as err:  # never leave the parent RUNNING on a driver error
             c = tracking.client(uri)
             tracking.close_running_children(c, track["experiment_id"], track["parent_run_id"], "FAILED", repr(err))
@@ -464,7 +466,7 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
             raise
         if client and exp_dir.remote:  # the head kept the study; read its final snapshot, not this empty copy
             study_path(exp_dir).unlink(missing_ok=True)
-        done = finish_sweep(sweep, results, track, exp_dir, time.perf_counter() - start)
+        done = finish_sweep(sweep, results, track, exp_dir, time.perf_counter() - start, interrupt.happened)
         if done and opts.promote and sweep.promote.enabled:
             promote_after_sweep(sweep, track)
         return SweepOutcome(0 if done else 130, done, track, exp_dir)
@@ -501,12 +503,15 @@ def experiment_name(sweep: SweepConfig, opts: SweepOptions) -> str:
     return opts.experiment or sweep.tracking.experiment or sweep.name
 
 
-def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Location, seconds: float) -> bool:
-    """Report, close runs; True if every trial of the budget has ended."""
+def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Location, seconds: float,
+                 interrupted: bool = False) -> bool:
+    """Report, close runs; True if every trial of the budget has ended and Tune was not interrupted
+    (after a Ctrl-C, Tune hands back the trials it stopped as TERMINATED; --resume continues them)."""
     from ganpipe.tune.report import log_sweep_report
 
     trials = results._experiment_analysis.trials
-    done = len(trials) == sweep.search.num_samples and all(t.status in ("TERMINATED", "ERROR") for t in trials)
+    done = (not interrupted and len(trials) == sweep.search.num_samples
+            and all(t.status in ("TERMINATED", "ERROR") for t in trials))
     c = tracking.client(track["uri"])
     retired = retire_unsaved_trials(c, track, trials)
     summary = log_sweep_report(sweep, results, track, exp_dir, done)
