@@ -12,11 +12,13 @@ import json
 import os
 import queue
 import shutil
+import socket
 import sys
 import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +27,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 DEFAULT_URI = "sqlite:///mlflow.db"
+DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}  # SQLAlchemy stores MLflow accepts
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "ganpipe.trial_id"
@@ -61,7 +64,23 @@ def check_reachable(uri: str, timeout: float = 5.0) -> str | None:
             return f"folder {folder} of the sqlite tracking store does not exist"
         if not os.access(folder, os.W_OK):
             return f"folder {folder} of the sqlite tracking store is not writable"
-    return None
+        return None
+    scheme = uri.split("://", 1)[0].split("+", 1)[0] if "://" in uri else ""
+    if scheme in DATABASE_PORTS:  # a database server: is anything listening? (its credentials show later)
+        parsed = urllib.parse.urlsplit(uri)
+        try:
+            host, port = parsed.hostname, parsed.port or DATABASE_PORTS[scheme]
+        except ValueError as err:
+            return f"{uri}: {err}"
+        try:
+            socket.create_connection((host or "localhost", port), timeout=timeout).close()
+        except OSError as err:
+            return f"database server {host}:{port} of the tracking store is unreachable ({err.strerror or err})"
+        return None
+    if scheme == "file" or not scheme:
+        return None  # a local mlruns folder: MLflow creates it
+    return (f"{uri}: unsupported tracking URI; use http(s)://HOST:PORT (a tracking server), sqlite:///FILE.db, "
+            f"{', '.join(f'{s}://...' for s in DATABASE_PORTS)} or a local folder")
 
 
 def client(uri: str) -> MlflowClient:

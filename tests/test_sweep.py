@@ -143,6 +143,23 @@ def test_unreachable_tracking_server_is_bad_input(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.yaml"]
 
 
+@pytest.mark.parametrize("option, value, expect", [
+    ("--tracking-uri", "foo://bar", "--tracking-uri: tracking.uri: foo://bar: unsupported tracking URI; use http(s)://"),
+    ("--tracking-uri", "postgresql://u:p@127.0.0.1:9/db",
+     "--tracking-uri: tracking.uri: database server 127.0.0.1:9 of the tracking store is unreachable"),
+    ("--storage", "results-file", "results-file is a file, not a folder"),
+    ("--storage", "/proc/no-such-folder", "/proc/no-such-folder is not a folder Tune results can be written to"),
+])
+def test_unusable_tracking_store_or_storage_is_bad_input(tmp_path, option, value, expect):
+    if value == "results-file":
+        (tmp_path / value).write_text("a file where the results folder should go")
+    proc = ganpipe(tmp_path, "sweep", str(write_sweep(tmp_path)), option, value)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert expect in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    made_here = {"sweep.yaml", "results-file"} if value == "results-file" else {"sweep.yaml"}
+    assert {p.name for p in tmp_path.iterdir()} == made_here  # no MLflow store, no results folder
+
+
 def test_impossible_resources_are_refused_before_any_run(tmp_path):
     proc = ganpipe(tmp_path, "sweep", str(write_sweep(tmp_path, resources={"cpu": 1, "gpu": 1})))
     assert proc.returncode == 2, proc.stderr[-2000:]

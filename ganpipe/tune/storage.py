@@ -204,7 +204,7 @@ def check_location(loc: Location) -> str | None:
     """None if results can be written there, else why not; for S3: bucket, endpoint and credentials, by
     writing, reading and deleting a small marker object (what Tune itself will do)."""
     if not loc.remote:
-        return None
+        return _local_why(Path(loc.uri))
     try:
         fs, path = loc.fs
         bucket = path.split("/", 1)[0]
@@ -220,6 +220,27 @@ def check_location(loc: Location) -> str | None:
             marker.delete()
     except (OSError, ValueError) as err:  # pyarrow raises OSError for S3 errors
         return _why(err, loc.uri)
+    return None
+
+
+def _local_why(folder: Path) -> str | None:
+    """None if `folder` is, or can become, a folder this process writes to; tried for real (as root,
+    permission bits say little) and whatever the try created is removed again."""
+    if folder.exists() and not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    created = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        return f"{folder} is not a folder Tune results can be written to ({err.strerror or err})"
+    finally:
+        for made in created:
+            try:
+                made.rmdir()
+            except OSError:
+                pass
     return None
 
 
