@@ -53,7 +53,7 @@ class FolderReporter:
 
 def prepare_trial(sweep_path: str, overrides: list[str]) -> tuple[SweepConfig, TrialConfig, dict]:
     """Load and validate; raise ConfigError before anything is written."""
-    sweep = load_sweep(sweep_path, overrides)
+    sweep = load_sweep(sweep_path, overrides, single_trial=True)
     values = first_values(sweep.space, sweep.trial)
     return sweep, resolve_trial(sweep, values), values
 

@@ -133,6 +133,10 @@ BAD = [
     ("name: t\nloss: [ns]", "loss", "expected a mapping or a loss name"),
     ("name: t\nmodel: {width: [}", "(yaml)", "line 2"),
     ("- name: t", "(top level)", "expected a mapping"),
+    ("name: t\nloss: {name: ns}\nloss: {name: hinge}", "(yaml)", "line 3, column 1: duplicate key 'loss'"),
+    ("name: t\nmodel: {width: 32, width: 64}", "(yaml)", "duplicate key 'width'"),
+    ("name: t\noptimizer: {lr_g: {loguniform: [1e-4, 1e-2]}}\nloss: {name: ns, gp_weight: {uniform: [1, 10], "
+     "when: {optimizer.lr_g: 0.001}}}", "loss.gp_weight.when", "optimizer.lr_g is drawn from a continuous loguniform"),
     ("", "(top level)", "empty file"),
 ]
 

@@ -56,6 +56,14 @@ def test_set_overrides_the_first_choice(tmp_path):
     assert cfg["loss"]["name"] == "ns" and cfg["optimizer"]["lr_g"] == 2e-4
 
 
+def test_a_short_debugging_trial_ignores_the_sweeps_scheduler(tmp_path, capsys):
+    # a trial runs no ASHA, so cutting train.steps below the grace period is no mistake here (a sweep refuses it)
+    sweep = {**TINY, "search": {"scheduler": {"name": "asha", "grace_period": 1000}}}
+    out = tmp_path / "out"
+    assert cli.main(["trial", str(write(tmp_path, sweep)), "--out", str(out)]) == 0, capsys.readouterr().err
+    assert json.loads((out / "result.json").read_text())["step"] == 60
+
+
 def test_malformed_config_exits_2_and_writes_nothing(tmp_path, capsys):
     bad = {**TINY, "loss": {"name": "wgan"}, "train": {"steps": -5}}
     out = tmp_path / "out"

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from ganpipe.config import schema
+from ganpipe.config import schema, yamlfile
 from ganpipe.config.errors import ConfigError, Problem
 from ganpipe.config.space import Param, apply
 from ganpipe.config.validate import (
@@ -43,11 +43,9 @@ def _read(file: str, problems: list[Problem]) -> dict | None:
         problems.append(Problem(file, "(file)", f"cannot read: {e.strerror or e}"))
         return None
     try:
-        raw = yaml.safe_load(text)
+        raw = yamlfile.load(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problems.append(Problem(file, "(yaml)", f"{where}{getattr(e, 'problem', None) or e}"))
+        problems.append(Problem(file, "(yaml)", yamlfile.describe(e)))
         return None
     if not isinstance(raw, dict):
         got = "an empty file" if raw is None else type(raw).__name__
@@ -134,8 +132,9 @@ def _grace_period(v: Validator, search: schema.SearchConfig, trial: schema.Trial
                   f"must be <= {what} when the scheduler is asha, got {search.scheduler.grace_period}")
 
 
-def load_sweep(path, overrides: Iterable[str] = ()) -> schema.SweepConfig:
-    """Read, override, validate. Raises ConfigError listing every problem."""
+def load_sweep(path, overrides: Iterable[str] = (), single_trial: bool = False) -> schema.SweepConfig:
+    """Read, override, validate. Raises ConfigError listing every problem. `single_trial`: for `ganpipe
+    trial`, which runs no scheduler, so a short debugging run need not also shrink ASHA's grace period."""
     file = str(path)
     problems: list[Problem] = []
     raw = _read(file, problems)
@@ -164,7 +163,8 @@ def load_sweep(path, overrides: Iterable[str] = ()) -> schema.SweepConfig:
     check_files(v, trial, space)  # data.root and eval.features: files are there and fit, before anything runs
     check_conditional(v, trial, space)
     check_translation(v, trial, space)
-    _grace_period(v, sections["search"], trial, space)
+    if not single_trial:
+        _grace_period(v, sections["search"], trial, space)
     if problems:
         raise ConfigError(problems)
     return schema.SweepConfig(name=name, description=description, trial=trial, space=space, source=file, **sections)

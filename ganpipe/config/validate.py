@@ -394,6 +394,10 @@ class Validator:
                 ref = by_path.get(k)
                 if ref is None:
                     continue  # a fixed key: a condition that never holds may be meant for --set
+                if ref.kind in ("uniform", "loguniform"):  # a sampled float equals a given value almost never
+                    self.problem(f"{p.path}.when", f"{k} is drawn from a continuous {ref.kind} range, so it never "
+                                 "equals a given value; condition on a choice or int parameter")
+                    continue
                 # when `ref` is itself conditional it may also hold its fallback value
                 fallback = ref.default if ref.default is not None else get_path(base, k)
                 for v in values:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from ganpipe.config import ConfigError, Problem, load_sweep
+from ganpipe.config import ConfigError, Problem, load_sweep, yamlfile
 
 KINDS = {
     "sweep": {"name", "kind", "set"},
@@ -55,11 +55,11 @@ def _int(v, problems, file, key, lo):
 def load_pipeline(path: str | Path, overrides: list[str] = ()) -> Pipeline:
     file = str(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = yamlfile.load(Path(path).read_text())
     except OSError as err:
         raise ConfigError([Problem(file, "(file)", f"cannot read: {err.strerror or err}")])
     except yaml.YAMLError as err:
-        raise ConfigError([Problem(file, "(yaml)", f"not valid YAML: {err}")])
+        raise ConfigError([Problem(file, "(yaml)", f"not valid YAML: {yamlfile.describe(err)}")])
     if not isinstance(raw, dict):
         raise ConfigError([Problem(file, "(top level)", "expected a mapping with name, sweep, stages")])
     problems: list[Problem] = []
