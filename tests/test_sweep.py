@@ -141,6 +141,12 @@ def test_unreachable_tracking_server_is_bad_input(tmp_path):
     assert proc.returncode == 2
     assert "--tracking-uri: tracking.uri: tracking server http://127.0.0.1:9 is unreachable" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.yaml"]
+    # the same server named by the environment: the message blames the variable, not the sweep file
+    proc = subprocess.run([sys.executable, "-m", "ganpipe.cli", "sweep", str(tmp_path / "sweep.yaml")], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})
+    assert proc.returncode == 2
+    assert "$MLFLOW_TRACKING_URI: tracking.uri: tracking server http://127.0.0.1:9 is unreachable" in proc.stderr
 
 
 @pytest.mark.parametrize("option, value, expect", [

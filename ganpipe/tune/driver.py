@@ -425,8 +425,10 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
     uri = tracking.resolve_uri(opts.tracking_uri, sweep.tracking.uri)
     why = tracking.check_reachable(uri)
     if why:
-        raise ConfigError([Problem("--tracking-uri" if opts.tracking_uri else (sweep.source or "sweep"),
-                                   "tracking.uri", why)])
+        given_by = ("--tracking-uri" if opts.tracking_uri else (sweep.source or "sweep") if sweep.tracking.uri
+                    else f"${tracking.TRACKING_URI_ENV}" if os.environ.get(tracking.TRACKING_URI_ENV)
+                    else "default tracking store")  # resolve_uri's order
+        raise ConfigError([Problem(given_by, "tracking.uri", why)])
     storage = parse_storage(opts.storage)
     target = resolve_address(opts.address) if opts.address else None
     check_client_mode(target, uri, opts.storage is not None)
