@@ -194,6 +194,10 @@ def test_missing_feature_classifier_says_how_to_train_one(tmp_path, monkeypatch)
     flat = write_folder(tmp_path / "flat", classes=("",))
     found = problems(sweep_file(tmp_path, {"dataset": "image-folder", "root": str(flat)}))
     assert found[0][0] == "eval.features" and "unlabelled image folder" in found[0][1]
+    not_weights = tmp_path / "notes.txt"
+    not_weights.write_text("not a classifier")
+    found = problems(sweep_file(tmp_path, {"dataset": "mnist", "root": str(root)}), [f"eval.features={not_weights}"])
+    assert found == [("eval.features", f"{not_weights} is not a feature classifier file (torch.load: UnpicklingError)")]
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     found = problems(sweep_file(tmp_path, {"dataset": "mnist", "root": str(root)}), ["eval.features=inception"])
     weights = tmp_path / "torch" / "hub" / "checkpoints" / "pt_inception-2015-12-05-6726825d.pth"

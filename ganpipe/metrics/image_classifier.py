@@ -146,7 +146,8 @@ def read_metadata(path: str | Path) -> dict:
     try:
         ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - a file torch cannot read is not a classifier file
-        raise ValueError(f"{path} is not a feature classifier file: {e}")
+        # torch's own message runs over several lines and suggests weights_only=False: the class names enough
+        raise ValueError(f"{path} is not a feature classifier file (torch.load: {type(e).__name__})")
     if not isinstance(ckpt, dict) or ckpt.get("arch_version") != ARCH_VERSION:
         got = ckpt.get("arch_version") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path}: architecture {got!r}, expected {ARCH_VERSION!r} (a file from `ganpipe features train`)")
