@@ -17,16 +17,19 @@ SHOWN_METRICS = ("step", *SUMMARY)
 
 def results_table(sweep: SweepConfig, results) -> list[dict]:
     """One row per trial at its best evaluation (lowest fid), best first; failed trials last."""
-    status = {t.trial_id: t.status for t in results._experiment_analysis.trials}
+    trials = results._experiment_analysis.trials
+    status = {t.trial_id: t.status for t in trials}
+    by_path = {t.path: t.trial_id for t in trials}  # a trial stopped before its first report has no trial_id column
     rows = []
     for result in results:
         df = result.metrics_dataframe
         config = result.config or {}
-        row = {"trial_id": None, "status": None, **{p.path: config.get(p.path, "") for p in sweep.space}}
+        row = {"trial_id": by_path.get(result.path), "status": None,
+               **{p.path: config.get(p.path, "") for p in sweep.space}}
         if df is not None and "fid" in df and df["fid"].notna().any():
             best = df.loc[df["fid"].idxmin()]
             row.update({k: best[k] for k in SHOWN_METRICS if k in best})
-            row["trial_id"] = best.get("trial_id")
+            row["trial_id"] = best.get("trial_id", row["trial_id"])
             row["mlflow_run_id"] = best.get("mlflow_run_id", "")
         row["status"] = "ERROR" if result.error else status.get(row["trial_id"], "TERMINATED")
         if result.error:
@@ -170,5 +173,9 @@ def log_sweep_report(sweep: SweepConfig, results, track: dict, exp_dir, done: bo
     if finished:
         best = finished[0]
         tracking.log_metrics(c, track["parent_run_id"], {f"best_{k}": float(best[k]) for k in SHOWN_METRICS if k in best})
-    header = f"ranked trials ({len(finished)} with results, {len(rows) - len(finished)} failed):"
+    failed = sum(r["status"] == "ERROR" for r in rows)
+    counts = [f"{len(finished)} with results", f"{failed} failed"] + (
+        [f"{len(rows) - len(finished) - failed} stopped before their first evaluation"]
+        if len(rows) - len(finished) - failed else [])
+    header = f"ranked trials ({', '.join(counts)}):"
     return "\n".join([header, to_markdown(rows[:10])] + notes)
