@@ -195,11 +195,11 @@ def _promote(args: argparse.Namespace) -> int:
     why = tracking.check_reachable(uri)
     if why:
         raise ConfigError([Problem("--tracking-uri", "tracking.uri", why)])
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():  # a lookup would create it
+        raise ConfigError([Problem("--experiment", "experiment", f"no MLflow experiment named {args.experiment!r}: "
+                                   f"the tracking store {uri} does not exist (--tracking-uri, $MLFLOW_TRACKING_URI)")])
     c = tracking.client(uri)
-    try:
-        _, parent = find_parent(c, args.experiment, args.parent_run)
-    except LookupError as err:
-        raise ConfigError([Problem("--experiment", "experiment", str(err))])
+    _, parent = find_parent(c, args.experiment, args.parent_run)  # ConfigError: no such experiment or run
     with tempfile.TemporaryDirectory() as tmp:  # the sweep as it ran, --set overrides included
         ran = json.loads(Path(c.download_artifacts(parent.info.run_id, "sweep_config.json", tmp)).read_text())
     try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ganpipe import tracking
+from ganpipe.config.errors import ConfigError, Problem
 from ganpipe.config.schema import PromoteConfig, ResourcesConfig
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -56,18 +57,28 @@ def protocol_hash(protocol: dict) -> str:
 
 # ---- which runs -------------------------------------------------------------------------
 def find_parent(c, experiment: str, parent_run_id: str | None):
+    """(experiment, parent run) for `ganpipe promote`; ConfigError naming --experiment or --parent-run."""
+    from mlflow.exceptions import MlflowException
+
     exp = c.get_experiment_by_name(experiment)
     if exp is None:
-        raise LookupError(f"no MLflow experiment named {experiment!r}")
+        names = [e.name for e in c.search_experiments(max_results=11)]
+        known = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "") or "none"
+        raise ConfigError([Problem("--experiment", "experiment",
+                                   f"no MLflow experiment named {experiment!r} (experiments: {known})")])
     if parent_run_id:
-        run = c.get_run(parent_run_id)
-        if run.info.experiment_id != exp.experiment_id:
-            raise LookupError(f"run {parent_run_id} is not in experiment {experiment!r}")
+        try:
+            run = c.get_run(parent_run_id)
+        except MlflowException:
+            run = None
+        if run is None or run.info.experiment_id != exp.experiment_id:
+            raise ConfigError([Problem("--parent-run", "parent_run", f"no run {parent_run_id} in experiment "
+                                       f"{experiment!r}; default: its latest sweep run")])
         return exp, run
     sweeps = c.search_runs([exp.experiment_id], filter_string="tags.`ganpipe.kind` = 'sweep'",
                            order_by=["attributes.start_time DESC"], max_results=1)
     if not sweeps:
-        raise LookupError(f"experiment {experiment!r} has no sweep run")
+        raise ConfigError([Problem("--experiment", "experiment", f"experiment {experiment!r} has no sweep run")])
     return exp, sweeps[0]
 
 

@@ -6,7 +6,79 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ganpipe.config.errors import ConfigError, Problem
 from ganpipe.viz import save_samples_png
+
+OUTPUTS = (".png", ".npy")  # what run_sample writes: a grid or scatter image, or the raw samples
+SOURCES = "models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/generator or a ganpipe checkpoint file or folder"
+
+
+def is_model_uri(source: str) -> bool:
+    return "://" in source or source.startswith(("models:/", "runs:/"))
+
+
+def check_inputs(source: str, out: str, tracking_uri: str) -> None:
+    """One ConfigError for everything wrong with `source` and `out`, before anything is loaded or written."""
+    problems = []
+    if Path(out).suffix not in OUTPUTS:  # exactly: np.save would add .npy to out.NPY
+        problems.append(Problem("-o", "out", f"{out} must end in {' or '.join(OUTPUTS)}"))
+    if is_model_uri(source):
+        problems += _model_problems(source, tracking_uri)
+    else:
+        why = _checkpoint_problem(source)
+        problems += [Problem(source, "source", why)] if why else []
+    if problems:
+        raise ConfigError(problems)
+
+
+def _checkpoint_problem(source: str) -> str | None:
+    from ganpipe.train.checkpoint import FILENAME, checkpoint_file, read_checkpoint
+
+    path = checkpoint_file(source)
+    if Path(source).is_dir() and not path.is_file():
+        return f"the folder holds no {FILENAME}"
+    if not path.is_file():
+        return f"no such file or folder; expected {SOURCES}"
+    try:
+        read_checkpoint(path)  # read again to load: a small file, and a bad one fails here in one line
+    except Exception as err:  # torch.load fails on other files in many ways (UnpicklingError, EOFError, KeyError...)
+        why = str(err).splitlines()[0] if isinstance(err, ValueError) else f"{type(err).__name__} reading it"
+        return f"not a ganpipe checkpoint ({why})"
+    return None
+
+
+def _model_problems(source: str, uri: str) -> list[Problem]:
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from ganpipe import tracking
+
+    if source.startswith(("models:/", "runs:/")):  # looked up in the tracking store
+        if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():  # a lookup would create it
+            return [Problem(source, "source", f"not found: the tracking store {uri} does not exist "
+                            "(--tracking-uri, $MLFLOW_TRACKING_URI)")]
+        why = tracking.check_reachable(uri)
+        if why:
+            return [Problem("--tracking-uri", "tracking.uri", why)]
+    ref = source[len("models:/"):] if source.startswith("models:/") else ""
+    if "@" in ref or "/" in ref:  # models:/NAME@ALIAS or models:/NAME/VERSION (models:/ID is a logged model)
+        c = tracking.client(uri)
+        name, _, alias = ref.split("/")[0].partition("@")
+        try:
+            model = c.get_registered_model(name)
+        except MlflowException:
+            names = [m.name for m in c.search_registered_models(max_results=11)]
+            known = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "") or "none"
+            return [Problem(source, "source", f"no registered model {name!r} in {uri} (registered: {known})")]
+        if alias and alias not in model.aliases:
+            return [Problem(source, "source", f"model {name!r} has no alias {alias!r} "
+                            f"(aliases: {', '.join(sorted(model.aliases)) or 'none'})")]
+    with tracking.fluent_tracking_uri(uri):
+        try:
+            mlflow.models.get_model_info(source)
+        except MlflowException as err:  # no such version, run or artifact: MLflow's one-line reason
+            return [Problem(source, "source", str(err).splitlines()[0])]
+    return []
 
 
 def load_generator(source: str, tracking_uri: str | None = None) -> tuple[torch.nn.Module, dict]:
@@ -16,7 +88,7 @@ def load_generator(source: str, tracking_uri: str | None = None) -> tuple[torch.
     (z), "conditional-generator" ([z | class weights]), "translator" (source-domain images);
     latent_dim and n_classes its sizes.
     """
-    if "://" in source or source.startswith(("models:/", "runs:/")):
+    if is_model_uri(source):
         import mlflow
 
         from ganpipe.tracking import fluent_tracking_uri
@@ -59,6 +131,10 @@ def model_input(meta: dict, n: int, seed: int, label: int | None = None) -> torc
 
 def run_sample(source: str, n: int, out: str, seed: int, tracking_uri: str | None = None,
                label: int | None = None) -> Path:
+    from ganpipe.tracking import resolve_uri
+
+    tracking_uri = resolve_uri(tracking_uri)  # the store checked is the store loaded from
+    check_inputs(source, out, tracking_uri)
     model, meta = load_generator(source, tracking_uri)
     x = model_input(meta, n, seed, label)
     with torch.no_grad():

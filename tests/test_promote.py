@@ -199,3 +199,109 @@ with torch.no_grad():
     assert protocol["conditional"] == {"labels": "balanced", "n_classes": 10}
     protocol = json.loads(c.get_model_version_by_alias("t-tr", "champion").tags["ganpipe.protocol"])
     assert protocol["task"] == "translation"
+
+
+# ---- bad input: exit 2, one line naming the option, nothing created -------------------------
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A sqlite store with ring8 v1 as champion, and a checkpoint of the same (untrained) generator."""
+    from conftest import register_export
+    from ganpipe.config.schema import DataConfig, EvalConfig, ModelConfig, TrainConfig, TrialConfig
+    from ganpipe.train.loop import Trainer
+
+    folder = tmp_path_factory.mktemp("store")
+    trainer = Trainer(TrialConfig(data=DataConfig("ring8"), model=ModelConfig(architecture="mlp", latent_dim=4, width=8),
+                                  train=TrainConfig(steps=2, batch_size=16), eval=EvalConfig(every=2, num_samples=100)))
+    uri, version = register_export(folder, trainer, "ring8")
+    MlflowClient(uri).set_registered_model_alias("ring8", "champion", version.version)
+    return uri, trainer.save_checkpoint(folder / "ck")
+
+
+def bad(capsys, *args: str) -> str:
+    from ganpipe import cli
+
+    assert cli.main(list(args)) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "weights_only" not in err
+    return err
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("source,expect,allowed", [
+    ("models:/nope@champion", "no registered model 'nope' in sqlite:///", "(registered: ring8)"),
+    ("models:/ring8@nope", "model 'ring8' has no alias 'nope'", "(aliases: champion)"),
+    ("models:/ring8/7", "Model Version (name=ring8, version=7) not found", ""),
+    ("runs:/deadbeef/generator", "Run with id=deadbeef not found", ""),
+])
+def test_sample_of_an_unknown_model_exits_2_naming_the_source(store, tmp_path, capsys, source, expect, allowed):
+    err = bad(capsys, "sample", source, "--tracking-uri", store[0], "-o", str(tmp_path / "s.png"))
+    assert err.startswith(f"{source}: source: {expect}") and err.endswith(f"{allowed}\n") and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.integration
+def test_sample_checks_the_output_suffix_and_the_source_before_loading(store, tmp_path, capsys):
+    uri, ckpt = store
+    err = bad(capsys, "sample", "models:/ring8@champion", "--tracking-uri", uri, "-o", str(tmp_path / "out.txt"))
+    assert err == f"-o: out: {tmp_path / 'out.txt'} must end in .png or .npy\n"
+    err = bad(capsys, "sample", "models:/ring8@nope", "--tracking-uri", uri, "-o", "out.PNG")
+    assert err.splitlines() == ["-o: out: out.PNG must end in .png or .npy",
+                                "models:/ring8@nope: source: model 'ring8' has no alias 'nope' (aliases: champion)"]
+    assert list(tmp_path.iterdir()) == []
+    from ganpipe import cli
+
+    assert cli.main(["sample", "models:/ring8@champion", "--tracking-uri", uri, "-o", str(tmp_path / "s.npy")]) == 0
+    assert cli.main(["sample", str(ckpt), "-o", str(tmp_path / "c.npy")]) == 0
+
+
+def test_sample_of_a_missing_or_foreign_checkpoint_exits_2_in_one_line(tmp_path, capsys):
+    text, empty = tmp_path / "hostname", tmp_path / "empty"
+    text.write_text("myhost\n")  # like /etc/hostname: torch.load raises a long UnpicklingError
+    empty.mkdir()
+    for source, expect in [
+        (tmp_path / "nope.pt", "no such file or folder; expected models:/NAME@ALIAS, "),
+        (text, "not a ganpipe checkpoint (UnpicklingError reading it)"),
+        (empty, "the folder holds no checkpoint.pt"),
+    ]:
+        err = bad(capsys, "sample", str(source), "-o", str(tmp_path / "s.png"))
+        assert err.startswith(f"{source}: source: {expect}") and err.count("\n") == 1, err
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_sample_and_promote_never_create_a_missing_sqlite_store(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default store is ./mlflow.db
+    db = tmp_path / "mlflow.db"
+    err = bad(capsys, "sample", "models:/nope@champion", "-o", "g.png")
+    assert err == f"models:/nope@champion: source: not found: the tracking store sqlite:///{db} does not exist " \
+                  "(--tracking-uri, $MLFLOW_TRACKING_URI)\n"
+    err = bad(capsys, "promote", "--experiment", "nope")
+    assert err.startswith(f"--experiment: experiment: no MLflow experiment named 'nope': the tracking store "
+                          f"sqlite:///{db} does not exist")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sample_and_promote_with_an_unreachable_tracking_server_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for args in (["sample", "models:/ring8@champion", "--tracking-uri", "http://127.0.0.1:9"],
+                 ["promote", "--experiment", "ring8", "--tracking-uri", "http://127.0.0.1:9"]):
+        err = bad(capsys, *args)
+        assert err.startswith("--tracking-uri: tracking.uri: tracking server http://127.0.0.1:9 is unreachable")
+        assert err.count("\n") == 1, err
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    assert bad(capsys, "sample", "runs:/deadbeef/generator").startswith("--tracking-uri: tracking.uri: ")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.integration
+def test_promote_of_an_unknown_experiment_or_parent_run_exits_2_naming_the_option(store, capsys):
+    uri = store[0]
+    err = bad(capsys, "promote", "--experiment", "nope", "--tracking-uri", uri)
+    assert err.startswith("--experiment: experiment: no MLflow experiment named 'nope' (experiments: ")
+    assert "ring8" in err and err.count("\n") == 1
+    err = bad(capsys, "promote", "--experiment", "ring8", "--parent-run", "deadbeef", "--tracking-uri", uri)
+    assert err == "--parent-run: parent_run: no run deadbeef in experiment 'ring8'; default: its latest sweep run\n"
+    other = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("ring8").experiment_id])[0]
+    err = bad(capsys, "promote", "--experiment", "Default", "--parent-run", other.info.run_id, "--tracking-uri", uri)
+    assert err.startswith(f"--parent-run: parent_run: no run {other.info.run_id} in experiment 'Default'")
+    err = bad(capsys, "promote", "--experiment", "ring8", "--tracking-uri", uri)
+    assert err == "--experiment: experiment: experiment 'ring8' has no sweep run\n"
