@@ -195,7 +195,7 @@ def _promote(args: argparse.Namespace) -> int:
     why = tracking.check_reachable(uri)
     if why:
         raise ConfigError([Problem("--tracking-uri", "tracking.uri", why)])
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():  # a lookup would create it
+    if tracking.store_missing(uri):
         raise ConfigError([Problem("--experiment", "experiment", f"no MLflow experiment named {args.experiment!r}: "
                                    f"the tracking store {uri} does not exist (--tracking-uri, $MLFLOW_TRACKING_URI)")])
     c = tracking.client(uri)

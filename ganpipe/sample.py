@@ -54,7 +54,7 @@ def _model_problems(source: str, uri: str) -> list[Problem]:
     from ganpipe import tracking
 
     if source.startswith(("models:/", "runs:/")):  # looked up in the tracking store
-        if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():  # a lookup would create it
+        if tracking.store_missing(uri):
             return [Problem(source, "source", f"not found: the tracking store {uri} does not exist "
                             "(--tracking-uri, $MLFLOW_TRACKING_URI)")]
         why = tracking.check_reachable(uri)

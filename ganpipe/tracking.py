@@ -83,6 +83,12 @@ def check_reachable(uri: str, timeout: float = 5.0) -> str | None:
             f"{', '.join(f'{s}://...' for s in DATABASE_PORTS)} or a local folder")
 
 
+def store_missing(uri: str) -> bool:
+    """True for a sqlite store whose file does not exist yet: a read-only lookup (promote, sample) must say so,
+    not create it (MLflow creates the file and its tables on first use)."""
+    return uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists()
+
+
 def client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri)
 
