@@ -187,6 +187,8 @@ def _promote(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
+    from mlflow.exceptions import MlflowException
+
     from ganpipe import tracking
     from ganpipe.config.schema import PromoteConfig, ResourcesConfig
     from ganpipe.promote import PromotionRefused, find_parent, promote
@@ -201,7 +203,11 @@ def _promote(args: argparse.Namespace) -> int:
     c = tracking.client(uri)
     _, parent = find_parent(c, args.experiment, args.parent_run)  # ConfigError: no such experiment or run
     with tempfile.TemporaryDirectory() as tmp:  # the sweep as it ran, --set overrides included
-        ran = json.loads(Path(c.download_artifacts(parent.info.run_id, "sweep_config.json", tmp)).read_text())
+        try:
+            ran = json.loads(Path(c.download_artifacts(parent.info.run_id, "sweep_config.json", tmp)).read_text())
+        except (MlflowException, OSError):
+            raise ConfigError([Problem("--parent-run", "parent_run", f"run {parent.info.run_id} is no sweep's parent "
+                                       "run (it has no sweep_config.json); give the run `ganpipe sweep` started")])
     try:
         decision = promote(uri, PromoteConfig(**ran["promote"]), ran["search"]["objectives"], [parent.info.run_id],
                            args.dry_run, resources=ResourcesConfig(**ran["resources"]))

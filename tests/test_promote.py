@@ -303,5 +303,7 @@ def test_promote_of_an_unknown_experiment_or_parent_run_exits_2_naming_the_optio
     other = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("ring8").experiment_id])[0]
     err = bad(capsys, "promote", "--experiment", "Default", "--parent-run", other.info.run_id, "--tracking-uri", uri)
     assert err.startswith(f"--parent-run: parent_run: no run {other.info.run_id} in experiment 'Default'")
+    err = bad(capsys, "promote", "--experiment", "ring8", "--parent-run", other.info.run_id, "--tracking-uri", uri)
+    assert err.startswith(f"--parent-run: parent_run: run {other.info.run_id} is no sweep's parent run")
     err = bad(capsys, "promote", "--experiment", "ring8", "--tracking-uri", uri)
     assert err == "--experiment: experiment: experiment 'ring8' has no sweep run\n"
