@@ -85,11 +85,7 @@ def utilisation(folder: Path, trials: int, steps: int, share_idle_cpus: bool) ->
     timed = sorted(((trial_times(df), df) for df in dfs), key=lambda t: t[0][0])
     spans = [t for t, _ in timed]
     first, last = spans[0][0], max(end for _, end, _, _ in spans)
-    gaps = []
-    for start, _, _, _ in spans[CORES:]:  # each later trial took a slot that a finished trial freed
-        freed = [end for _, end, _, _ in spans if end <= start]
-        if freed:
-            gaps.append(start - max(freed))
+    gaps = scheduling_gaps([(start, end) for start, end, _, _ in spans])
     ends = sorted(end for _, end, _, _ in spans)
     cut = ends[-CORES] if len(ends) >= CORES else last  # from here on fewer trials than slots are left
     # core-seconds up to `cut`, each trial's spread evenly over its span
@@ -111,6 +107,21 @@ def utilisation(folder: Path, trials: int, steps: int, share_idle_cpus: bool) ->
                   for (start, end, _, _), df in timed],
         "gaps_s": [round(g, 2) for g in gaps],
     }
+
+
+TIMESTAMP_RESOLUTION = 1.0  # Tune's `timestamp` is whole seconds, so every start and end is up to 1 s early
+
+
+def scheduling_gaps(spans: list[tuple[float, float]]) -> list[float]:
+    """(start, end) per trial, in start order -> for each trial after the first CORES, the time from the end
+    that freed its slot to its start, 0 where the two lie within the timestamps' resolution (an end up to
+    1 s "after" a start is the end that freed it: taking the end before it made 10-14 s gaps of nothing)."""
+    gaps = []
+    for start, _ in spans[CORES:]:
+        freed = [end for _, end in spans if end <= start + TIMESTAMP_RESOLUTION]
+        if freed:
+            gaps.append(max(0.0, start - max(freed)))
+    return gaps
 
 
 def utilisation_side_by_side(tmp: Path, trials: int, steps: int, repeats: int) -> dict:

@@ -4,9 +4,10 @@
 start (Ray starts a worker with OMP_NUM_THREADS = its CPUs, which OpenBLAS reads at import), but not
 in `ganpipe trial`, where BLAS keeps a thread per core, nor once idle CPUs are shared and torch's
 threads change in a running worker. The evaluation's float64 statistics (FID's covariances and
-eigen-solvers) run in BLAS, and a multi-threaded BLAS call on a core that is busy elsewhere spins:
-beside a busy core, the FID of one Stacked-digits evaluation took 0.7 s with 2 BLAS threads and
-0.03 s with 1 (docs/benchmarks.md, section 2). So BLAS gets the same threads as torch.
+eigen-solvers) run in BLAS, and a multi-threaded BLAS call on cores that are busy elsewhere waits for
+them: with both cores training, FID's statistics for one Stacked-digits evaluation took 0.7 s with 2
+BLAS threads and 0.03 s with 1; idle, it makes no difference (docs/benchmarks.md, section 2). So BLAS
+gets the same threads as torch.
 """
 from __future__ import annotations
 
