@@ -54,9 +54,24 @@ def test_threads_benchmark_runs(tmp_path):
 def test_eval_cost_benchmark_runs_tiny(tmp_path):
     out = tmp_path / "e.json"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "eval_cost.py"), "--repeats", "1", "--every", "20",
-                    "--cases", "quick", "stability-mlp", "--out", str(out)], check=True, capture_output=True, timeout=300)
+                    "--cases", "quick", "stability-mlp", "--blas-repeats", "1", "--out", str(out)],
+                   check=True, capture_output=True, timeout=300)
     data = json.loads(out.read_text())
     for case in ("quick", "stability-mlp"):
         med = data[case]["median"]
         assert med["every"] == 20 and med["eval_s"] > 0 and 0 < med["steady_share"] < 1 and 0 < med["wall_share"] < 1
     assert data["stability-mlp"]["median"]["threads"] == 2  # the sweep's own resources.cpu
+    for load in ("idle", "one core busy"):
+        assert all(data["blas_threads"][load][blas]["median"] > 0 for blas in ("default", "1"))
+
+
+def test_a_slot_freed_within_the_timestamps_resolution_is_no_gap(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from sweeps import CORES, scheduling_gaps
+
+    first = [(0.0, 10.0 + i) for i in range(CORES)]  # the first slots' trials end at 10, 11, ...
+    last_end = first[-1][1]
+    # whole-second timestamps: the next trial reads as starting 0.4 s before the end that freed its slot
+    # (the old rule took the end before that one instead); the trial after it really waited 3 s
+    later = [(last_end - 0.4, 30.0), (33.0, 40.0)]
+    assert scheduling_gaps(first + later) == [0.0, 3.0]
