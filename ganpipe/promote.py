@@ -63,7 +63,7 @@ def find_parent(c, experiment: str, parent_run_id: str | None):
     exp = c.get_experiment_by_name(experiment)
     if exp is None:
         names = [e.name for e in c.search_experiments(max_results=11)]
-        known = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "") or "none"
+        known = tracking.some_names(names)
         raise ConfigError([Problem("--experiment", "experiment",
                                    f"no MLflow experiment named {experiment!r} (experiments: {known})")])
     if parent_run_id:

@@ -68,7 +68,7 @@ def _model_problems(source: str, uri: str) -> list[Problem]:
             model = c.get_registered_model(name)
         except MlflowException:
             names = [m.name for m in c.search_registered_models(max_results=11)]
-            known = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "") or "none"
+            known = tracking.some_names(names)
             return [Problem(source, "source", f"no registered model {name!r} in {uri} (registered: {known})")]
         if alias and alias not in model.aliases:
             return [Problem(source, "source", f"model {name!r} has no alias {alias!r} "

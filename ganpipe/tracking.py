@@ -36,6 +36,13 @@ STATUS_TAG = "ganpipe.status"  # finished | early-stopped | diverged | failed | 
 
 
 # ---- where ---------------------------------------------------------------------------
+def uri_source(cli_uri: str | None, config_uri: str = "") -> str:
+    """Where resolve_uri takes the URI from: "--tracking-uri", "tracking.uri" (the sweep file),
+    "$MLFLOW_TRACKING_URI" or "default"; for messages that blame the right place."""
+    return ("--tracking-uri" if cli_uri else "tracking.uri" if config_uri
+            else f"${TRACKING_URI_ENV}" if os.environ.get(TRACKING_URI_ENV) else "default")
+
+
 def resolve_uri(cli_uri: str | None, config_uri: str = "") -> str:
     """--tracking-uri, then the sweep's tracking.uri, then $MLFLOW_TRACKING_URI, then ./mlflow.db.
 
@@ -81,6 +88,12 @@ def check_reachable(uri: str, timeout: float = 5.0) -> str | None:
         return None  # a local mlruns folder: MLflow creates it
     return (f"{uri}: unsupported tracking URI; use http(s)://HOST:PORT (a tracking server), sqlite:///FILE.db, "
             f"{', '.join(f'{s}://...' for s in DATABASE_PORTS)} or a local folder")
+
+
+def some_names(names: list[str], shown: int = 10) -> str:
+    """'a, b, c' for an error message that lists what exists; at most `shown`, then '...'; 'none' if empty.
+    Callers ask the store for shown + 1 names, which is enough to know whether there are more."""
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "") or "none"
 
 
 def store_missing(uri: str) -> bool:

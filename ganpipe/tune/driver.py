@@ -425,9 +425,8 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
     uri = tracking.resolve_uri(opts.tracking_uri, sweep.tracking.uri)
     why = tracking.check_reachable(uri)
     if why:
-        given_by = ("--tracking-uri" if opts.tracking_uri else (sweep.source or "sweep") if sweep.tracking.uri
-                    else f"${tracking.TRACKING_URI_ENV}" if os.environ.get(tracking.TRACKING_URI_ENV)
-                    else "default tracking store")  # resolve_uri's order
+        given_by = tracking.uri_source(opts.tracking_uri, sweep.tracking.uri)
+        given_by = {"tracking.uri": sweep.source or "sweep", "default": "default tracking store"}.get(given_by, given_by)
         raise ConfigError([Problem(given_by, "tracking.uri", why)])
     storage = parse_storage(opts.storage)
     target = resolve_address(opts.address) if opts.address else None
