@@ -124,26 +124,29 @@ def scheduling_gaps(spans: list[tuple[float, float]]) -> list[float]:
     return gaps
 
 
+def alternating(repeats: int, variants: tuple) -> list:
+    """The variants in every repeat, the order reversed every other repeat, so that none always runs first."""
+    return [v for r in range(repeats) for v in (variants if r % 2 == 0 else variants[::-1])]
+
+
+def summary(found: list[dict]) -> dict:
+    """Every numeric figure's median over the runs, its min-max under "range", and the runs themselves."""
+    numbers = {k: [f[k] for f in found if f[k] is not None] for k, v in found[0].items()
+               if v is None or isinstance(v, (int, float))}  # a gap is None where no trial waited
+    return {**{k: statistics.median(v) if v else None for k, v in numbers.items()},
+            "range": {k: [min(v), max(v)] for k, v in numbers.items() if v}, "runs": found}
+
+
 def utilisation_side_by_side(tmp: Path, trials: int, steps: int, repeats: int) -> dict:
-    """The same sweep without and with idle-CPU sharing, `repeats` times, the order alternating so that
-    neither always runs first; per variant the median of every figure and each run in full."""
+    """The same sweep without and with idle-CPU sharing, `repeats` times, interleaved."""
     runs: dict[bool, list] = {False: [], True: []}
-    for r in range(repeats):
-        for share in (False, True) if r % 2 == 0 else (True, False):
-            folder = tmp / f"u{r}-{share}"
-            folder.mkdir()
-            runs[share].append(found := utilisation(folder, trials, steps, share))
-            print("utilisation", f"share_idle_cpus={share}", json.dumps(
-                {k: v for k, v in found.items() if k != "spans"}), flush=True)
-    out = {}
-    for share, found in runs.items():
-        numbers = {k: [f[k] for f in found if f[k] is not None] for k, v in found[0].items()
-                   if v is None or isinstance(v, (int, float))}  # a gap is None where no trial waited
-        out[f"share_idle_cpus={share}"] = {
-            **{k: statistics.median(v) if v else None for k, v in numbers.items()},
-            "range": {k: [min(v), max(v)] for k, v in numbers.items() if v},
-            "runs": found}
-    return out
+    for i, share in enumerate(alternating(repeats, (False, True))):
+        folder = tmp / f"u{i}-{share}"
+        folder.mkdir()
+        runs[share].append(found := utilisation(folder, trials, steps, share))
+        print("utilisation", f"share_idle_cpus={share}", json.dumps(
+            {k: v for k, v in found.items() if k != "spans"}), flush=True)
+    return {f"share_idle_cpus={share}": summary(found) for share, found in runs.items()}
 
 
 def best_curve(dfs, reached_fn=SEARCH_CASES["ring8"]["reached"], budget: int | None = None
@@ -219,17 +222,14 @@ def summarise(curve: list, trials: int) -> dict:
 
 def peer(folder: Path, trials: int, steps: int, repeats: int = 1) -> dict:
     """Plain Optuna, one process, n_jobs = cores, the same trainable and TPE seed, no early stopping, against
-    `ganpipe sweep`; `repeats` times, the order alternating; medians and each run."""
+    `ganpipe sweep`; `repeats` times, interleaved."""
     runs: dict[str, list] = {"optuna_n_jobs": [], "ganpipe_sweep": []}
-    for r in range(repeats):
-        for name in ("optuna_n_jobs", "ganpipe_sweep") if r % 2 == 0 else ("ganpipe_sweep", "optuna_n_jobs"):
-            sub = folder / f"{name}-{r}"
-            sub.mkdir()
-            runs[name].append(found := (plain_optuna if name == "optuna_n_jobs" else ganpipe_sweep)(sub, trials, steps))
-            print("peer", name, json.dumps(found), flush=True)
-    out: dict = {name: {"wall_s": statistics.median(f["wall_s"] for f in found),
-                        "best_fid": statistics.median(f["best_fid"] for f in found), "runs": found}
-                 for name, found in runs.items()}
+    for i, name in enumerate(alternating(repeats, tuple(runs))):
+        sub = folder / f"{name}-{i}"
+        sub.mkdir()
+        runs[name].append(found := (plain_optuna if name == "optuna_n_jobs" else ganpipe_sweep)(sub, trials, steps))
+        print("peer", name, json.dumps(found), flush=True)
+    out = {name: summary(found) for name, found in runs.items()}
     out["wall_ratio_per_repeat"] = [g["wall_s"] / o["wall_s"]
                                     for g, o in zip(runs["ganpipe_sweep"], runs["optuna_n_jobs"])]
     return out

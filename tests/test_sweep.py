@@ -5,6 +5,7 @@ and shut down by the command itself and nothing is left running after a test.
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -107,6 +108,10 @@ def test_sweep_tracks_every_trial_once_with_conditional_params(tmp_path):
     assert statuses["early-stopped"] >= 1, statuses  # ASHA stopped at least one trial
     artifacts = {a.path for a in c.list_artifacts(parents[0].info.run_id)}
     assert {"sweep.yaml", "resolved_config.yaml", "results.csv", "results.md", "optuna_history.png"} <= artifacts
+    table = Path(c.download_artifacts(parents[0].info.run_id, "results.csv", str(tmp_path)))
+    ranked = list(csv.DictReader(table.read_text().splitlines()))
+    assert sorted(row["trial_id"] for row in ranked) == sorted(
+        k.data.tags["ganpipe.trial_id"] for k in kids)  # every trial ranked once, under its own id
     assert optuna_states(tmp_path) == Counter(COMPLETE=6)
 
 

@@ -17,21 +17,20 @@ SHOWN_METRICS = ("step", *SUMMARY)
 
 def results_table(sweep: SweepConfig, results) -> list[dict]:
     """One row per trial at its best evaluation (lowest fid), best first; failed trials last."""
-    trials = results._experiment_analysis.trials
-    status = {t.trial_id: t.status for t in trials}
-    by_path = {t.path: t.trial_id for t in trials}  # a trial stopped before its first report has no trial_id column
+    # a Result names its trial only by path (ResultGrid builds it with path=trial.path)
+    by_path = {t.path: t for t in results._experiment_analysis.trials}
     rows = []
     for result in results:
         df = result.metrics_dataframe
         config = result.config or {}
-        row = {"trial_id": by_path.get(result.path), "status": None,
+        trial = by_path.get(result.path)
+        row = {"trial_id": trial.trial_id if trial else None, "status": None,
                **{p.path: config.get(p.path, "") for p in sweep.space}}
         if df is not None and "fid" in df and df["fid"].notna().any():
             best = df.loc[df["fid"].idxmin()]
             row.update({k: best[k] for k in SHOWN_METRICS if k in best})
-            row["trial_id"] = best.get("trial_id", row["trial_id"])
             row["mlflow_run_id"] = best.get("mlflow_run_id", "")
-        row["status"] = "ERROR" if result.error else status.get(row["trial_id"], "TERMINATED")
+        row["status"] = "ERROR" if result.error else trial.status if trial else "TERMINATED"
         if result.error:
             row["error"] = str(result.error).strip().splitlines()[-1][:200]
         rows.append(row)
@@ -174,8 +173,8 @@ def log_sweep_report(sweep: SweepConfig, results, track: dict, exp_dir, done: bo
         best = finished[0]
         tracking.log_metrics(c, track["parent_run_id"], {f"best_{k}": float(best[k]) for k in SHOWN_METRICS if k in best})
     failed = sum(r["status"] == "ERROR" for r in rows)
+    unreported = len(rows) - len(finished) - failed
     counts = [f"{len(finished)} with results", f"{failed} failed"] + (
-        [f"{len(rows) - len(finished) - failed} stopped before their first evaluation"]
-        if len(rows) - len(finished) - failed else [])
+        [f"{unreported} stopped before their first evaluation"] if unreported else [])
     header = f"ranked trials ({', '.join(counts)}):"
     return "\n".join([header, to_markdown(rows[:10])] + notes)
