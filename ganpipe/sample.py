@@ -40,7 +40,7 @@ def _checkpoint_problem(source: str) -> str | None:
     if not path.is_file():
         return f"no such file or folder; expected {SOURCES}"
     try:
-        read_checkpoint(path)  # read again to load: a small file, and a bad one fails here in one line
+        read_checkpoint(path)  # read twice (again to load): the price of one line instead of torch's traceback
     except Exception as err:  # torch.load fails on other files in many ways (UnpicklingError, EOFError, KeyError...)
         why = str(err).splitlines()[0] if isinstance(err, ValueError) else f"{type(err).__name__} reading it"
         return f"not a ganpipe checkpoint ({why})"
