@@ -14,11 +14,11 @@ import torch
 CHUNK_BYTES = 16 * 2**20  # one float32 distance block (rows x cols); ~cache-sized blocks run faster
 
 
-def _as_tensor(feats) -> torch.Tensor:
-    """(N, d) array or tensor -> contiguous (N, d) float32 CPU tensor."""
+def _as_tensor(feats, device: torch.device | None = None) -> torch.Tensor:
+    """(N, d) array or tensor -> contiguous (N, d) float32 tensor on `device` (None: a tensor's own, numpy's CPU)."""
     if isinstance(feats, np.ndarray):
         feats = torch.from_numpy(feats)
-    x = feats.detach().to("cpu", torch.float32).contiguous()
+    x = feats.detach().to(device or feats.device, torch.float32).contiguous()
     if x.ndim != 2:
         raise ValueError(f"features must be 2-D (N, d), got shape {tuple(x.shape)}")
     return x
@@ -43,7 +43,7 @@ def knn_radii(feats, k: int = 5) -> torch.Tensor:
     x = _as_tensor(feats)
     if not 1 <= k < len(x):
         raise ValueError(f"k must be in [1, N-1] = [1, {len(x) - 1}], got {k}")
-    out = torch.empty(len(x))
+    out = torch.empty(len(x), device=x.device)
     x_sq = _sq_norms(x)
     step = _row_chunk(len(x))
     for i in range(0, len(x), step):
@@ -60,17 +60,19 @@ def prdc(real_feats, fake_feats, k: int = 5, real_radii: torch.Tensor | None = N
     density:   mean number of real balls containing a fake, / k (fidelity, ~1 when matched).
     coverage:  fraction of reals whose k-NN ball contains at least one fake (diversity).
     real_radii: (N,) cached `knn_radii(real_feats, k)`, to skip the real x real pass.
+    Computed where the fakes lie (e.g. a GPU); the reals are moved there.
     """
-    real, fake = _as_tensor(real_feats), _as_tensor(fake_feats)
+    fake = _as_tensor(fake_feats)
+    real = _as_tensor(real_feats, fake.device)
     if real.shape[1] != fake.shape[1]:
         raise ValueError(f"feature dims differ: real {real.shape[1]}, fake {fake.shape[1]}")
-    r_rad = knn_radii(real, k) if real_radii is None else real_radii.to(torch.float32)
+    r_rad = knn_radii(real, k) if real_radii is None else real_radii.to(fake.device, torch.float32)
     f_rad = knn_radii(fake, k)
 
     in_real_ball = 0  # fakes inside >= 1 real ball
     n_real_balls = 0  # sum over fakes of how many real balls contain it
-    covered = torch.zeros(len(real), dtype=torch.bool)  # per real: its ball holds some fake
-    recalled = torch.zeros(len(real), dtype=torch.bool)  # per real: inside some fake ball
+    covered = torch.zeros(len(real), dtype=torch.bool, device=fake.device)  # per real: its ball holds some fake
+    recalled = torch.zeros(len(real), dtype=torch.bool, device=fake.device)  # per real: inside some fake ball
     r_rad2, f_rad2 = r_rad.square(), f_rad.square()  # compare squared distances: no sqrt
     real_sq, fake_sq = _sq_norms(real), _sq_norms(fake)
     step = _row_chunk(len(real))
@@ -91,10 +93,11 @@ def prdc(real_feats, fake_feats, k: int = 5, real_radii: torch.Tensor | None = N
 
 def coverage(real_feats, fake_feats, k: int = 5, real_radii: torch.Tensor | None = None) -> float:
     """Fraction of real points (N, d) whose k-NN ball (self excluded) holds at least one fake (M, d)."""
-    real, fake = _as_tensor(real_feats), _as_tensor(fake_feats)
-    r_rad = knn_radii(real, k) if real_radii is None else real_radii.to(torch.float32)
+    fake = _as_tensor(fake_feats)
+    real = _as_tensor(real_feats, fake.device)
+    r_rad = knn_radii(real, k) if real_radii is None else real_radii.to(fake.device, torch.float32)
     r_rad2, real_sq, fake_sq = r_rad.square(), _sq_norms(real), _sq_norms(fake)
-    covered = torch.zeros(len(real), dtype=torch.bool)
+    covered = torch.zeros(len(real), dtype=torch.bool, device=fake.device)
     step = _row_chunk(len(real))
     for j in range(0, len(fake), step):
         d2 = _sq_dists(fake[j : j + step], fake_sq[j : j + step], real, real_sq)

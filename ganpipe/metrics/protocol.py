@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -50,12 +51,33 @@ def fixed_latents(n: int, latent_dim: int) -> torch.Tensor:
     return torch.randn(n, latent_dim, generator=g)
 
 
+@contextmanager
+def full_float32(device: torch.device):
+    """TF32 off for CUDA convolutions and matrix products while evaluating (cuDNN defaults convolutions to
+    TF32's 10-bit mantissa): features and distances then agree with the CPU's to float32 round-off, so the
+    protocol's numbers compare between trials evaluated on a GPU and on a CPU."""
+    if device.type != "cuda":
+        yield
+        return
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    saved = conv.fp32_precision, matmul.fp32_precision
+    conv.fp32_precision = matmul.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = saved
+
+
 # ---- feature extractors: (N, *shape) float32 -> ((N, d) features, (N,) mode labels | None)
+# `.to(device)` moves an extractor's own copy of its network; inputs must be on that device.
 
 class _PointFeatures:
     """2-D toy data: the raw coordinates are the features; modes come from the centers."""
 
     name, sha256 = "raw-2d", None
+
+    def to(self, device: torch.device) -> "_PointFeatures":
+        return self
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         return x, None
@@ -71,6 +93,10 @@ class _ModelFeatures:
         self.name = name or shared.metadata["arch_version"]
         self.sha256 = shared.metadata["sha256"]
         self.model = copy.deepcopy(shared).to(memory_format=torch.channels_last)
+
+    def to(self, device: torch.device) -> "_ModelFeatures":
+        self.model = self.model.to(device)
+        return self
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,6 +172,11 @@ class _InceptionFeatures:
             raise FeaturesMissing(f"eval.inception_weights: {e}") from None
         self.name = NAME
 
+    def to(self, device: torch.device) -> "_InceptionFeatures":
+        if device.type != "cpu":  # the loaded network is shared by the process: move a copy
+            self.model = copy.deepcopy(self.model).to(device)
+        return self
+
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         return torch.cat([self.model(x[i : i + self.chunk]) for i in range(0, len(x), self.chunk)]), None
@@ -176,6 +207,11 @@ class _RealStats:
     mu: np.ndarray  # (d,) float64
     sigma: np.ndarray  # (d, d) float64
     radii: torch.Tensor  # (n_real,) k-NN radii, self excluded
+
+    def to(self, device: torch.device) -> "_RealStats":
+        if self.feats.device == device:  # the process-wide cached object itself
+            return self
+        return replace(self, feats=self.feats.to(device), radii=self.radii.to(device))
 
 
 _REAL_CACHE: dict[tuple, _RealStats] = {}
@@ -213,12 +249,16 @@ class Evaluator:
     conditional: judge a class-conditional G: `evaluate(fake, labels=fixed_labels(...))` adds
                  class_accuracy (the classifier agrees with the label asked for), intra_fid (the
                  mean per-class FID, Miyato & Koyama 2018) and fid_class_K / coverage_class_K.
+    device:      where features and k-NN distances are computed (a trial's own GPU: a CPU would take
+                 seconds per Stacked-digits evaluation). Real statistics are computed once per process
+                 on the CPU, so every device compares against the same numbers; TF32 is off (full_float32).
     """
 
     def __init__(self, dataset: Dataset | str, num_samples: int = 0, *, real: torch.Tensor | None = None,
                  features: str | None = None, inception_weights: str | None = None,
-                 conditional: bool = False) -> None:
+                 conditional: bool = False, device: str | torch.device = "cpu") -> None:
         self.dataset = get_dataset(dataset) if isinstance(dataset, str) else dataset
+        self.device = torch.device(device)
         self._extractor = _extractor(self.dataset, features, inception_weights)
         self._files = isinstance(self._extractor, (_ClassifierFeatures, _InceptionFeatures))
         if self._files:
@@ -243,6 +283,10 @@ class Evaluator:
         self.n_classes = self.dataset.n_classes if conditional else 0
         if conditional:
             self._init_conditional(n_real, key if real is None else None)
+        self._extractor.to(self.device)
+        self._real = self._real.to(self.device)
+        if conditional:
+            self._real_by_class = {c: stats.to(self.device) for c, stats in self._real_by_class.items()}
 
     def _init_conditional(self, n_real: int, cache_key: tuple | None) -> None:
         ds, n_classes = self.dataset, self.n_classes
@@ -325,21 +369,22 @@ class Evaluator:
                              "an unconditional one takes none")
         if labels is not None and tuple(labels.shape) != (self._n_fake,):
             raise ValueError(f"labels must have shape ({self._n_fake},), got {tuple(labels.shape)}")
-        fake = fake.detach().to("cpu", torch.float32)
+        fake = fake.detach().to(self.device, torch.float32)
         nan = {key: math.nan for key in self._keys()}
         if not torch.isfinite(fake).all():
             return nan
-        feats, predicted = self._extractor(fake)
-        # finite but absurd samples (|x| ~ 1e19+) overflow squared distances: a divergence too
-        if not torch.isfinite((feats * feats).sum(dim=1)).all():
-            return nan
-        try:
-            out = self._metrics(fake, feats, predicted)
-            if labels is not None:
-                out.update(self._class_metrics(feats, predicted, labels))
-            return out
-        except np.linalg.LinAlgError:
-            return nan
+        with full_float32(self.device):
+            feats, predicted = self._extractor(fake)
+            # finite but absurd samples (|x| ~ 1e19+) overflow squared distances: a divergence too
+            if not torch.isfinite((feats * feats).sum(dim=1)).all():
+                return nan
+            try:
+                out = self._metrics(fake, feats, predicted)
+                if labels is not None:
+                    out.update(self._class_metrics(feats, predicted, labels))
+                return out
+            except np.linalg.LinAlgError:
+                return nan
 
     def _class_metrics(self, feats: torch.Tensor, predicted: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
         """Does a "3" look like a 3 (class_accuracy), and how close is each class to the real one."""

@@ -24,7 +24,7 @@ from ganpipe.metrics.fid import frechet_distance_from_stats, gaussian_stats
 from ganpipe.metrics.modes import label_mode_stats
 from ganpipe.metrics.prdc import knn_radii, prdc
 from ganpipe.metrics.names import TRANSLATION
-from ganpipe.metrics.protocol import IMAGE_KEYS, PROTOCOL_VERSION, K, _ModelFeatures
+from ganpipe.metrics.protocol import IMAGE_KEYS, PROTOCOL_VERSION, K, _ModelFeatures, full_float32
 
 KEYS = (*IMAGE_KEYS, *TRANSLATION)
 
@@ -44,7 +44,8 @@ _CACHE: dict[tuple, tuple] = {}
 
 
 class TranslationEvaluator:
-    def __init__(self, dataset) -> None:
+    def __init__(self, dataset, device: str | torch.device = "cpu") -> None:
+        """device: where features and distances are computed, as Evaluator's; real statistics on the CPU."""
         if dataset.kind != "translation":
             raise ValueError(f"{dataset.name} is not a translation dataset")
         self.dataset = dataset
@@ -62,7 +63,10 @@ class TranslationEvaluator:
             src, _ = self._features(self.source)
             fid_source = frechet_distance_from_stats(mu, sigma, *gaussian_stats(src))
             _CACHE[key] = (real, mu, sigma, knn_radii(real, K), fid_source)
-        self._real, self._mu, self._sigma, self._radii, self.fid_source = _CACHE[key]
+        real, self._mu, self._sigma, radii, self.fid_source = _CACHE[key]
+        self.device = torch.device(device)
+        self._features.to(self.device)
+        self._real, self._radii = real.to(self.device), radii.to(self.device)
 
     @property
     def num_samples(self) -> int:
@@ -95,21 +99,23 @@ class TranslationEvaluator:
         for name, x in (("translated", translated), ("cycled", cycled)):
             if tuple(x.shape) != expected:
                 raise ValueError(f"evaluate expects {name} images of shape {expected}, got {tuple(x.shape)}")
-        translated, cycled = (x.detach().to("cpu", torch.float32) for x in (translated, cycled))
+        translated = translated.detach().to(self.device, torch.float32)
+        cycled = cycled.detach().to("cpu", torch.float32)
         nan = {key: math.nan for key in KEYS}
         if not (torch.isfinite(translated).all() and torch.isfinite(cycled).all()):
             return nan
-        feats, predicted = self._features(translated)
-        if not torch.isfinite((feats * feats).sum(dim=1)).all():
-            return nan
-        try:
-            out = {"fid": frechet_distance_from_stats(self._mu, self._sigma, *gaussian_stats(feats))}
-        except np.linalg.LinAlgError:
-            return nan
-        out.update(prdc(self._real, feats, K, real_radii=self._radii))
+        with full_float32(self.device):
+            feats, predicted = self._features(translated)
+            if not torch.isfinite((feats * feats).sum(dim=1)).all():
+                return nan
+            try:
+                out = {"fid": frechet_distance_from_stats(self._mu, self._sigma, *gaussian_stats(feats))}
+            except np.linalg.LinAlgError:
+                return nan
+            out.update(prdc(self._real, feats, K, real_radii=self._radii))
         out.update({k: float(v) for k, v in label_mode_stats(predicted, self.n_modes).items()})
         out["diversity"] = out["coverage"]
-        out["content_kept"] = float((predicted == self.source_labels).double().mean())
+        out["content_kept"] = float((predicted.cpu() == self.source_labels).double().mean())
         out["cycle_error"] = float((cycled - self.source).abs().mean())
         out["fid_source"] = self.fid_source
         return {key: float(out[key]) for key in KEYS}

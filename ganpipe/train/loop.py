@@ -59,7 +59,8 @@ class Trainer:
     def _make_evaluator(self):
         cfg = self.cfg
         return Evaluator(self.dataset, cfg.eval.num_samples, features=cfg.eval.features or None,
-                         inception_weights=cfg.eval.inception_weights or None, conditional=bool(self.n_classes))
+                         inception_weights=cfg.eval.inception_weights or None, conditional=bool(self.n_classes),
+                         device=self.device)
 
     # ---- one step -------------------------------------------------------------
     def _z(self, n: int) -> torch.Tensor:

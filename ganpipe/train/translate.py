@@ -29,7 +29,7 @@ class TranslationTrainer(Trainer):
         return build_translation_networks(self.cfg.model, self.dataset.shape)
 
     def _make_evaluator(self):
-        return TranslationEvaluator(self.dataset)
+        return TranslationEvaluator(self.dataset, device=self.device)
 
     def _pair(self) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = self.dataset.sample_pair(self.cfg.train.batch_size, self.rng)
