@@ -24,6 +24,7 @@ from ganpipe.metrics import (
 from ganpipe.metrics import digits_classifier as dc
 from ganpipe.metrics.features_cli import train_features
 from ganpipe.metrics.fid import frechet_distance_from_stats, gaussian_stats
+from ganpipe.metrics.prdc import knn_radii
 
 DATASETS = ["ring8", "grid25", "digits", "stacked-digits"]
 
@@ -314,3 +315,38 @@ def test_digits_classifier_retrains_reproducibly(tmp_path):
     assert first["heldout_accuracy"] == shipped["heldout_accuracy"]
     assert first["sha256"] == second["sha256"]  # bit-identical on one machine
     assert dc.read_digits_checkpoint(first["path"])["seed"] == dc.DEFAULT_SEED
+
+
+def test_full_float32_turns_tf32_off_on_cuda_only_and_restores_the_settings():
+    """What a GPU evaluation does to the process-wide TF32 settings (the flags exist without a GPU)."""
+    from ganpipe.metrics.protocol import full_float32
+
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = conv.fp32_precision, matmul.fp32_precision
+    conv.fp32_precision = matmul.fp32_precision = "tf32"  # what a user chasing training speed may set
+    try:
+        with full_float32(torch.device("cpu")):
+            assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
+        with pytest.raises(RuntimeError, match="inside"):
+            with full_float32(torch.device("cuda")):
+                assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
+                raise RuntimeError("inside")
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
+    finally:
+        conv.fp32_precision, matmul.fp32_precision = before
+
+
+def test_evaluator_on_an_explicit_device_shares_the_cached_real_statistics():
+    """device="cpu" is the default path itself; real statistics stay computed once per process (CPU),
+    which is what lets a GPU trial's numbers match a CPU trial's (benchmarks/gpu_check.py: |Δfid| < 3e-6)."""
+    ev = Evaluator("digits", device="cpu")
+    assert ev._real is Evaluator("digits")._real
+    fake = get_dataset("digits").sample(ev.num_samples, torch.Generator().manual_seed(3))
+    assert ev.evaluate(fake) == Evaluator("digits").evaluate(fake)
+
+
+def test_prdc_computes_where_the_fakes_lie_and_moves_the_reals_there():
+    real, fake = torch.randn(300, 8, generator=torch.Generator().manual_seed(0)), torch.randn(200, 8)
+    expected = prdc(real, fake, 5)
+    assert prdc(real.numpy(), fake, 5) == expected  # numpy reals go to the fakes' device (here the CPU)
+    assert prdc(real, fake, 5, real_radii=knn_radii(real, 5).double()) == expected
