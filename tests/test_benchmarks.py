@@ -75,3 +75,18 @@ def test_a_slot_freed_within_the_timestamps_resolution_is_no_gap(monkeypatch):
     # (the old rule took the end before that one instead); the trial after it really waited 3 s
     later = [(last_end - 0.4, 30.0), (33.0, 40.0)]
     assert scheduling_gaps(first + later) == [0.0, 3.0]
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke_runs_on_the_cpu(tmp_path):
+    """benchmarks/gpu_check.py is for a lent GPU; its --device cpu smoke run keeps it from rotting (and
+    the evaluator's two copies must then agree exactly: same device, same code)."""
+    out = tmp_path / "g.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--parts",
+                    "evaluator", "eval_share", "--every", "10", "--repeats", "1", "--out", str(out)],
+                   check=True, capture_output=True, timeout=600)
+    data = json.loads(out.read_text())
+    for name in ("ring8", "digits", "stacked-digits"):
+        assert set(data["evaluator"][name]["abs_diff"].values()) == {0.0}
+    for case in data["eval_share"].values():
+        assert case["steps_per_sec"] > 0 and 0 < case["share_gpu"] < 1 and 0 < case["share_cpu"] < 1
