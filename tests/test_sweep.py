@@ -172,10 +172,11 @@ def test_unusable_tracking_store_or_storage_is_bad_input(tmp_path, option, value
 
 
 def test_impossible_resources_are_refused_before_any_run(tmp_path):
-    proc = ganpipe(tmp_path, "sweep", str(write_sweep(tmp_path, resources={"cpu": 1, "gpu": 1})))
+    proc = ganpipe(tmp_path, "sweep", str(write_sweep(tmp_path, resources={"cpu": 1, "gpu": 64})))
     assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "resources: a trial asks for cpu 1, gpu 1 but no node has that" in proc.stderr
-    assert not (tmp_path / "mlflow.db").exists()
+    assert "resources: a trial asks for cpu 1, gpu 64 but the local Ray has 2 CPUs (--num-cpus) and" in proc.stderr
+    assert "Started a local Ray instance" not in proc.stderr  # refused before Ray started
+    assert {p.name for p in tmp_path.iterdir()} == {"sweep.yaml"}
 
 
 def test_sigint_during_the_last_trials_then_resume_gives_exact_totals(tmp_path):

@@ -286,6 +286,21 @@ def check_shared_storage(storage: Location, given: bool, client: bool = False) -
                                    + hint)])
 
 
+def check_local_resources(sweep: SweepConfig, num_cpus: int | None) -> None:
+    """The in-process Ray this command would start: refuse a trial it could never place before starting it."""
+    import torch
+
+    cpus, gpus = num_cpus or os.cpu_count() or 1, torch.cuda.device_count()
+    cpu, gpu = sweep.resources.cpu, sweep.resources.gpu
+    if cpu <= cpus and gpu <= gpus:
+        return
+    given = "--num-cpus" if num_cpus else "this machine's cores"
+    raise ConfigError([Problem(sweep.source or "sweep", "resources",
+                               f"a trial asks for cpu {cpu:g}, gpu {gpu:g} but the local Ray has {cpus} CPUs "
+                               f"({given}) and {gpus} GPUs; ask for less (e.g. --set resources.gpu=0) "
+                               "or join a cluster with --address")])
+
+
 def check_resources(sweep: SweepConfig) -> None:
     """A request no node can ever satisfy would leave trials PENDING forever: refuse it now."""
     cpu, gpu = sweep.resources.cpu, sweep.resources.gpu
@@ -428,6 +443,8 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
         given_by = tracking.uri_source(opts.tracking_uri, sweep.tracking.uri)
         given_by = {"tracking.uri": sweep.source or "sweep", "default": "default tracking store"}.get(given_by, given_by)
         raise ConfigError([Problem(given_by, "tracking.uri", why)])
+    if not opts.address and not ray.is_initialized():
+        check_local_resources(sweep, opts.num_cpus)
     storage = parse_storage(opts.storage)
     target = resolve_address(opts.address) if opts.address else None
     check_client_mode(target, uri, opts.storage is not None)
