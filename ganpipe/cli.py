@@ -96,7 +96,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_counts(args: argparse.Namespace) -> None:
+    """Counts that must be positive when given (argparse only checks that they are integers)."""
+    for flag in ("threads", "num_cpus", "num_samples"):
+        value = getattr(args, flag, None)
+        if value is not None and value < 1:
+            option = "--" + flag.replace("_", "-")
+            raise ConfigError([Problem(option, flag, f"must be >= 1, got {value}")])
+
+
 def _run(args: argparse.Namespace) -> int:
+    _check_counts(args)
+    if args.command in ("sweep", "run"):
+        from ganpipe.tune.interrupt import sigterm_as_ctrl_c
+
+        sigterm_as_ctrl_c()  # again once Ray has started: ray.init installs its own SIGTERM handler
     if args.command == "trial":
         from ganpipe.trial import run_trial
 

@@ -18,6 +18,7 @@ import yaml
 from tqdm import tqdm
 
 from ganpipe.config import ConfigError, Problem, first_values, load_sweep, resolve_trial
+from ganpipe.preflight import data_problems_as_config_errors
 from ganpipe.config.schema import SweepConfig, TrialConfig
 from ganpipe.train.reporter import EvalReport, TrialResult
 from ganpipe.train.threads import set_threads
@@ -63,9 +64,19 @@ def choose_out_dir(out: str | None, name: str) -> Path:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         return Path("runs") / f"trial-{name}-{stamp}"
     path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError([Problem("--out", "out", f"{path} is a file, not a folder; choose a new folder")])
     if path.exists() and any(path.iterdir()):
         raise ConfigError([Problem("--out", "out", f"{path} exists and is not empty; choose a new folder")])
     return path
+
+
+def make_out_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "config.yaml").touch()
+    except OSError as e:
+        raise ConfigError([Problem("--out", "out", f"cannot write to {path}: {e.strerror or e}")]) from None
 
 
 def run_trial(sweep_path: str, overrides: list[str], out: str | None, threads: int | None = None) -> TrialResult:
@@ -74,16 +85,19 @@ def run_trial(sweep_path: str, overrides: list[str], out: str | None, threads: i
     sweep, cfg, values = prepare_trial(sweep_path, overrides)
     out_dir = choose_out_dir(out, sweep.name)
     set_threads(threads or max(1, int(sweep.resources.cpu)))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    device = "cuda" if sweep.resources.gpu > 0 and torch.cuda.is_available() else "cpu"
+    start = time.perf_counter()
+    # reads the data and the evaluation's feature network: data that cannot be read is bad input, refused
+    # before the output folder exists
+    with data_problems_as_config_errors(sweep.source or sweep_path):
+        trainer = make_trainer(cfg, device=device)
+    make_out_dir(out_dir)
     (out_dir / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
     print(f"trial {sweep.name}: {cfg.data.dataset}, {cfg.model.architecture}, {cfg.loss.name}, {cfg.optimizer.name}")
     if values:
         print("search entries at: " + ", ".join(f"{k}={v}" for k, v in values.items()))
     print(f"output: {out_dir}")
 
-    start = time.perf_counter()
-    device = "cuda" if sweep.resources.gpu > 0 and torch.cuda.is_available() else "cpu"
-    trainer = make_trainer(cfg, device=device)
     with tqdm(total=cfg.train.steps, unit="step", file=sys.stderr, mininterval=1.0) as bar:
         reporter = FolderReporter(out_dir, bar)
         result = trainer.train(reporter, progress=bar.update)

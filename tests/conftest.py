@@ -23,8 +23,8 @@ def _no_leaked_tracking_uri(monkeypatch):
     yield
 
 
-def interrupt_when(cmd: list[str], cwd, ready, timeout: float = 300) -> tuple[int, str]:
-    """Run `cmd`, send SIGINT once `ready()` is true (exceptions count as not yet), return (code, output)."""
+def interrupt_when(cmd: list[str], cwd, ready, timeout: float = 300, sig: str = "SIGINT") -> tuple[int, str]:
+    """Run `cmd`, send `sig` once `ready()` is true (exceptions count as not yet), return (code, output)."""
     import signal
     import subprocess
     import time
@@ -39,7 +39,7 @@ def interrupt_when(cmd: list[str], cwd, ready, timeout: float = 300) -> tuple[in
                     break
             except Exception:
                 continue
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, sig))
         out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:

@@ -135,8 +135,11 @@ def test_interrupted_pipeline_resumes_at_the_stage_where_it_stopped(tmp_path):
                                     and r["status"] == "FINISHED" for r in runs)
 
     cmd = [sys.executable, "-m", "ganpipe.cli", "run", str(path), "--num-cpus", "2"]
-    code, out = interrupt_when(cmd, tmp_path, narrow_trial_finished)
+    # SIGTERM (kill, batch schedulers) is taken as a Ctrl-C; it used to end Python at once, runs left RUNNING
+    code, out = interrupt_when(cmd, tmp_path, narrow_trial_finished, sig="SIGTERM")
     assert code == 130, out[-3000:]
+    pipeline_run = [r for r in sqlite_runs(tmp_path / "mlflow.db") if r["tags"].get("ganpipe.kind") == "pipeline"]
+    assert [r["status"] for r in pipeline_run] == ["KILLED"]
 
     proc = ganpipe(tmp_path, "run", str(path), "--resume", "--num-cpus", "2")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

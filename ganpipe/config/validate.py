@@ -73,6 +73,7 @@ STATIC_NAMES = {
     "search.scheduler.metric": ("scheduler metric", ("fid", "diversity")),
 }
 OBJECTIVES = (["fid"], ["fid", "diversity"])
+PRDC_K = 5  # ganpipe.metrics.protocol.K (not imported: torch-heavy), pinned equal by a test
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
@@ -194,6 +195,8 @@ def constraint(key: str, value: Any) -> str | None:
         if not supported_size(value):
             return ("must be 0 (native) or a size the networks can make, 4 or 7 times a power of 2 "
                     f"(8, 14, 16, 28, 32, 64, ...), got {value}")
+    if key == "eval.num_samples" and isinstance(value, int) and 0 < value <= PRDC_K:
+        return f"must be 0 (the dataset's protocol default) or more than k={PRDC_K} (k-NN radii), got {value}"
     if key == "data.channels" and value not in (0, 1, 3):
         return f"must be 0 (native), 1 or 3, got {_show(value)}"
     if isinstance(value, float) and math.isinf(value) and key != "promote.max_fid":

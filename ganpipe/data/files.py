@@ -16,6 +16,7 @@ import hashlib
 import os
 import pickle
 import struct
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -337,12 +338,18 @@ def load_files(name: str, root: str, image_size: int, channels: int):
     info = probe(name, root, image_size, channels)
     path = Path(root).expanduser()
     c, s, _ = info.shape
-    if name in ("mnist", "fashion-mnist"):
-        images, labels, classes = _load_idx(name, path)
-    elif name == "cifar10":
-        images, labels, classes = _load_cifar(path)
-    else:
-        images, labels, classes = _load_folder(path, s, c)
+    try:
+        if name in ("mnist", "fashion-mnist"):
+            images, labels, classes = _load_idx(name, path)
+        elif name == "cifar10":
+            images, labels, classes = _load_cifar(path)
+        else:
+            images, labels, classes = _load_folder(path, s, c)
+    except DataRootError:
+        raise
+    except (OSError, EOFError, zlib.error, ValueError, pickle.UnpicklingError) as e:
+        # what the cheap probe (headers, listings) cannot see: a damaged gzip stream, a cut-off file, ...
+        raise DataRootError(f"{path}: cannot read {WHAT[name]}: {type(e).__name__}: {e}") from None
     images = _resize_all(images, s, c)
     sha = content_sha256(images, labels)
     labels_t = torch.from_numpy(np.ascontiguousarray(labels)) if labels is not None else None

@@ -178,5 +178,12 @@ def train_and_save(dataset, out: str | Path | None = None, seed: int = DEFAULT_S
     model, meta = train_image_classifier(dataset, seed, epochs, device, log)
     c, s, _ = dataset.shape
     path = Path(out).expanduser() if out else default_features_path(dataset.name, s, c)
+    if path.is_file() and log is not None:
+        try:
+            old = read_metadata(path).get("data_sha256")
+        except ValueError:
+            old = None
+        if old != meta["data_sha256"]:  # the default file is named by dataset, size and channels only
+            log(f"replacing {path}, a classifier of other data (data sha256 {old})")
     sha = save_image_classifier(model, meta, path)
     return {**meta, "path": str(path.resolve()), "sha256": sha}

@@ -133,7 +133,12 @@ class _StackedFeatures(_DigitsFeatures):
 
 
 class FeaturesMissing(FileNotFoundError):
-    """No usable feature classifier for a dataset read from files (the message says how to get one)."""
+    """No usable feature network for a dataset read from files (the message says how to get one);
+    `key` is the config key to blame."""
+
+    def __init__(self, message: str, key: str = "eval.features"):
+        super().__init__(message)
+        self.key = key
 
 
 class _ClassifierFeatures(_ModelFeatures):
@@ -148,10 +153,18 @@ class _ClassifierFeatures(_ModelFeatures):
         info = Probe(dataset.shape, len(dataset), dataset.n_modes, s)
         problem = features_problem(dataset.name, dataset.root, s, 0, info, path or "")
         if problem:
-            raise FeaturesMissing(f"eval.features: {problem}")
-        path = path or str(default_features_path(dataset.name, s, c))
-        shared = load_image_classifier(path)
+            raise FeaturesMissing(problem)
+        default = str(default_features_path(dataset.name, s, c))
+        shared = load_image_classifier(path or default)
         meta = shared.metadata
+        if not path and meta.get("data_sha256") != dataset.content_sha256:
+            # the default file is named by dataset, size and channels only: another folder's (or this one's
+            # before its files changed) would give FIDs in the wrong feature space without a word
+            raise FeaturesMissing(
+                f"{default} was trained on other data than {dataset.root} (data sha256 {meta.get('data_sha256')}, "
+                f"this data {dataset.content_sha256}); train one for it: ganpipe features train {dataset.name} "
+                f"--set data.root={dataset.root}, or name the classifier you mean in eval.features")
+        path = path or default
         super().__init__(shared, name=f"{meta['arch_version']}:{meta['dataset']}")
         self.path = path
         self.n_classes = len(meta["classes"])
@@ -168,8 +181,8 @@ class _InceptionFeatures:
 
         try:
             self.model, self.sha256 = load_fid_inception(weights)
-        except InceptionWeightsMissing as e:
-            raise FeaturesMissing(f"eval.inception_weights: {e}") from None
+        except (InceptionWeightsMissing, ValueError) as e:  # missing, or not the weights torch can read
+            raise FeaturesMissing(str(e), key="eval.inception_weights") from None
         self.name = NAME
 
     def to(self, device: torch.device) -> "_InceptionFeatures":
@@ -180,6 +193,11 @@ class _InceptionFeatures:
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         return torch.cat([self.model(x[i : i + self.chunk]) for i in range(0, len(x), self.chunk)]), None
+
+
+def check_features(dataset: Dataset, features: str | None = None, inception_weights: str | None = None) -> None:
+    """Load the evaluation's feature network for `dataset` (cached per process); FeaturesMissing if it cannot be."""
+    _extractor(dataset, features, inception_weights)
 
 
 def _extractor(dataset: Dataset, features: str | None = None, inception_weights: str | None = None):

@@ -13,8 +13,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
+import ray
+
 from ganpipe import tracking
-from ganpipe.config import ConfigError, Problem, load_sweep
+from ganpipe.config import ConfigError, Problem, first_values, load_sweep, resolve_trial
+from ganpipe.preflight import check_data
 from ganpipe.pipeline.config import Pipeline, Stage
 from ganpipe.pipeline.narrow import narrowing_overrides
 from ganpipe.tune.storage import Location
@@ -62,6 +65,10 @@ class Context:
         return tracking.start_parent_run(self.client, experiment_id, f"{stage.name}", tags)
 
 
+class StageFailed(Exception):
+    """A stage ran and failed; the pipeline ends FAILED with exit 1 (resumable once the cause is fixed)."""
+
+
 # ---- stages --------------------------------------------------------------------------------
 def _run_sweep_stage(ctx: Context, stage: Stage, st: dict, overrides: list[str]) -> bool:
     from ganpipe.tune.driver import SweepOptions, run_sweep
@@ -77,6 +84,8 @@ def _run_sweep_stage(ctx: Context, stage: Stage, st: dict, overrides: list[str])
     outcome = run_sweep(sweep, ctx.pipeline.sweep_path.read_text(), opts)
     st["parent_run_id"] = outcome.track["parent_run_id"]
     st["overrides"] = overrides
+    if outcome.exit_code == 1:  # every trial failed: nothing for the stages after it to work on
+        raise StageFailed(f"stage {stage.name}: every trial of its sweep failed (see its table above)")
     if outcome.done:
         st["status"] = "done"
     return outcome.done
@@ -175,10 +184,17 @@ def open_pipeline(pipeline: Pipeline, opts: PipelineOptions) -> Context:
     why = tracking.check_reachable(uri)
     if why:
         raise ConfigError([Problem("--tracking-uri", "tracking.uri", why)])
-    from ganpipe.tune.driver import check_client_mode, parse_storage, resolve_address
+    from ganpipe.tune.driver import check_client_mode, check_local_resources, parse_storage, resolve_address
 
     storage = parse_storage(opts.storage)  # an S3 prefix is checked here, before any MLflow run
     check_client_mode(resolve_address(opts.address) if opts.address else None, uri, opts.storage is not None)
+    # what every sweep stage's own checks would refuse later, refused before the pipeline's run and folder exist
+    for stage in pipeline.stages:
+        if stage.kind == "sweep":
+            sweep = load_sweep(pipeline.sweep_path, pipeline.set + stage.set)
+            if not opts.address and not ray.is_initialized():
+                check_local_resources(sweep, opts.num_cpus)
+            check_data(resolve_trial(sweep, first_values(sweep.space, sweep.trial)), sweep.source or "sweep")
     if opts.resume:
         found = [p for p in storage.folders(f"{pipeline.name}-") if (p / STATE_FILE).exists()]
         if not found:
@@ -219,6 +235,11 @@ def run_pipeline(pipeline: Pipeline, opts: PipelineOptions) -> int:
                 print(f"\npipeline interrupted in stage {stage.name}: ganpipe run {pipeline.source} --resume"
                       f" --storage {ctx.folder.parent}")
                 return 130
+    except StageFailed as err:
+        ctx.save()
+        tracking.end_run(ctx.client, ctx.state["run_id"], "FAILED", str(err), "failed")
+        print(f"\npipeline {pipeline.name} failed: {err}")
+        return 1
     except BaseException as err:
         tracking.end_run(ctx.client, ctx.state["run_id"], "FAILED", f"{type(err).__name__}: {err}", "failed")
         raise

@@ -22,11 +22,12 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from ganpipe import tracking
-from ganpipe.config import ConfigError, Problem, describe, suggest
+from ganpipe.config import ConfigError, Problem, describe, first_values, resolve_trial, suggest
 from ganpipe.config.schema import SweepConfig, TrialConfig
 from ganpipe.config.space import Param
+from ganpipe.preflight import check_data
 from ganpipe.tune.callbacks import CloseChildRuns, UploadStudy
-from ganpipe.tune.interrupt import TuneInterrupt
+from ganpipe.tune.interrupt import TuneInterrupt, sigterm_as_ctrl_c
 from ganpipe.tune.storage import Location, StudyStorage, check_location, study_path, upload_study
 from ganpipe.tune.threads import ShareIdleCpus
 from ganpipe.tune.trainable import train_trial
@@ -51,7 +52,7 @@ class SweepOptions:
 
 @dataclass
 class SweepOutcome:
-    exit_code: int  # 0 done, 130 interrupted (resumable)
+    exit_code: int  # 0 done, 1 every trial failed, 130 interrupted (resumable)
     done: bool = False
     track: dict = field(default_factory=dict)  # uri, experiment_id, parent_run_id
     exp_dir: Location | None = None
@@ -433,10 +434,8 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
         if opts.num_samples < 1:
             raise ConfigError([Problem("--num-samples", "search.num_samples", f"must be >= 1, got {opts.num_samples}")])
         sweep.search.num_samples = opts.num_samples
-    if opts.dry_run:
-        print(describe_plan(sweep))
-        return SweepOutcome(0)
 
+    # every check that starts nothing runs before --dry-run answers, so a dry run that passes means a run would start
     uri = tracking.resolve_uri(opts.tracking_uri, sweep.tracking.uri)
     why = tracking.check_reachable(uri)
     if why:
@@ -448,6 +447,10 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
     storage = parse_storage(opts.storage)
     target = resolve_address(opts.address) if opts.address else None
     check_client_mode(target, uri, opts.storage is not None)
+    check_data(resolve_trial(sweep, first_values(sweep.space, sweep.trial)), sweep.source or "sweep")
+    if opts.dry_run:
+        print(describe_plan(sweep))
+        return SweepOutcome(0)
     if opts.resume:
         exp_dir = latest_experiment_dir(storage, sweep.name)
         if exp_dir is None or not tune.Tuner.can_restore(exp_dir.uri):
@@ -457,6 +460,7 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table with our metric columns
     started_here = connect_ray(opts.address, opts.num_cpus)
+    sigterm_as_ctrl_c()  # ray.init replaced it with Ray's own, which aborts
     client = bool(target and is_ray_client(target))
     try:
         check_resources(sweep)
@@ -484,10 +488,10 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
             raise
         if client and exp_dir.remote:  # the head kept the study; read its final snapshot, not this empty copy
             study_path(exp_dir).unlink(missing_ok=True)
-        done = finish_sweep(sweep, results, track, exp_dir, time.perf_counter() - start, interrupt.happened)
-        if done and opts.promote and sweep.promote.enabled:
+        ended = finish_sweep(sweep, results, track, exp_dir, time.perf_counter() - start, interrupt.happened)
+        if ended == "finished" and opts.promote and sweep.promote.enabled:
             promote_after_sweep(sweep, track)
-        return SweepOutcome(0 if done else 130, done, track, exp_dir)
+        return SweepOutcome(EXIT_CODES[ended], ended != "interrupted", track, exp_dir)
     finally:
         if started_here:
             ray.shutdown()
@@ -521,10 +525,14 @@ def experiment_name(sweep: SweepConfig, opts: SweepOptions) -> str:
     return opts.experiment or sweep.tracking.experiment or sweep.name
 
 
+EXIT_CODES = {"finished": 0, "failed": 1, "interrupted": 130}
+
+
 def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Location, seconds: float,
-                 interrupted: bool = False) -> bool:
-    """Report, close runs; True if every trial of the budget has ended and Tune was not interrupted
-    (after a Ctrl-C, Tune hands back the trials it stopped as TERMINATED; --resume continues them)."""
+                 interrupted: bool = False) -> str:
+    """Report, close runs; "finished" if every trial of the budget has ended and Tune was not interrupted
+    (after a Ctrl-C, Tune hands back the trials it stopped as TERMINATED; --resume continues them),
+    "failed" if moreover every trial errored (nothing to rank or promote), else "interrupted"."""
     from ganpipe.tune.report import log_sweep_report
 
     trials = results._experiment_analysis.trials
@@ -537,7 +545,15 @@ def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Location, se
         summary += (f"\ndeleted {retired} child run(s) of trials a killed driver had started after Tune last saved "
                     "its state (Tune never resumed them; restorable in MLflow)")
     upload_study(exp_dir)  # S3: the study's final state beside the results (no-op for a folder)
-    if done:
+    failed = done and all(t.status == "ERROR" for t in trials)
+    if failed:
+        first = next((str(t.error_file) for t in trials if getattr(t, "error_file", None)), "")
+        why = f"every trial failed ({len(trials)}); Tune's error file of one: {first}" if first else \
+            f"every trial failed ({len(trials)})"
+        tracking.close_running_children(c, track["experiment_id"], track["parent_run_id"], "FAILED", why)
+        tracking.end_run(c, track["parent_run_id"], "FAILED", why, "failed")
+        summary += f"\n{why}"
+    elif done:
         tracking.close_running_children(c, track["experiment_id"], track["parent_run_id"], "KILLED", "sweep ended")
         tracking.end_run(c, track["parent_run_id"], "FINISHED", ganpipe_status="finished")
     else:
@@ -545,12 +561,13 @@ def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Location, se
             c, track["experiment_id"], track["parent_run_id"], "KILLED", "sweep interrupted; resume with --resume")
         tracking.end_run(c, track["parent_run_id"], "KILLED", "interrupted; resume with --resume", "killed")
     print(summary)
-    print(f"\nsweep {'finished' if done else 'interrupted'} in {seconds:.0f} s; Tune results: {exp_dir}")
+    ended = "failed" if failed else "finished" if done else "interrupted"
+    print(f"\nsweep {ended} in {seconds:.0f} s; Tune results: {exp_dir}")
     print(f"MLflow: {track['uri']} (experiment {track['experiment_id']}, parent run {track['parent_run_id']})")
     print(f"open the UI: ganpipe ui --tracking-uri {track['uri']}")
     if not done:
         print(f"resume: ganpipe sweep {sweep.source} --resume --storage {exp_dir.parent}")
-    return done
+    return ended
 
 
 def retire_unsaved_trials(c, track: dict, trials) -> int:

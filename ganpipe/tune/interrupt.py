@@ -36,3 +36,11 @@ class TuneInterrupt:
         if self.enabled:
             self.happened = signal.getsignal(signal.SIGINT) == self._marker
             signal.signal(signal.SIGINT, self._previous)  # Tune's handler, if left, would swallow a later Ctrl-C
+
+
+def sigterm_as_ctrl_c() -> None:
+    """`kill` and batch schedulers send SIGTERM, whose default ends Python at once (Ray's own handler, installed
+    by ray.init, aborts) and leaves MLflow runs RUNNING: take it as a Ctrl-C instead (Tune's graceful stop,
+    runs KILLED, resumable; a second one forces). Main thread only, as every Python signal handler."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))

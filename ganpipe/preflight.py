@@ -1,0 +1,38 @@
+"""Read what a trial will read before anything starts.
+
+Validation checks a dataset from files cheaply (headers, listings). A damaged gzip stream, a
+cut-off batch, a label out of range or an unreadable Inception weights file only shows when the
+data or the network is loaded, and then used to fail every trial of a sweep (three retries each)
+with a traceback. Both loads are cached per process, so the trial that follows pays nothing twice.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from ganpipe.config.errors import ConfigError, Problem
+from ganpipe.config.schema import TrialConfig
+
+
+@contextmanager
+def data_problems_as_config_errors(source: str):
+    """Data or feature-network problems raised inside become bad input (exit 2) blamed on `source`."""
+    from ganpipe.data.files import DataRootError
+    from ganpipe.metrics.protocol import FeaturesMissing
+
+    try:
+        yield
+    except (DataRootError, FeaturesMissing) as e:
+        raise ConfigError([Problem(source, e.key, str(e))]) from None
+
+
+def check_data(cfg: TrialConfig, source: str) -> None:
+    """A dataset read from files: read it and load its evaluation's feature network now."""
+    from ganpipe.data.files import FILE_DATASETS
+
+    if cfg.data.dataset not in FILE_DATASETS:
+        return  # built-in data ships with the package
+    from ganpipe.data import get_dataset
+    from ganpipe.metrics.protocol import check_features
+
+    with data_problems_as_config_errors(source):
+        check_features(get_dataset(cfg.data), cfg.eval.features or None, cfg.eval.inception_weights or None)
