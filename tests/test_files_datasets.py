@@ -241,6 +241,51 @@ def test_features_train_evaluator_and_trial_end_to_end(tmp_path, monkeypatch, ca
     assert result["protocol"]["dataset"] == "mnist" and result["protocol"]["n_real"] == N_IDX
     assert yaml.safe_load((out / "config.yaml").read_text())["data"]["root"] == str(root)
 
+    # the default classifier file is named by dataset, size and channels only: other MNIST files of the same
+    # size must not be judged in its feature space without a word
+    other = tmp_path / "mnist-other"
+    other.mkdir()
+    images, labels = idx_arrays()
+    (other / "train-images-idx3-ubyte").write_bytes(idx_bytes(255 - images))
+    (other / "train-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
+    capsys.readouterr()
+    assert cli.main(["trial", str(sweep_file(tmp_path, {"dataset": "mnist", "root": str(other)})),
+                     "--out", str(tmp_path / "trial-other")]) == 2
+    err = capsys.readouterr().err
+    assert f"eval.features: {path} was trained on other data than {other}" in err
+    assert f"ganpipe features train mnist --set data.root={other}" in err
+    assert not (tmp_path / "trial-other").exists()
+    assert cli.main(["features", "train", "mnist", "--set", f"data.root={other}", "--epochs", "1"]) == 0
+    assert f"replacing {path}, a classifier of other data" in capsys.readouterr().out
+
+
+def test_data_that_cannot_be_read_is_bad_input_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    """What the cheap header probe cannot see (a damaged gzip stream, labels out of range) only shows when the
+    data is read: `ganpipe trial` and `ganpipe sweep` read it before any output folder or MLflow run exists."""
+    monkeypatch.setenv("GANPIPE_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    good = write_idx(tmp_path / "good", gz=True)  # its classifier passes validation (which only sees the file)
+    assert cli.main(["features", "train", "mnist", "--set", f"data.root={good}", "--epochs", "1"]) == 0
+    damaged = write_idx(tmp_path / "damaged", gz=True)
+    gz = damaged / "train-images-idx3-ubyte.gz"
+    raw = bytearray(gz.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # mid-stream: header and trailer intact
+    gz.write_bytes(bytes(raw))
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    images, lab = idx_arrays()
+    (labels / "train-images-idx3-ubyte").write_bytes(idx_bytes(images))
+    (labels / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.where(lab == 3, 200, lab)))
+    for root, expect in ((damaged, "cannot read the MNIST IDX files"), (labels, "label 200 outside 0..9")):
+        path = sweep_file(tmp_path, {"dataset": "mnist", "root": str(root)})
+        assert cli.main(["trial", str(path), "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert f"{path}: data.root: " in err and expect in err and "Traceback" not in err, err
+        assert not (tmp_path / "out").exists()
+        assert cli.main(["sweep", str(path), "--dry-run"]) == 2  # the sweep's preflight, before Ray or MLflow
+        assert expect in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
+
 
 def test_unlabelled_folder_is_evaluated_with_a_classifier_trained_elsewhere(tmp_path):
     from ganpipe.metrics.features_cli import train_features

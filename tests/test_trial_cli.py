@@ -83,6 +83,31 @@ def test_existing_output_is_never_overwritten(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["precious.txt"]
 
 
+def test_unusable_output_counts_and_sample_sizes_are_bad_input(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where the default runs/ folder would appear
+    sweep = str(write(tmp_path, TINY))
+    (tmp_path / "a-file").write_text("keep me")
+    cases = [
+        (["--out", str(tmp_path / "a-file")], f"--out: out: {tmp_path / 'a-file'} is a file, not a folder"),
+        (["--out", "/proc/no-such/out"], "--out: out: cannot write to /proc/no-such/out"),
+        (["--threads", "0"], "--threads: threads: must be >= 1, got 0"),
+        (["--set", "eval.num_samples=3"], "eval.num_samples: must be 0 (the dataset's protocol default) or more "
+                                          "than k=5 (k-NN radii), got 3"),
+    ]
+    for args, expect in cases:
+        assert cli.main(["trial", sweep, *args]) == 2, args
+        err = capsys.readouterr().err
+        assert expect in err and "Traceback" not in err, err
+    assert (tmp_path / "a-file").read_text() == "keep me" and not (tmp_path / "runs").exists()
+
+
+def test_validation_and_the_protocol_share_k():
+    from ganpipe.config.validate import PRDC_K
+    from ganpipe.metrics.protocol import K
+
+    assert PRDC_K == K
+
+
 def test_diverged_trial_exits_1_with_the_step(tmp_path, capsys):
     bad = {**TINY, "loss": "lsgan", "optimizer": {"lr_g": 1e12, "lr_d": 1e12}}
     out = tmp_path / "out"
