@@ -84,10 +84,12 @@ def check_reachable(uri: str, timeout: float = 5.0) -> str | None:
         except OSError as err:
             return f"database server {host}:{port} of the tracking store is unreachable ({err.strerror or err})"
         return None
-    if scheme == "file" or not scheme:
-        return None  # a local mlruns folder: MLflow creates it
-    return (f"{uri}: unsupported tracking URI; use http(s)://HOST:PORT (a tracking server), sqlite:///FILE.db, "
-            f"{', '.join(f'{s}://...' for s in DATABASE_PORTS)} or a local folder")
+    if (scheme == "file" or not scheme) and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("true", "1"):
+        return None  # MLflow's folder store, which MLflow 3 only opens when told to
+    folder = "" if scheme not in ("file", "") else (" (a local folder: MLflow 3 refuses its file store unless "
+                                                      "MLFLOW_ALLOW_FILE_STORE=true; use sqlite:///FILE.db)")
+    return (f"{uri}: unsupported tracking URI{folder}; use http(s)://HOST:PORT (a tracking server), sqlite:///FILE.db "
+            f"or {', '.join(f'{s}://...' for s in DATABASE_PORTS)}")
 
 
 def some_names(names: list[str], shown: int = 10) -> str:

@@ -2,14 +2,40 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
 from ganpipe import tracking
+from ganpipe.config.errors import ConfigError, Problem
 
 
-def run_ui(uri: str | None, host: str, port: int) -> int:
-    uri = tracking.resolve_uri(uri)
+def check_ui_inputs(cli_uri: str | None, uri: str, host: str, port: int) -> list[Problem]:
+    """What would make the UI fail after it started (or show an empty store it just created)."""
+    source = tracking.uri_source(cli_uri)
+    if not 1 <= port <= 65535:
+        return [Problem("--port", "port", f"must be in 1..65535, got {port}")]
+    why = tracking.check_reachable(uri)
+    if why:
+        return [Problem(source, "tracking.uri", why)]
+    if tracking.store_missing(uri):  # MLflow would create an empty store and show it
+        return [Problem(source, "tracking.uri", f"the tracking store {uri} does not exist (nothing tracked there yet)")]
+    if uri.startswith(("http://", "https://")):
+        return []
+    try:
+        with socket.create_server((host, port)):  # free now; the UI binds it a moment later
+            pass
+    except OSError as err:
+        return [Problem("--port", "port", f"cannot listen on {host}:{port} ({err.strerror or err}); "
+                                          "is another UI or server there? choose another --port")]
+    return []
+
+
+def run_ui(cli_uri: str | None, host: str, port: int) -> int:
+    uri = tracking.resolve_uri(cli_uri)
+    problems = check_ui_inputs(cli_uri, uri, host, port)
+    if problems:
+        raise ConfigError(problems)
     if uri.startswith(("http://", "https://")):
         print(f"{uri} is a tracking server: open it in a browser, it serves the UI itself")
         return 0

@@ -13,6 +13,9 @@ from services import free_port
 @pytest.mark.integration
 @pytest.mark.slow
 def test_ui_serves_the_store_on_loopback(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").create_experiment("a-sweep")  # a store to show
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "ganpipe.cli", "ui", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
@@ -37,3 +40,28 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_ui_bad_input_exits_2_before_serving(tmp_path):
+    def refused(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "ganpipe.cli", "ui", *args], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        return proc.stderr
+
+    missing = f"sqlite:///{tmp_path / 'none.db'}"
+    assert f"--tracking-uri: tracking.uri: the tracking store {missing} does not exist" in refused(
+        "--tracking-uri", missing)
+    assert not (tmp_path / "none.db").exists()
+    assert "--port: port: must be in 1..65535, got 99999" in refused("--port", "99999")
+    assert "bogus://x: unsupported tracking URI" in refused("--tracking-uri", "bogus://x")
+    assert "MLFLOW_ALLOW_FILE_STORE" in refused("--tracking-uri", str(tmp_path))
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(store).create_experiment("a-sweep")
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert f"--port: port: cannot listen on 127.0.0.1:{port}" in refused("--tracking-uri", store, "--port", str(port))
