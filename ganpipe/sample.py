@@ -78,6 +78,9 @@ def _model_problems(source: str, uri: str) -> list[Problem]:
             mlflow.models.get_model_info(source)
         except MlflowException as err:  # no such version, run or artifact: MLflow's one-line reason
             return [Problem(source, "source", str(err).splitlines()[0])]
+        except Exception as err:  # noqa: BLE001 - a URI MLflow cannot even parse (http://x, s3:/...) fails otherwise
+            return [Problem(source, "source", f"not a model MLflow can open ({type(err).__name__}: {err}); "
+                                              f"expected {SOURCES}")]
     return []
 
 

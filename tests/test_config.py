@@ -368,3 +368,14 @@ def test_resolve_trial_rejects_bad_values(tmp_path):
     with pytest.raises(ConfigError) as err:
         resolve_trial(sweep, {"optimizer.lr_g": -1.0})
     assert err.value.problems[0].key == "optimizer.lr_g"
+
+
+def test_a_binary_file_is_bad_input_not_a_decode_traceback(tmp_path):
+    from ganpipe.pipeline.config import load_pipeline
+
+    path = tmp_path / "bin.yaml"
+    path.write_bytes(b"\xff\xfe\x00bad")
+    for load, what in ((load_sweep, "a sweep file"), (load_pipeline, "a pipeline file")):
+        with pytest.raises(ConfigError) as err:
+            load(path)
+        assert str(err.value) == f"{path}: (file): not a UTF-8 text file (byte 0): {what} is YAML text"

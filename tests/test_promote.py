@@ -262,6 +262,7 @@ def test_sample_of_a_missing_or_foreign_checkpoint_exits_2_in_one_line(tmp_path,
         (tmp_path / "nope.pt", "no such file or folder; expected models:/NAME@ALIAS, "),
         (text, "not a ganpipe checkpoint (UnpicklingError reading it)"),
         (empty, "the folder holds no checkpoint.pt"),
+        ("http://x", "not a model MLflow can open (ValueError: "),  # MLflow itself fails to parse it
     ]:
         err = bad(capsys, "sample", str(source), "-o", str(tmp_path / "s.png"))
         assert err.startswith(f"{source}: source: {expect}") and err.count("\n") == 1, err

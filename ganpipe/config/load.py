@@ -42,6 +42,9 @@ def _read(file: str, problems: list[Problem]) -> dict | None:
     except OSError as e:
         problems.append(Problem(file, "(file)", f"cannot read: {e.strerror or e}"))
         return None
+    except UnicodeDecodeError as e:
+        problems.append(Problem(file, "(file)", f"not a UTF-8 text file (byte {e.start}): a sweep file is YAML text"))
+        return None
     try:
         raw = yamlfile.load(text)
     except yaml.YAMLError as e:

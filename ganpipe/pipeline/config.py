@@ -55,9 +55,12 @@ def _int(v, problems, file, key, lo):
 def load_pipeline(path: str | Path, overrides: list[str] = ()) -> Pipeline:
     file = str(path)
     try:
-        raw = yamlfile.load(Path(path).read_text())
+        raw = yamlfile.load(Path(path).read_text(encoding="utf-8"))
     except OSError as err:
         raise ConfigError([Problem(file, "(file)", f"cannot read: {err.strerror or err}")])
+    except UnicodeDecodeError as err:
+        raise ConfigError([Problem(file, "(file)", f"not a UTF-8 text file (byte {err.start}): a pipeline file is "
+                                                   "YAML text")])
     except yaml.YAMLError as err:
         raise ConfigError([Problem(file, "(yaml)", f"not valid YAML: {yamlfile.describe(err)}")])
     if not isinstance(raw, dict):
