@@ -172,9 +172,10 @@ def _features(args: argparse.Namespace) -> int:
         raise ConfigError([Problem("--seed", "seed", f"must be >= 0, got {args.seed}")])
     try:
         if args.dataset in ("digits", "digits-translation") or args.dataset not in TRAINABLE:
-            if args.overrides:
-                raise ConfigError([Problem("--set", "data", f"{args.dataset} takes no --set")])
-            data = args.dataset
+            if args.overrides and args.dataset in ("digits", "digits-translation"):
+                raise ConfigError([Problem("--set", "data", f"{args.dataset} is shipped with the package: it takes "
+                                                            "no --set")])
+            data = args.dataset  # an unknown name: train_features lists the valid ones
         else:
             data = data_config(args.dataset, args.overrides)  # ConfigError: exit 2 before training
         info = train_features(data, args.out, seed=args.seed, epochs=args.epochs,
