@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -448,6 +449,10 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
     target = resolve_address(opts.address) if opts.address else None
     check_client_mode(target, uri, opts.storage is not None)
     check_data(resolve_trial(sweep, first_values(sweep.space, sweep.trial)), sweep.source or "sweep")
+    if not sweep.space and sweep.search.num_samples > 1:  # same config, same train.seed: the same trial N times
+        print(f"warning: {sweep.source or 'the sweep'} has no search entries, so its {sweep.search.num_samples} "
+              "trials train the same config with the same train.seed; add a search entry (e.g. "
+              "--set 'optimizer.lr_g={loguniform: [1e-4, 1e-3]}') or --num-samples 1", file=sys.stderr)
     if opts.dry_run:
         print(describe_plan(sweep))
         return SweepOutcome(0)
