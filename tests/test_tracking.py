@@ -66,3 +66,17 @@ def test_child_runs_of_trials_tune_never_saved_are_retired(sweep_runs):
     assert gone.info.lifecycle_stage == "deleted" and gone.info.status == "KILLED"
     assert "1 evaluation(s) logged" in gone.data.tags[tracking.REASON_TAG]
     assert retire_unsaved_trials(c, track, tune_trials) == 0  # twice changes nothing
+
+
+def test_a_sweep_whose_every_trial_errored_failed_and_a_stopped_one_was_interrupted():
+    from ganpipe.tune.driver import EXIT_CODES, sweep_outcome
+
+    def trials(*statuses):
+        return [SimpleNamespace(status=s) for s in statuses]
+
+    assert sweep_outcome(trials("TERMINATED", "ERROR"), 2, False) == "finished"  # one result is enough to rank
+    assert sweep_outcome(trials("ERROR", "ERROR"), 2, False) == "failed"
+    assert sweep_outcome(trials("TERMINATED", "RUNNING"), 2, False) == "interrupted"
+    assert sweep_outcome(trials("TERMINATED"), 2, False) == "interrupted"  # a sample never created
+    assert sweep_outcome(trials("ERROR", "ERROR"), 2, True) == "interrupted"  # Ctrl-C: resumable, not failed
+    assert EXIT_CODES == {"finished": 0, "failed": 1, "interrupted": 130}

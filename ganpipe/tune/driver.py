@@ -533,6 +533,16 @@ def experiment_name(sweep: SweepConfig, opts: SweepOptions) -> str:
 EXIT_CODES = {"finished": 0, "failed": 1, "interrupted": 130}
 
 
+def sweep_outcome(trials, num_samples: int, interrupted: bool) -> str:
+    """"finished": every trial of the budget ended; "failed": moreover every one errored (nothing to rank
+    or promote); "interrupted": otherwise, or Tune was (it then hands back stopped trials as TERMINATED)."""
+    done = (not interrupted and len(trials) == num_samples
+            and all(t.status in ("TERMINATED", "ERROR") for t in trials))
+    if not done:
+        return "interrupted"
+    return "failed" if all(t.status == "ERROR" for t in trials) else "finished"
+
+
 def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Location, seconds: float,
                  interrupted: bool = False) -> str:
     """Report, close runs; "finished" if every trial of the budget has ended and Tune was not interrupted
@@ -541,8 +551,8 @@ def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Location, se
     from ganpipe.tune.report import log_sweep_report
 
     trials = results._experiment_analysis.trials
-    done = (not interrupted and len(trials) == sweep.search.num_samples
-            and all(t.status in ("TERMINATED", "ERROR") for t in trials))
+    ended = sweep_outcome(trials, sweep.search.num_samples, interrupted)
+    done = ended != "interrupted"
     c = tracking.client(track["uri"])
     retired = retire_unsaved_trials(c, track, trials)
     summary = log_sweep_report(sweep, results, track, exp_dir, done)
@@ -550,8 +560,7 @@ def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Location, se
         summary += (f"\ndeleted {retired} child run(s) of trials a killed driver had started after Tune last saved "
                     "its state (Tune never resumed them; restorable in MLflow)")
     upload_study(exp_dir)  # S3: the study's final state beside the results (no-op for a folder)
-    failed = done and all(t.status == "ERROR" for t in trials)
-    if failed:
+    if ended == "failed":
         first = next((str(t.error_file) for t in trials if getattr(t, "error_file", None)), "")
         why = f"every trial failed ({len(trials)}); Tune's error file of one: {first}" if first else \
             f"every trial failed ({len(trials)})"
@@ -566,7 +575,6 @@ def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Location, se
             c, track["experiment_id"], track["parent_run_id"], "KILLED", "sweep interrupted; resume with --resume")
         tracking.end_run(c, track["parent_run_id"], "KILLED", "interrupted; resume with --resume", "killed")
     print(summary)
-    ended = "failed" if failed else "finished" if done else "interrupted"
     print(f"\nsweep {ended} in {seconds:.0f} s; Tune results: {exp_dir}")
     print(f"MLflow: {track['uri']} (experiment {track['experiment_id']}, parent run {track['parent_run_id']})")
     print(f"open the UI: ganpipe ui --tracking-uri {track['uri']}")
