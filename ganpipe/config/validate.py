@@ -497,7 +497,8 @@ def check_files(v: Validator, trial: schema.TrialConfig, space: list[Param], fea
                             msg = features_problem(name, root, size, channels, info, feat)
                             if msg:
                                 problem("eval.features", msg)
-    if features and any(f.lower() in INCEPTION_NAMES for f in cands["eval.features"] if f):
+    from_files = any(d in FILE_DATASETS for d in datasets)  # else eval.features was refused above: no more noise
+    if features and from_files and any(f.lower() in INCEPTION_NAMES for f in cands["eval.features"] if f):
         for weights in cands["eval.inception_weights"]:
             msg = inception_problem(weights)
             if msg:
