@@ -314,3 +314,9 @@ def test_builtin_names_still_work_and_cache_is_per_size(tmp_path):
     get_dataset(DataConfig("mnist", root=str(root)))
     get_dataset(DataConfig("mnist", root=str(root), image_size=8))
     assert load_files.cache_info().currsize == 2
+
+
+def test_inception_on_a_builtin_dataset_is_one_problem(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no weights there: that must not be reported too
+    found = problems(sweep_file(tmp_path, {"dataset": "digits"}), ["eval.features=inception"])
+    assert [key for key, _ in found] == ["eval.features"] and "which is built in" in found[0][1]
