@@ -123,8 +123,11 @@ def test_diverged_trial_is_failed_not_scored(tmp_path):
         failure={"max_failures": 1},
     )
     proc = ganpipe(tmp_path, "sweep", str(path))
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # its only trial diverged: nothing to rank, the sweep ran and failed
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "sweep failed" in proc.stdout and "every trial failed (1)" in proc.stdout
     _, parents, kids = runs(tmp_path, "t-sweep")
+    assert parents[0].info.status == "FAILED" and parents[0].data.tags["ganpipe.status"] == "failed"
     assert len(kids) == 1
     assert kids[0].info.status == "FAILED"
     assert kids[0].data.tags["ganpipe.status"] == "diverged"
