@@ -60,8 +60,10 @@ def run_sweep(folder: Path, sets: list[str], sweep: Path = QUICK) -> tuple[float
     for s in sets:
         cmd += ["--set", s]
     start = time.time()
-    subprocess.run(cmd, cwd=folder, check=True, capture_output=True)
+    proc = subprocess.run(cmd, cwd=folder, capture_output=True, text=True)
     wall = time.time() - start
+    if proc.returncode not in (0, 1):  # 1: every trial failed (diverged), still a measured outcome
+        raise RuntimeError(f"ganpipe sweep exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     (exp,) = [p for p in (folder / "ray_results").iterdir() if p.is_dir()]
     return wall, start, list(ExperimentAnalysis(str(exp)).trial_dataframes.values())
 

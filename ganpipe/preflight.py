@@ -3,7 +3,8 @@
 Validation checks a dataset from files cheaply (headers, listings). A damaged gzip stream, a
 cut-off batch, a label out of range or an unreadable Inception weights file only shows when the
 data or the network is loaded, and then used to fail every trial of a sweep (three retries each)
-with a traceback. Both loads are cached per process, so the trial that follows pays nothing twice.
+with a traceback. Both loads are cached per process, so `ganpipe trial` pays nothing twice; a sweep's
+driver reads them once more than before (its trials run in other processes) and then lets go.
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ def data_problems_as_config_errors(source: str):
         raise ConfigError([Problem(source, e.key, str(e))]) from None
 
 
-def check_data(cfg: TrialConfig, source: str) -> None:
-    """A dataset read from files: read it and load its evaluation's feature network now."""
+def check_data(cfg: TrialConfig, source: str, keep: bool = True) -> None:
+    """A dataset read from files: read it and load its evaluation's feature network now. keep=False (a sweep's
+    driver, whose trials run in other processes) lets go of the loaded data instead of holding it for hours."""
     from ganpipe.data.files import FILE_DATASETS
 
     if cfg.data.dataset not in FILE_DATASETS:
@@ -34,5 +36,13 @@ def check_data(cfg: TrialConfig, source: str) -> None:
     from ganpipe.data import get_dataset
     from ganpipe.metrics.protocol import check_features
 
-    with data_problems_as_config_errors(source):
-        check_features(get_dataset(cfg.data), cfg.eval.features or None, cfg.eval.inception_weights or None)
+    try:
+        with data_problems_as_config_errors(source):
+            check_features(get_dataset(cfg.data), cfg.eval.features or None, cfg.eval.inception_weights or None)
+    finally:
+        if not keep:
+            from ganpipe.data.files import load_files
+            from ganpipe.metrics import image_classifier, inception
+
+            for cached in (load_files, image_classifier._load_cached, inception._load_cached):
+                cached.cache_clear()

@@ -23,7 +23,8 @@ def check_ui_inputs(cli_uri: str | None, uri: str, host: str, port: int) -> list
     if uri.startswith(("http://", "https://")):
         return []
     try:
-        with socket.create_server((host, port)):  # free now; the UI binds it a moment later
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.create_server((host, port), family=family):  # free now; the UI binds it a moment later
             pass
     except OSError as err:
         return [Problem("--port", "port", f"cannot listen on {host}:{port} ({err.strerror or err}); "

@@ -286,6 +286,18 @@ def test_data_that_cannot_be_read_is_bad_input_before_anything_is_written(tmp_pa
         assert expect in capsys.readouterr().err
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray_results").exists()
 
+    # an image whose header reads fine but whose pixel data is damaged: PIL fails only when decoding it
+    pets = write_folder(tmp_path / "pets", size=32)
+    broken = pets / "dog" / "1.png"
+    raw = bytearray(broken.read_bytes())
+    at = raw.index(b"IDAT") + 12
+    raw[at : at + 16] = b"\x00" * 16
+    broken.write_bytes(bytes(raw))
+    from ganpipe.data.files import DataRootError
+
+    with pytest.raises(DataRootError, match=f"{broken} is not a readable image"):
+        get_dataset(DataConfig("image-folder", root=str(pets)))
+
 
 def test_unlabelled_folder_is_evaluated_with_a_classifier_trained_elsewhere(tmp_path):
     from ganpipe.metrics.features_cli import train_features

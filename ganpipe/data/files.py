@@ -247,8 +247,11 @@ def _load_folder(root: Path, size: int, channels: int) -> tuple[np.ndarray, np.n
     mode = "L" if channels == 1 else "RGB"
     out = np.empty((len(files), channels, size, size), dtype=np.uint8)
     for i, path in enumerate(files):
-        with Image.open(path) as im:
-            out[i] = _to_array(_square(im.convert(mode)), size, channels)
+        try:
+            with Image.open(path) as im:
+                out[i] = _to_array(_square(im.convert(mode)), size, channels)
+        except Exception as e:  # noqa: BLE001 - PIL decodes lazily and fails in many ways (even SyntaxError)
+            raise DataRootError(f"{path} is not a readable image ({type(e).__name__}: {e})") from None
     return out, (np.asarray(labels, dtype=np.int64) if classes else None), classes
 
 

@@ -209,7 +209,11 @@ def _load_cached(path: str, mtime_ns: int) -> tuple[FIDInceptionV3, str]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} is not a state_dict of tensors (expected {WEIGHTS_FILE})")
     net = FIDInceptionV3()
-    missing, unexpected = net.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # same names, other shapes: e.g. torchvision's 1000-class inception_v3 weights
+        raise ValueError(f"{path} does not hold the FID Inception weights ({WEIGHTS_FILE}): "
+                         f"{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}") from None
     if missing or unexpected:
         raise ValueError(f"{path} does not hold the FID Inception weights ({WEIGHTS_FILE}): "
                          f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")

@@ -163,7 +163,8 @@ class _ClassifierFeatures(_ModelFeatures):
             raise FeaturesMissing(
                 f"{default} was trained on other data than {dataset.root} (data sha256 {meta.get('data_sha256')}, "
                 f"this data {dataset.content_sha256}); train one for it: ganpipe features train {dataset.name} "
-                f"--set data.root={dataset.root}, or name the classifier you mean in eval.features")
+                f"--set data.root={dataset.root} --set data.image_size={s} --set data.channels={c}, "
+                "or name the classifier you mean in eval.features")
         path = path or default
         super().__init__(shared, name=f"{meta['arch_version']}:{meta['dataset']}")
         self.path = path

@@ -66,7 +66,7 @@ class Context:
 
 
 class StageFailed(Exception):
-    """A stage ran and failed; the pipeline ends FAILED with exit 1 (resumable once the cause is fixed)."""
+    """A stage ran and failed; the pipeline ends FAILED with exit 1 (--resume reruns that stage afresh)."""
 
 
 # ---- stages --------------------------------------------------------------------------------
@@ -85,6 +85,7 @@ def _run_sweep_stage(ctx: Context, stage: Stage, st: dict, overrides: list[str])
     st["parent_run_id"] = outcome.track["parent_run_id"]
     st["overrides"] = overrides
     if outcome.exit_code == 1:  # every trial failed: nothing for the stages after it to work on
+        st["status"] = "failed"  # --resume starts this stage's sweep afresh (Tune would not re-run errored trials)
         raise StageFailed(f"stage {stage.name}: every trial of its sweep failed (see its table above)")
     if outcome.done:
         st["status"] = "done"
@@ -194,7 +195,8 @@ def open_pipeline(pipeline: Pipeline, opts: PipelineOptions) -> Context:
             sweep = load_sweep(pipeline.sweep_path, pipeline.set + stage.set)
             if not opts.address and not ray.is_initialized():
                 check_local_resources(sweep, opts.num_cpus)
-            check_data(resolve_trial(sweep, first_values(sweep.space, sweep.trial)), sweep.source or "sweep")
+            check_data(resolve_trial(sweep, first_values(sweep.space, sweep.trial)), sweep.source or "sweep",
+                       keep=False)
     if opts.resume:
         found = [p for p in storage.folders(f"{pipeline.name}-") if (p / STATE_FILE).exists()]
         if not found:
@@ -235,6 +237,13 @@ def run_pipeline(pipeline: Pipeline, opts: PipelineOptions) -> int:
                 print(f"\npipeline interrupted in stage {stage.name}: ganpipe run {pipeline.source} --resume"
                       f" --storage {ctx.folder.parent}")
                 return 130
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM outside a sweep's own graceful stop (a recheck, a promotion)
+        ctx.save()
+        experiment_id = ctx.client.get_run(ctx.state["run_id"]).info.experiment_id
+        tracking.close_running_children(ctx.client, experiment_id, ctx.state["run_id"], "KILLED", "pipeline interrupted")
+        tracking.end_run(ctx.client, ctx.state["run_id"], "KILLED", "interrupted; resume with --resume", "killed")
+        print(f"\npipeline interrupted: ganpipe run {pipeline.source} --resume --storage {ctx.folder.parent}")
+        return 130
     except StageFailed as err:
         ctx.save()
         tracking.end_run(ctx.client, ctx.state["run_id"], "FAILED", str(err), "failed")

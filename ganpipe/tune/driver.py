@@ -165,6 +165,7 @@ def connect_ray(address: str | None, num_cpus: int | None) -> bool:
         how = f" (--address {address})" if target != address else ""
         print(f"joined the Ray cluster at {target}{how}: {len(nodes)} node(s), {cpus:g} CPUs, {gpus:g} GPUs"
               + (", as a Ray Client" if is_ray_client(target) else ""))
+        sigterm_as_ctrl_c()  # ray.init put in Ray's own SIGTERM handler, which exits without closing runs
         return True
     ray.init(
         # "local": always a new in-process Ray; without it ray.init() joins a cluster that `ray start`
@@ -176,6 +177,7 @@ def connect_ray(address: str | None, num_cpus: int | None) -> bool:
         configure_logging=True,
         logging_level="WARNING",
     )
+    sigterm_as_ctrl_c()  # ray.init put in Ray's own SIGTERM handler, which exits without closing runs
     return True
 
 
@@ -297,9 +299,10 @@ def check_local_resources(sweep: SweepConfig, num_cpus: int | None) -> None:
     if cpu <= cpus and gpu <= gpus:
         return
     given = "--num-cpus" if num_cpus else "this machine's cores"
+    seen = "" if gpus else " (torch sees no CUDA device)"
     raise ConfigError([Problem(sweep.source or "sweep", "resources",
                                f"a trial asks for cpu {cpu:g}, gpu {gpu:g} but the local Ray has {cpus} CPUs "
-                               f"({given}) and {gpus} GPUs; ask for less (e.g. --set resources.gpu=0) "
+                               f"({given}) and {gpus} GPUs{seen}; ask for less (e.g. --set resources.gpu=0) "
                                "or join a cluster with --address")])
 
 
@@ -448,7 +451,7 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
     storage = parse_storage(opts.storage)
     target = resolve_address(opts.address) if opts.address else None
     check_client_mode(target, uri, opts.storage is not None)
-    check_data(resolve_trial(sweep, first_values(sweep.space, sweep.trial)), sweep.source or "sweep")
+    check_data(resolve_trial(sweep, first_values(sweep.space, sweep.trial)), sweep.source or "sweep", keep=False)
     if not sweep.space and sweep.search.num_samples > 1:  # same config, same train.seed: the same trial N times
         print(f"warning: {sweep.source or 'the sweep'} has no search entries, so its {sweep.search.num_samples} "
               "trials train the same config with the same train.seed; add a search entry (e.g. "
@@ -465,7 +468,6 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table with our metric columns
     started_here = connect_ray(opts.address, opts.num_cpus)
-    sigterm_as_ctrl_c()  # ray.init replaced it with Ray's own, which aborts
     client = bool(target and is_ray_client(target))
     try:
         check_resources(sweep)

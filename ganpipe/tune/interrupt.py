@@ -43,4 +43,14 @@ def sigterm_as_ctrl_c() -> None:
     by ray.init, aborts) and leaves MLflow runs RUNNING: take it as a Ctrl-C instead (Tune's graceful stop,
     runs KILLED, resumable; a second one forces). Main thread only, as every Python signal handler."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda signum, frame: signal.raise_signal(signal.SIGINT))
+        signal.signal(signal.SIGTERM, _as_ctrl_c)
+
+
+def _as_ctrl_c(signum, frame) -> None:
+    """Whatever Ctrl-C would do now (Tune's graceful stop inside fit); a KeyboardInterrupt where SIGINT is
+    ignored (a background job of a non-interactive shell) or left at its default."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and handler is not signal.default_int_handler:
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
