@@ -25,6 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = ROOT / "sweeps"
 
+# the cheapest corner of stability.yaml's space: trains ~10x faster than the protocol evaluates
+# (also measured on a GPU by gpu_check.py and gpu_step.py)
+STABILITY_MLP_CORNER = ["model.architecture=mlp", "model.width=32", "train.n_disc=1", "train.batch_size=64"]
+
 # case -> (sweep file, --set overrides); no GPU here, so the stability sweep's gpu share is set to 0
 CASES = {
     "quick": ("quick.yaml", []),
@@ -32,9 +36,7 @@ CASES = {
     "digits": ("digits.yaml", []),
     "translation": ("translation.yaml", []),
     "stability": ("stability.yaml", ["resources.gpu=0"]),
-    # the cheapest corner of the stability space: trains ~10x faster than the protocol evaluates
-    "stability-mlp": ("stability.yaml", ["resources.gpu=0", "model.architecture=mlp", "model.width=32",
-                                          "train.n_disc=1", "train.batch_size=64"]),
+    "stability-mlp": ("stability.yaml", ["resources.gpu=0", *STABILITY_MLP_CORNER]),
 }
 
 

@@ -29,6 +29,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from eval_cost import STABILITY_MLP_CORNER as MLP_CORNER  # noqa: E402 (this script's folder)
 from ganpipe.metrics import Evaluator, fixed_latents  # noqa: E402
 from ganpipe.train.loop import Trainer, make_trainer  # noqa: E402
 from ganpipe.trial import prepare_trial  # noqa: E402
@@ -36,7 +37,6 @@ from ganpipe.trial import prepare_trial  # noqa: E402
 SWEEPS = ROOT / "sweeps"
 GPU = ["resources.gpu=0.25", "search.scheduler.name=none"]
 DEVICE = "cuda"  # --device
-MLP_CORNER = ["model.architecture=mlp", "model.width=32", "train.n_disc=1", "train.batch_size=64"]
 
 
 def timed(fn, repeats: int) -> tuple[object, float]:

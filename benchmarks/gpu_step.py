@@ -26,11 +26,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from eval_cost import STABILITY_MLP_CORNER  # noqa: E402 (this script's folder)
 from ganpipe.train.loop import make_trainer  # noqa: E402
 from ganpipe.trial import prepare_trial  # noqa: E402
 
 CASES = {
-    "stability MLP corner": ["model.architecture=mlp", "model.width=32", "train.n_disc=1", "train.batch_size=64"],
+    "stability MLP corner": STABILITY_MLP_CORNER,
     "stability first values": [],
 }
 

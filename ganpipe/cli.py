@@ -97,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_counts(args: argparse.Namespace) -> None:
-    """Counts that must be positive when given (argparse only checks that they are integers)."""
-    for flag in ("threads", "num_cpus", "num_samples"):
+    """Counts that must be positive when given (argparse only checks that they are integers); --num-samples is
+    run_sweep's own check."""
+    for flag in ("threads", "num_cpus"):
         value = getattr(args, flag, None)
         if value is not None and value < 1:
             option = "--" + flag.replace("_", "-")

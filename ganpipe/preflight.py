@@ -4,7 +4,8 @@ Validation checks a dataset from files cheaply (headers, listings). A damaged gz
 cut-off batch, a label out of range or an unreadable Inception weights file only shows when the
 data or the network is loaded, and then used to fail every trial of a sweep (three retries each)
 with a traceback. Both loads are cached per process, so `ganpipe trial` pays nothing twice; a sweep's
-driver reads them once more than before (its trials run in other processes) and then lets go.
+driver reads them once more than before (its trials run in other processes) and then lets go. What
+passed is remembered for the process, so a pipeline's stages do not read the same data again.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from contextlib import contextmanager
 
 from ganpipe.config.errors import ConfigError, Problem
 from ganpipe.config.schema import TrialConfig
+
+_PASSED: set[tuple] = set()  # (data config, eval.features, eval.inception_weights) already read here
 
 
 @contextmanager
@@ -31,14 +34,16 @@ def check_data(cfg: TrialConfig, source: str, keep: bool = True) -> None:
     driver, whose trials run in other processes) lets go of the loaded data instead of holding it for hours."""
     from ganpipe.data.files import FILE_DATASETS
 
-    if cfg.data.dataset not in FILE_DATASETS:
-        return  # built-in data ships with the package
+    checked = (repr(cfg.data), cfg.eval.features, cfg.eval.inception_weights)
+    if cfg.data.dataset not in FILE_DATASETS or checked in _PASSED:
+        return  # built-in data ships with the package; or this very data was read before in this process
     from ganpipe.data import get_dataset
     from ganpipe.metrics.protocol import check_features
 
     try:
         with data_problems_as_config_errors(source):
             check_features(get_dataset(cfg.data), cfg.eval.features or None, cfg.eval.inception_weights or None)
+        _PASSED.add(checked)
     finally:
         if not keep:
             from ganpipe.data.files import load_files

@@ -71,10 +71,12 @@ def choose_out_dir(out: str | None, name: str) -> Path:
     return path
 
 
-def make_out_dir(path: Path) -> None:
+def write_config(path: Path, cfg: TrialConfig) -> None:
+    """The output folder with the resolved config in it: the trial's first write, so a folder it cannot write
+    is still bad input."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        (path / "config.yaml").touch()
+        (path / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
     except OSError as e:
         raise ConfigError([Problem("--out", "out", f"cannot write to {path}: {e.strerror or e}")]) from None
 
@@ -91,8 +93,7 @@ def run_trial(sweep_path: str, overrides: list[str], out: str | None, threads: i
     # before the output folder exists
     with data_problems_as_config_errors(sweep.source or sweep_path):
         trainer = make_trainer(cfg, device=device)
-    make_out_dir(out_dir)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(asdict(cfg), sort_keys=False))
+    write_config(out_dir, cfg)
     print(f"trial {sweep.name}: {cfg.data.dataset}, {cfg.model.architecture}, {cfg.loss.name}, {cfg.optimizer.name}")
     if values:
         print("search entries at: " + ", ".join(f"{k}={v}" for k, v in values.items()))

@@ -536,8 +536,9 @@ EXIT_CODES = {"finished": 0, "failed": 1, "interrupted": 130}
 
 
 def sweep_outcome(trials, num_samples: int, interrupted: bool) -> str:
-    """"finished": every trial of the budget ended; "failed": moreover every one errored (nothing to rank
-    or promote); "interrupted": otherwise, or Tune was (it then hands back stopped trials as TERMINATED)."""
+    """One of EXIT_CODES: finished = every trial of the budget ended; failed = moreover every one errored
+    (nothing to rank or promote); interrupted = otherwise, or Tune was (it then hands back the trials it
+    stopped as TERMINATED, like finished ones)."""
     done = (not interrupted and len(trials) == num_samples
             and all(t.status in ("TERMINATED", "ERROR") for t in trials))
     if not done:
@@ -547,9 +548,7 @@ def sweep_outcome(trials, num_samples: int, interrupted: bool) -> str:
 
 def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Location, seconds: float,
                  interrupted: bool = False) -> str:
-    """Report, close runs; "finished" if every trial of the budget has ended and Tune was not interrupted
-    (after a Ctrl-C, Tune hands back the trials it stopped as TERMINATED; --resume continues them),
-    "failed" if moreover every trial errored (nothing to rank or promote), else "interrupted"."""
+    """Report, close the runs as the sweep ended; returns sweep_outcome's word for it."""
     from ganpipe.tune.report import log_sweep_report
 
     trials = results._experiment_analysis.trials
@@ -563,9 +562,8 @@ def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Location, se
                     "its state (Tune never resumed them; restorable in MLflow)")
     upload_study(exp_dir)  # S3: the study's final state beside the results (no-op for a folder)
     if ended == "failed":
-        first = next((str(t.error_file) for t in trials if getattr(t, "error_file", None)), "")
-        why = f"every trial failed ({len(trials)}); Tune's error file of one: {first}" if first else \
-            f"every trial failed ({len(trials)})"
+        why = f"every trial failed ({len(trials)})" + next(
+            (f"; Tune's error file of one: {t.error_file}" for t in trials if t.error_file), "")
         tracking.close_running_children(c, track["experiment_id"], track["parent_run_id"], "FAILED", why)
         tracking.end_run(c, track["parent_run_id"], "FAILED", why, "failed")
         summary += f"\n{why}"

@@ -47,10 +47,9 @@ def sigterm_as_ctrl_c() -> None:
 
 
 def _as_ctrl_c(signum, frame) -> None:
-    """Whatever Ctrl-C would do now (Tune's graceful stop inside fit); a KeyboardInterrupt where SIGINT is
-    ignored (a background job of a non-interactive shell) or left at its default."""
+    """Whatever Ctrl-C would do now (Tune's graceful stop inside fit, else Python's KeyboardInterrupt); a
+    KeyboardInterrupt also where SIGINT is ignored (a background job of a non-interactive shell)."""
     handler = signal.getsignal(signal.SIGINT)
-    if callable(handler) and handler is not signal.default_int_handler:
-        handler(signal.SIGINT, frame)
-    else:
+    if not callable(handler):  # SIG_IGN or SIG_DFL
         raise KeyboardInterrupt
+    handler(signal.SIGINT, frame)
