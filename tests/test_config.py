@@ -199,7 +199,7 @@ def test_float_strings_are_coerced(tmp_path):
     sweep = load_sweep(write(tmp_path, """
         name: t
         optimizer: {lr_g: 1e-3, lr_d: {loguniform: [1e-5, 1e-3]}, beta2: {choice: [9e-1, 0.99]}}
-        loss: {gp_weight: 5}
+        loss: {name: wgan-gp, gp_weight: 5}
         train: {steps: 1e4}
         """))
     assert sweep.trial.optimizer.lr_g == 0.001 and isinstance(sweep.trial.optimizer.lr_g, float)
@@ -379,3 +379,51 @@ def test_a_binary_file_is_bad_input_not_a_decode_traceback(tmp_path):
         with pytest.raises(ConfigError) as err:
             load(path)
         assert str(err.value) == f"{path}: (file): not a UTF-8 text file (byte 0): {what} is YAML text"
+
+
+# ---- values no trial would use ------------------------------------------------------------
+@pytest.mark.parametrize("text,overrides,key,fragment", [
+    # typed on the command line: the fix names the key to set
+    ("name: t\nloss: hinge\n", ["loss.gp_weight=20"], "loss.gp_weight",
+     "used only when loss.name is wgan-gp, and loss.name is hinge: add --set loss.name=wgan-gp"),
+    ("name: t\n", ["optimizer={name: rmsprop, beta2: 0.9}"], "optimizer.beta2",
+     "used only when optimizer.name is adam, and optimizer.name is rmsprop"),
+    ("name: t\ndata: digits\nmodel: dcgan\n", ["loss.cycle_weight=3"], "loss.cycle_weight",
+     "data.dataset is digits"),
+    # the file contradicts itself
+    ("name: t\nloss: {name: ns, gp_weight: 5}\n", [], "loss.gp_weight", "leave loss.gp_weight out"),
+    ("name: t\noptimizer: {name: {choice: [rmsprop]}, beta1: 0.2}\n", [], "optimizer.beta1", "rmsprop"),
+])
+def test_a_fixed_value_no_trial_uses_is_refused(tmp_path, text, overrides, key, fragment):
+    path = write(tmp_path, text)
+    problem = assert_problem(problems_of(path, overrides), key, fragment)
+    assert problem.file == ("--set" if overrides else str(path))
+
+
+def test_values_that_some_trial_uses_pass(tmp_path):
+    # the loss is searched, so a fixed gp_weight applies to its wgan-gp trials
+    sweep = load_sweep(write(tmp_path, SPACE_YAML), ["loss.gp_weight=20"])
+    assert sweep.trial.loss.gp_weight == 20
+    # a conditional distribution under a fixed parent is never sampled: fine
+    assert load_sweep(write(tmp_path, SPACE_YAML), ["loss=hinge"]).trial.loss.name == "hinge"
+    # the file's wgan-gp weight, made unused by a --set of the loss: the user switched on purpose
+    path = write(tmp_path, "name: t\nloss: {name: wgan-gp, gp_weight: 5}\noptimizer: {beta1: 0.0}\n")
+    sweep = load_sweep(path, ["loss=hinge", "optimizer.name=rmsprop"])
+    assert (sweep.trial.loss.name, sweep.trial.optimizer.name) == ("hinge", "rmsprop")
+
+
+def test_one_trial_checks_against_its_first_values(tmp_path):
+    """`ganpipe trial` takes the first loss (ns), so a gp_weight fits the sweep but not the trial."""
+    path = write(tmp_path, SPACE_YAML)
+    load_sweep(path, ["loss.gp_weight=20"])
+    with pytest.raises(ConfigError) as err:
+        load_sweep(path, ["loss.gp_weight=20"], single_trial=True)
+    assert_problem(err.value.problems, "loss.gp_weight", "loss.name is ns (its first value): add --set loss.name=wgan-gp")
+    assert load_sweep(path, ["loss.gp_weight=20", "loss=wgan-gp"], single_trial=True).trial.loss.gp_weight == 20
+
+
+def test_a_cross_key_problem_names_the_set_that_caused_it(tmp_path):
+    """`--set data=mnist` on a file without data.root: the file's key, with the --set that made it wrong."""
+    problems = problems_of(write(tmp_path, "name: t\n"), ["data=mnist"])
+    problem = assert_problem(problems, "data.root", "required for mnist")
+    assert problem.file == f"{tmp_path / 'sweep.yaml'} (with --set data.dataset)"

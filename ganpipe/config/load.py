@@ -25,6 +25,7 @@ from ganpipe.config.validate import (
     TRIAL_CLASSES,
     Validator,
     check_conditional,
+    check_only_when,
     check_files,
     check_translation,
     fields_of,
@@ -166,6 +167,7 @@ def load_sweep(path, overrides: Iterable[str] = (), single_trial: bool = False) 
     check_files(v, trial, space)  # data.root and eval.features: files are there and fit, before anything runs
     check_conditional(v, trial, space)
     check_translation(v, trial, space)
+    check_only_when(v, raw, trial, space, single_trial)
     if not single_trial:
         _grace_period(v, sections["search"], trial, space)
     if problems:

@@ -36,7 +36,7 @@ class ModelConfig:
 class LossConfig:
     name: str = "ns"  # registry name: bce, ns, wgan-gp, hinge, lsgan
     gp_weight: float = 10.0  # lambda of the gradient penalty (wgan-gp only)
-    r1_weight: float = 0.0  # R1 penalty on real data; 0 = off
+    r1_weight: float = 0.0  # R1 penalty on real data, added to any loss (wgan-gp's own penalty too); 0 = off
     # translation datasets only (CycleGAN): L1 weights of cycle consistency and identity
     cycle_weight: float = 10.0
     identity_weight: float = 5.0

@@ -15,8 +15,8 @@ from functools import cache
 from typing import Any
 
 from ganpipe.config import schema
-from ganpipe.config.errors import Problem
-from ganpipe.config.space import KINDS, CycleError, Param, get_path, ordered
+from ganpipe.config.errors import ConfigError, Problem
+from ganpipe.config.space import KINDS, CycleError, Param, apply, first_values, get_path, ordered
 
 BAD = object()  # a value that failed its check (its Problem is already recorded)
 
@@ -227,9 +227,18 @@ class Validator:
         self.overridden = overridden  # keys set by --set: their problems name "--set"
         self.problems: list[Problem] = []
 
-    def problem(self, key: str, message: str) -> None:
-        from_set = any(key == o or key.startswith(o + ".") for o in self.overridden)
-        self.problems.append(Problem("--set" if from_set else self.file, key, message))
+    def _from_set(self, key: str) -> bool:
+        return any(key == o or key.startswith(o + ".") for o in self.overridden)
+
+    def problem(self, key: str, message: str, related: tuple[str, ...] = ()) -> None:
+        """`related`: the other keys a cross-key problem depends on; when one of them came from --set and
+        `key` from the file, the file is named "with --set" those keys, so neither takes the whole blame."""
+        if self._from_set(key):
+            source = "--set"
+        else:
+            by_set = [r for r in related if r != key and self._from_set(r)]
+            source = f"{self.file} (with --set {', '.join(by_set)})" if by_set else self.file
+        self.problems.append(Problem(source, key, message))
 
     # -- sections --
     def section(self, cls: type, raw: Any, key: str, allow_dist: bool, space: list[Param]):
@@ -470,7 +479,7 @@ def check_files(v: Validator, trial: schema.TrialConfig, space: list[Param], fea
     def problem(key: str, msg: str) -> None:
         if (key, msg) not in seen:
             seen.add((key, msg))
-            v.problem(key, msg)
+            v.problem(key, msg, related=("data.dataset", *FILE_KEYS))
 
     datasets = cands["data.dataset"]
     builtin = [d for d in datasets if d not in FILE_DATASETS]
@@ -562,18 +571,21 @@ def check_conditional(v: Validator, trial: schema.TrialConfig, space: list[Param
         return
     from ganpipe.nets import CONDITIONAL_ARCHITECTURES
 
+    def problem(msg: str) -> None:
+        v.problem("model.conditional", msg, related=("model.architecture", "data.dataset", "data.root", "eval.features"))
+
     archs = _candidates(v, "model.architecture", trial, by_path) or []
     if cond is not None and "model.architecture" in cond.when:
         archs = [a for a in archs if a in cond.when["model.architecture"]]
     bad = [a for a in archs if a not in CONDITIONAL_ARCHITECTURES]
     if bad:
         may = "may be" if len(archs) > 1 else "is"
-        v.problem("model.conditional", f"true needs architecture {' or '.join(CONDITIONAL_ARCHITECTURES)} (class-"
-                                       f"conditional G, projection D); model.architecture {may} {bad[0]}"
-                                       + (": search it with when: {model.architecture: [dcgan, resnet]}" if may == "may be" else ""))
+        problem(f"true needs architecture {' or '.join(CONDITIONAL_ARCHITECTURES)} (class-conditional G, "
+                f"projection D); model.architecture {may} {bad[0]}"
+                + (": search it with when: {model.architecture: [dcgan, resnet]}" if may == "may be" else ""))
     if any(f and f.lower() in INCEPTION_NAMES for f in _candidates(v, "eval.features", trial, by_path) or []):
-        v.problem("model.conditional", "true needs a classifier of the data's classes for its class metrics; "
-                                       "eval.features inception has none: leave eval.features to the dataset's classifier")
+        problem("true needs a classifier of the data's classes for its class metrics; "
+                "eval.features inception has none: leave eval.features to the dataset's classifier")
     from ganpipe.data.files import FILE_DATASETS, DataRootError, probe
 
     for name in _candidates(v, "data.dataset", trial, by_path) or []:
@@ -586,8 +598,8 @@ def check_conditional(v: Validator, trial: schema.TrialConfig, space: list[Param
         else:
             labelled, what = name in LABELLED_BUILTIN, f"{name} has no class labels to condition on"
         if not labelled:
-            v.problem("model.conditional", f"true needs labelled data (digits, mnist, fashion-mnist, cifar10, or an "
-                                           f"image-folder with one sub-folder per class); {what}")
+            problem(f"true needs labelled data (digits, mnist, fashion-mnist, cifar10, or an "
+                    f"image-folder with one sub-folder per class); {what}")
 
 
 def check_translation(v: Validator, trial: schema.TrialConfig, space: list[Param]) -> None:
@@ -605,4 +617,64 @@ def check_translation(v: Validator, trial: schema.TrialConfig, space: list[Param
     for arch in _candidates(v, "model.architecture", trial, by_path) or []:
         if arch not in TRANSLATION_ARCHITECTURES:
             v.problem("model.architecture", f"data.dataset {tasks[0]} trains image-to-image networks: "
-                                            f"{' or '.join(TRANSLATION_ARCHITECTURES)}, got {arch}")
+                                            f"{' or '.join(TRANSLATION_ARCHITECTURES)}, got {arch}", related=("data.dataset",))
+
+
+# key -> (the key that decides whether it is used, the values under which it is)
+ONLY_WHEN: dict[str, tuple[str, tuple[str, ...]]] = {
+    "loss.gp_weight": ("loss.name", ("wgan-gp",)),
+    "optimizer.beta1": ("optimizer.name", ("adam",)),
+    "optimizer.beta2": ("optimizer.name", ("adam",)),
+    "loss.cycle_weight": ("data.dataset", ("digits-translation",)),
+    "loss.identity_weight": ("data.dataset", ("digits-translation",)),
+}
+
+
+def given(raw: dict, path: str) -> bool:
+    """Whether the sweep mapping (after --set) names `path` itself, not leaving it at its default."""
+    section, _, name = path.partition(".")
+    node = raw.get(section)
+    if isinstance(node, str) and section in PRIMARY:  # `loss: hinge` names only the loss
+        return name == PRIMARY[section]
+    return isinstance(node, dict) and name in node
+
+
+def check_only_when(v: Validator, raw: dict, trial: schema.TrialConfig, space: list[Param],
+                    single_trial: bool = False) -> None:
+    """A fixed value given for a key that no trial will use (gp_weight without wgan-gp, betas without adam)
+    is almost always a mistake, most of all one typed on the command line: say so. `single_trial`: the one
+    trial of `ganpipe trial`, whose searched keys take their first values.
+    A distribution whose `when` never holds is a conditional parameter under a fixed parent: fine. So is a
+    file's value made unused by a --set of the key deciding it (`--set loss=hinge` on a wgan-gp sweep)."""
+    by_path = {p.path: p for p in space}
+    first = None
+    if single_trial:
+        try:
+            first = apply(trial, first_values(space, trial), space)
+        except (ValueError, KeyError, ConfigError):
+            return  # a broken space: its problems are reported already
+    for key, (decider, allowed) in ONLY_WHEN.items():
+        if key in by_path or not given(raw, key) or any(p.key in (key, decider) for p in v.problems):
+            continue
+        if v._from_set(decider) and not v._from_set(key):
+            continue
+        p = by_path.get(decider)
+        if p is not None and p.kind != "choice":
+            continue  # refused elsewhere
+        if first is not None:
+            values = [get_path(first, decider)]
+        elif p is None:
+            values = [get_path(trial, decider)]
+        else:
+            values = list(p.choices or [])
+        if first is None and p is not None and p.when:
+            values.append(p.default if p.default is not None else get_path(trial, decider))
+        if any(x in allowed for x in values):
+            continue
+        values = list(dict.fromkeys(values))
+        state = f"is {values[0]}" + (" (its first value)" if first is not None and p is not None else "") \
+            if len(values) == 1 else f"can only be {', '.join(map(str, values))}"
+        fix = (f"add --set {decider}={allowed[0]}, or leave {key} out" if v._from_set(key)
+               else f"leave {key} out")
+        v.problem(key, f"has no effect: it is used only when {decider} is {' or '.join(allowed)}, and {decider} "
+                       f"{state}: {fix}", related=(decider,))
