@@ -125,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
 
         sweep = load_sweep(args.sweep, args.overrides)
         opts = SweepOptions(args.address, args.num_samples, args.tracking_uri, args.storage, args.resume,
-                            args.dry_run, args.num_cpus)
+                            args.dry_run, args.num_cpus, overrides=list(args.overrides))
         return run_sweep(sweep, Path(args.sweep).read_text(), opts).exit_code
     if args.command == "run":
         from ganpipe.pipeline.config import load_pipeline

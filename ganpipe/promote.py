@@ -138,7 +138,8 @@ def rank(cands: list[Candidate], objectives: list[str]) -> list[Candidate]:
     return sorted(cands, key=lambda c: c.fid)
 
 
-def recheck(c, ranked: list[Candidate], top_k: int, seeds: int, resources, log=print) -> list[Candidate]:
+def recheck(c, ranked: list[Candidate], top_k: int, seeds: int, resources, log=print,
+            address: str | None = None, num_cpus: int | None = None) -> list[Candidate]:
     """Re-train the top-k configs with `seeds` seeds at full budget; re-rank them by the median fid."""
     from ganpipe.train.checkpoint import load_checkpoint
     from ganpipe.tune.recheck import recheck_seeds
@@ -147,7 +148,7 @@ def recheck(c, ranked: list[Candidate], top_k: int, seeds: int, resources, log=p
     with tempfile.TemporaryDirectory() as tmp:
         configs = {cand.run_id: load_checkpoint(tracking.download_best_checkpoint(c, cand.run_id, Path(tmp) / cand.run_id))[0]
                    for cand in top}
-    medians = recheck_seeds(configs, seeds, resources, log)
+    medians = recheck_seeds(configs, seeds, resources, log, address, num_cpus)
     for cand in top:
         cand.score = medians[cand.run_id]["median_fid"]
     return sorted(top, key=lambda cand: cand.score) + ranked[top_k:]
@@ -156,11 +157,12 @@ def recheck(c, ranked: list[Candidate], top_k: int, seeds: int, resources, log=p
 # ---- the whole step --------------------------------------------------------------------
 def promote(uri: str, cfg: PromoteConfig, objectives: list[str], parent_run_ids: list[str], dry_run: bool = False,
             scores: dict[str, float] | None = None, resources: ResourcesConfig | None = None,
-            log=print) -> Decision:
+            log=print, address: str | None = None, num_cpus: int | None = None) -> Decision:
     """Promote the best trial of the sweeps whose parent runs are given.
 
     scores: an already measured ranking score per child run id (a pipeline's seed
     re-check, lower is better); those candidates rank first, by score.
+    address, num_cpus: where a seed re-check runs (as for `ganpipe sweep`).
     """
     c = tracking.client(uri)
     parents = [c.get_run(run_id) for run_id in parent_run_ids]
@@ -183,7 +185,8 @@ def promote(uri: str, cfg: PromoteConfig, objectives: list[str], parent_run_ids:
             cand.score = scores[cand.run_id]
         ranked = checked + [cand for cand in ranked if cand.run_id not in scores]
     elif cfg.recheck_top_k > 0 and not dry_run:
-        ranked = recheck(c, ranked, cfg.recheck_top_k, cfg.recheck_seeds, resources or ResourcesConfig(), log)
+        ranked = recheck(c, ranked, cfg.recheck_top_k, cfg.recheck_seeds, resources or ResourcesConfig(), log,
+                         address, num_cpus)
     winner = ranked[0]
 
     existing = tracking.find_version(c, model_name, winner.source)

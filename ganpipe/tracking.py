@@ -135,7 +135,12 @@ def log_metrics(c: MlflowClient, run_id: str, metrics: dict[str, float], step: i
 
 
 def reopen(c: MlflowClient, run_id: str) -> None:
-    """A resumed sweep or trial carries on in the same run."""
+    """A resumed sweep or trial carries on in the same run; the tags of how it last ended ("interrupted;
+    resume with --resume") go, so a run that then finishes does not keep them."""
+    tags = c.get_run(run_id).data.tags
+    for tag in (REASON_TAG, STATUS_TAG):
+        if tag in tags:
+            c.delete_tag(run_id, tag)
     c.update_run(run_id, status="RUNNING")
 
 

@@ -51,6 +51,13 @@ class FolderReporter:
     def on_end(self, result: TrialResult, trainer) -> None:
         pass
 
+    def last_metrics(self) -> dict:
+        """The last evaluation's metrics written, {} before the first."""
+        if not self.metrics_file.exists():
+            return {}
+        lines = self.metrics_file.read_text().splitlines()
+        return {k: v for k, v in json.loads(lines[-1]).items() if k != "step"} if lines else {}
+
 
 def prepare_trial(sweep_path: str, overrides: list[str]) -> tuple[SweepConfig, TrialConfig, dict]:
     """Load and validate; raise ConfigError before anything is written."""
@@ -88,6 +95,9 @@ def run_trial(sweep_path: str, overrides: list[str], out: str | None, threads: i
     out_dir = choose_out_dir(out, sweep.name)
     set_threads(threads or max(1, int(sweep.resources.cpu)))
     device = "cuda" if sweep.resources.gpu > 0 and torch.cuda.is_available() else "cpu"
+    if sweep.resources.gpu > 0 and device == "cpu":
+        print(f"note: resources.gpu is {sweep.resources.gpu:g} but torch sees no CUDA device: training on the CPU",
+              file=sys.stderr)
     start = time.perf_counter()
     # reads the data and the evaluation's feature network: data that cannot be read is bad input, refused
     # before the output folder exists
@@ -99,20 +109,23 @@ def run_trial(sweep_path: str, overrides: list[str], out: str | None, threads: i
         print("search entries at: " + ", ".join(f"{k}={v}" for k, v in values.items()))
     print(f"output: {out_dir}")
 
-    with tqdm(total=cfg.train.steps, unit="step", file=sys.stderr, mininterval=1.0) as bar:
-        reporter = FolderReporter(out_dir, bar)
-        result = trainer.train(reporter, progress=bar.update)
-    summary = {
-        "status": result.status,
-        "message": result.message,
-        "step": result.step,
-        "wall_seconds": time.perf_counter() - start,
-        "metrics": result.metrics,
-        "best": result.best,
-        "params": values,
-        "protocol": trainer.evaluator.protocol,
-    }
-    (out_dir / "result.json").write_text(json.dumps(summary, indent=2))
+    def write_result(status: str, message: str, step: int, metrics: dict, best: dict) -> dict:
+        summary = {"status": status, "message": message, "step": step, "wall_seconds": time.perf_counter() - start,
+                   "metrics": metrics, "best": best, "params": values, "protocol": trainer.evaluator.protocol}
+        (out_dir / "result.json").write_text(json.dumps(summary, indent=2))
+        return summary
+
+    reporter = FolderReporter(out_dir)
+    try:
+        with tqdm(total=cfg.train.steps, unit="step", file=sys.stderr, mininterval=1.0) as bar:
+            reporter.progress = bar
+            result = trainer.train(reporter, progress=bar.update)
+    except KeyboardInterrupt:  # what it got to, then Ctrl-C as usual (exit 130)
+        last = reporter.last_metrics()
+        write_result("interrupted", f"interrupted at step {trainer.step}", trainer.step, last, trainer.best)
+        print(f"interrupted at step {trainer.step}; results so far: {out_dir / 'result.json'}", file=sys.stderr)
+        raise
+    summary = write_result(result.status, result.message, result.step, result.metrics, result.best)
     if result.status == "diverged":
         print(f"DIVERGED: {result.message}")
     else:

@@ -65,6 +65,9 @@ def assert_problem(problems: list[Problem], key: str, fragment: str) -> Problem:
 BAD = [
     # (yaml, key, message fragment)
     ("description: x", "name", "required"),
+    ("name: t\npromote: {model_name: a/b}", "promote.model_name", "letters, digits"),  # MLflow refuses it late
+    ("name: t\npromote: {model_name: 'x@y'}", "promote.model_name", "letters, digits"),  # models:/NAME@ALIAS
+    ("name: t\nsearch: {sampler: cmaes, objectives: [fid, diversity]}", "search.sampler", "one objective"),
     ("name: 'bad name!'", "name", "letters, digits"),
     ("name: t\nmodle: {width: 3}", "modle", "valid: name, description, data"),
     ("name: t\nmodel: {widht: 3}", "model.widht", "valid: architecture, latent_dim"),

@@ -39,6 +39,8 @@ def test_shipped_pipelines_load(path):
     ({"name": "p", "sweep": "s.yaml", "stages": []}, "stages", "non-empty"),
     ({"name": "p", "sweep": "s.yaml", "stages": [{"kind": "tune"}]}, "stages[0].kind", "valid: sweep, narrow"),
     ({"name": "p", "sweep": "s.yaml", "stages": [{"kind": "narrow"}]}, "stages[0].kind", "needs a sweep"),
+    ({"name": "p", "sweep": "s.yaml", "stages": [{"kind": "promote"}, {"kind": "sweep"}]}, "stages[0].kind",
+     "needs a sweep"),
     ({"name": "p", "sweep": "s.yaml", "stages": [{"kind": "sweep"}, {"kind": "recheck", "seeds": 0}]},
      "stages[1].seeds", ">= 1"),
     ({"name": "p", "sweep": "s.yaml", "stages": [{"kind": "sweep", "top_k": 2}]}, "stages[0].top_k", "unknown key"),
@@ -51,6 +53,20 @@ def test_malformed_pipelines_are_reported(tmp_path, data, key, fragment):
     with pytest.raises(ConfigError) as err:
         load_pipeline(write(tmp_path, data))
     assert any(p.key == key and fragment in p.message for p in err.value.problems), err.value
+
+
+def test_a_stage_problem_names_the_override_list_it_came_from(tmp_path):
+    """Overrides come from the pipeline's `set`, the command line's --set and the stage's `set`; a problem
+    from one of them names that one, not a "--set" the user never typed."""
+    (tmp_path / "s.yaml").write_text((ROOT / "sweeps" / "ring8.yaml").read_text())
+    path = write(tmp_path, {"name": "p", "sweep": "s.yaml", "set": ["train.steps=0"],
+                            "stages": [{"kind": "sweep", "set": ["data=mnist"]}]})
+    with pytest.raises(ConfigError) as err:
+        load_pipeline(path, ["model.width=0"])
+    sources = {p.key: p.file for p in err.value.problems}
+    assert sources["train.steps"] == f"{path} set"
+    assert sources["model.width"] == "--set"
+    assert sources["data.root"] == f"{(tmp_path / 's.yaml').resolve()} (with {path} stages[0].set: data.dataset)"
 
 
 # ---- narrowing -------------------------------------------------------------------------------
@@ -151,3 +167,40 @@ def test_interrupted_pipeline_resumes_at_the_stage_where_it_stopped(tmp_path):
         kids = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == stage_runs[stage].info.run_id]
         assert len(kids) == expected and all(k.info.status == "FINISHED" for k in kids)
     assert [r for r in runs if r.data.tags.get("ganpipe.kind") == "pipeline"][0].info.status == "FINISHED"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_chained_narrow_stages_and_a_recheck_gated_like_the_promote_stage(tmp_path):
+    """A second narrow stage keeps what the first fixed (it used to search the whole space again); the recheck
+    gates with the promote stage's own `set` (it used to take the pipeline's); a gate nobody passes ends the
+    pipeline FAILED with exit 1 and a line saying why (it used to be a traceback)."""
+    pipe = {
+        "name": "p-chain", "sweep": str(ROOT / "sweeps" / "ring8.yaml"),
+        "set": ["train.steps=200", "eval.every=100", "search.scheduler.name=none", "promote.max_fid=1e-9",
+                "promote.model_name=p-chain"],
+        "stages": [{"name": "broad", "kind": "sweep", "set": ["search.num_samples=2"]},
+                   {"name": "narrow", "kind": "narrow", "top_k": 1, "margin": 0, "set": ["search.num_samples=1"]},
+                   {"name": "narrow2", "kind": "narrow", "top_k": 1, "margin": 1, "set": ["search.num_samples=1"]},
+                   {"name": "recheck", "kind": "recheck", "top_k": 1, "seeds": 1},
+                   {"name": "promote", "kind": "promote", "set": ["promote.max_fid=1e9", "promote.min_diversity=0"]}],
+    }
+    proc = ganpipe(tmp_path, "run", str(write(tmp_path, pipe)), "--num-cpus", "2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _, runs = all_runs(tmp_path, "p-chain")
+    stage = {r.data.tags["ganpipe.stage"]: r for r in runs if "ganpipe.stage" in r.data.tags}
+    params = {name: [r.data.params for r in runs if r.data.tags.get("mlflow.parentRunId") == stage[name].info.run_id]
+              for name in ("narrow", "narrow2")}
+    searched = ("loss.name", "optimizer.lr_g", "optimizer.lr_d")
+    (first,), (second,) = params["narrow"], params["narrow2"]
+    # margin 0 around one trial fixed every searched value; the second narrowing keeps them
+    assert not any(k in first for k in searched) and not any(k in second for k in searched), (first, second)
+    assert stage["recheck"].info.status == "FINISHED" and stage["promote"].data.tags["ganpipe.status"] == "champion"
+
+    pipe["name"] = "p-gate"
+    pipe["stages"][-1]["set"] = ["promote.max_fid=1e-9"]
+    pipe["stages"] = [pipe["stages"][0], *pipe["stages"][3:]]
+    proc = ganpipe(tmp_path, "run", str(write(tmp_path, pipe)), "--num-cpus", "2")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "stage recheck: no candidate passes the gate" in proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -188,16 +188,20 @@ def test_sigint_during_the_last_trials_then_resume_gives_exact_totals(tmp_path):
     path = write_sweep(
         tmp_path, train={"steps": 3000, "batch_size": 64},
         eval={"every": 1000, "num_samples": 500},
-        search={"num_samples": 3, "seed": 2, "max_concurrent": 2, "scheduler": {"name": "none"}},
+        search={"num_samples": 6, "seed": 2, "max_concurrent": 2, "scheduler": {"name": "none"}},
         promote={"enabled": True, "max_fid": 1e9, "min_diversity": 0.0},
     )
+    # another sweep's folder whose name starts with this one's, and sorts after it: --resume must not take it
+    decoy = tmp_path / "ray_results" / "t-sweep-long-20991231-235959"
+    decoy.mkdir(parents=True)
+    (decoy / "ganpipe-sweep.json").write_text("{}")
 
     def last_trial_running():
         kids = [r for r in sqlite_runs(tmp_path / "mlflow.db") if "mlflow.parentRunId" in r["tags"]]
         return len(kids) == 3 and any(k["status"] == "FINISHED" for k in kids) and any(
             k["status"] == "RUNNING" for k in kids)
 
-    cmd = [sys.executable, "-m", "ganpipe.cli", "sweep", str(path), "--num-cpus", "2"]
+    cmd = [sys.executable, "-m", "ganpipe.cli", "sweep", str(path), "--set", "search.num_samples=3", "--num-cpus", "2"]
     code, out = interrupt_when(cmd, tmp_path, last_trial_running, timeout=240)
     assert code == 130, out[-3000:]
     assert "sweep interrupted" in out and "promotion" not in out
@@ -205,18 +209,30 @@ def test_sigint_during_the_last_trials_then_resume_gives_exact_totals(tmp_path):
     assert parents[0].info.status == "KILLED"
     assert len(kids) == 3 and all(k.info.status != "RUNNING" for k in kids)
     assert "FAIL" not in optuna_states(tmp_path)  # the stopped trials stay open for --resume
+    # the printed command continues it as started: the --set (3 trials, not the file's 6) is kept for it
+    hint = next(line for line in out.splitlines() if line.startswith("resume: "))[len("resume: "):]
+    assert "--set" not in hint and hint.startswith(f"ganpipe sweep {path} --resume")
 
-    proc = ganpipe(tmp_path, "sweep", str(path), "--resume")
+    refused = ganpipe(tmp_path, "sweep", str(path), "--resume", "--set", "search.num_samples=4")
+    assert refused.returncode == 2 and "--resume keeps the --set the sweep started with" in refused.stderr
+
+    proc = ganpipe(tmp_path, "sweep", str(path), "--resume")  # as the hint says
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     c, parents, kids = runs(tmp_path, "t-sweep")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert "ganpipe.reason" not in parents[0].data.tags  # "interrupted; resume with --resume" went
     assert len(kids) == 3 and len({k.data.tags["ganpipe.trial_id"] for k in kids}) == 3
     assert all(k.info.status == "FINISHED" for k in kids)
     for kid in kids:
-        steps = [m.step for m in c.get_metric_history(kid.info.run_id, "fid")]
-        assert sorted(steps) == [1000, 2000, 3000], steps  # each evaluation logged exactly once
+        history = c.get_metric_history(kid.info.run_id, "fid")
+        assert sorted(m.step for m in history) == [1000, 2000, 3000]  # each evaluation logged exactly once
+        # the best checkpoint is the best of the whole trial, before and after the interruption
+        best = min(history, key=lambda m: m.value)
+        assert kid.data.metrics["best_step"] == best.step and kid.data.metrics["best_fid"] == pytest.approx(best.value)
+        assert kid.data.tags["ganpipe.status"] == "finished" and "ganpipe.reason" not in kid.data.tags
     assert optuna_states(tmp_path) == Counter(COMPLETE=3)
     assert "promotion:" in proc.stdout
+    assert not list(decoy.iterdir())[1:]  # the decoy gained nothing
 
 
 def test_killed_trial_process_is_retried_from_its_checkpoint(tmp_path):

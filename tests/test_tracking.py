@@ -80,3 +80,41 @@ def test_a_sweep_whose_every_trial_errored_failed_and_a_stopped_one_was_interrup
     assert sweep_outcome(trials("TERMINATED"), 2, False) == "interrupted"  # a sample never created
     assert sweep_outcome(trials("ERROR", "ERROR"), 2, True) == "interrupted"  # Ctrl-C: resumable, not failed
     assert EXIT_CODES == {"finished": 0, "failed": 1, "interrupted": 130}
+
+
+def test_resume_continues_the_sweep_as_it_was_started(tmp_path):
+    """The sweep's folder keeps its --set, trial count and file hash; --resume rebuilds that sweep and refuses
+    other --set, another count or a changed file (Tune would train the rest of the trials differently)."""
+    import hashlib
+
+    from ganpipe.config import ConfigError, load_sweep
+    from ganpipe.tune.driver import SweepOptions, sweep_as_started
+
+    path = tmp_path / "s.yaml"
+    text = "name: s\ntrain: {steps: 500}\nsearch: {num_samples: 6}\n"
+    path.write_text(text)
+    state = {"overrides": ["train.steps=300"], "num_samples": 3, "sweep_sha256": hashlib.sha256(text.encode()).hexdigest()}
+    sweep = sweep_as_started(load_sweep(path), text, SweepOptions(resume=True), state)
+    assert (sweep.trial.train.steps, sweep.search.num_samples) == (300, 3)
+    same = SweepOptions(resume=True, overrides=["train.steps=300"], num_samples=3)
+    assert sweep_as_started(load_sweep(path, same.overrides), text, same, state).trial.train.steps == 300
+    for opts, text_now, where in [
+        (SweepOptions(resume=True, overrides=["train.steps=400"]), text, "--set"),
+        (SweepOptions(resume=True, num_samples=5), text, "--num-samples"),
+        (SweepOptions(resume=True), text + "# edited\n", str(path)),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            sweep_as_started(load_sweep(path), text_now, opts, state)
+        assert [p.file for p in err.value.problems] == [where], err.value
+    # a folder from before these were kept: resumed with what is given, as then
+    old = sweep_as_started(load_sweep(path), text, SweepOptions(resume=True, num_samples=2), {"parent_run_id": "x"})
+    assert (old.trial.train.steps, old.search.num_samples) == (500, 2)
+
+
+def test_only_a_sweeps_own_stamped_folders_are_its_runs(tmp_path):
+    from ganpipe.tune.storage import Location
+
+    for name in ["ring8-20260101-000000", "ring8-long-20260101-000000", "ring8-20260102-000000", "ring8-x"]:
+        (tmp_path / name).mkdir()
+    assert [p.name for p in Location(str(tmp_path)).stamped("ring8")] == ["ring8-20260101-000000",
+                                                                         "ring8-20260102-000000"]

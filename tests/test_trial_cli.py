@@ -167,3 +167,21 @@ def test_features_train_digits_writes_a_classifier_that_passes(tmp_path, capsys)
 def test_features_train_unknown_dataset_is_bad_input(capsys):
     assert cli.main(["features", "train", "cifar100"]) == 2
     assert "valid: digits" in capsys.readouterr().err
+
+
+def test_ctrl_c_leaves_a_result_with_what_the_trial_reached(tmp_path):
+    """Ctrl-C during `ganpipe trial`: exit 130, and result.json says interrupted, at which step, with the last
+    and best evaluation so far (what a person debugging wants to see)."""
+    from conftest import interrupt_when
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "ganpipe.cli", "trial", str(ROOT / "sweeps" / "quick.yaml"), "--out", str(out),
+           "--set", "train.steps=200000", "--set", "eval.every=200"]
+    code, text = interrupt_when(cmd, tmp_path, lambda: len((out / "metrics.jsonl").read_text().splitlines()) >= 2,
+                                timeout=120)
+    assert code == 130, text[-2000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "interrupted" and result["step"] >= 400
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert result["metrics"]["fid"] == rows[-1]["fid"]
+    assert result["best"]["fid"] == min(r["fid"] for r in rows)

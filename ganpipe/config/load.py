@@ -170,6 +170,9 @@ def load_sweep(path, overrides: Iterable[str] = (), single_trial: bool = False) 
     check_only_when(v, raw, trial, space, single_trial)
     if not single_trial:
         _grace_period(v, sections["search"], trial, space)
+        if sections["search"].sampler == "cmaes" and len(sections["search"].objectives) > 1:
+            v.problem("search.sampler", "cmaes optimises one objective; with objectives [fid, diversity] use tpe "
+                                        "or random, or set search.objectives=[fid]", related=("search.objectives",))
     if problems:
         raise ConfigError(problems)
     return schema.SweepConfig(name=name, description=description, trial=trial, space=space, source=file, **sections)

@@ -197,6 +197,9 @@ def constraint(key: str, value: Any) -> str | None:
                     f"(8, 14, 16, 28, 32, 64, ...), got {value}")
     if key == "eval.num_samples" and isinstance(value, int) and 0 < value <= PRDC_K:
         return f"must be 0 (the dataset's protocol default) or more than k={PRDC_K} (k-NN radii), got {value}"
+    if key == "promote.model_name" and value and not NAME_RE.match(value):
+        # MLflow refuses '/' and ':' in model names, and '@' would split models:/NAME@ALIAS
+        return f"must be empty or 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit; got {value!r}"
     if key == "data.channels" and value not in (0, 1, 3):
         return f"must be 0 (native), 1 or 3, got {_show(value)}"
     if isinstance(value, float) and math.isinf(value) and key != "promote.max_fid":
@@ -536,23 +539,26 @@ def features_problem(name: str, root: str, size: int, channels: int, info, feat:
     path = Path(feat).expanduser() if feat else default_features_path(name, s, c)
     train = f"ganpipe features train {name} --set data.root={root}"
     train += (f" --set data.image_size={size}" if size else "") + (f" --set data.channels={channels}" if channels else "")
+    train = f"train one with: {train}"
+    if info.n_classes == 0:  # nothing to train on this data: say what else fits
+        train = (f"an unlabelled image folder ({root} has no class sub-folders) cannot train one: point "
+                 f"eval.features at a classifier trained elsewhere on labelled {s}x{s} images with {c} channel(s) "
+                 f"(`ganpipe features train DATASET --set data.image_size={s} --out FILE`), or use "
+                 "eval.features=inception")
     if not path.is_file():
         if info.n_classes == 0:
-            return (f"no feature classifier at {path}; an unlabelled image folder ({root} has no class "
-                    "sub-folders) cannot train one: point eval.features at a classifier trained elsewhere on "
-                    f"labelled {s}x{s} images with {c} channel(s) (`ganpipe features train DATASET "
-                    f"--set data.image_size={s} --out FILE`)")
-        return f"no feature classifier for {name} at {path}; train one with: {train}" + (f" --out {path}" if feat else "")
+            return f"no feature classifier at {path}; {train}"
+        return f"no feature classifier for {name} at {path}; {train}" + (f" --out {path}" if feat else "")
     try:
         meta = read_metadata(path)
     except ValueError as e:
         return str(e)
     if (meta["channels"], meta["image_size"]) != (c, s):
         return (f"{path} was trained on {meta['dataset']} at {meta['image_size']}x{meta['image_size']} with "
-                f"{meta['channels']} channel(s), but the data is {s}x{s} with {c}; train one with: {train}")
+                f"{meta['channels']} channel(s), but the data is {s}x{s} with {c}; {train}")
     if info.n_classes and len(meta["classes"]) != info.n_classes:
         return (f"{path} tells {len(meta['classes'])} classes ({meta['dataset']}), the data has {info.n_classes}; "
-                f"the class statistics need a classifier of the same classes: {train}")
+                f"the class statistics need a classifier of the same classes; {train}")
     return None
 
 

@@ -160,11 +160,14 @@ class _ClassifierFeatures(_ModelFeatures):
         if not path and meta.get("data_sha256") != dataset.content_sha256:
             # the default file is named by dataset, size and channels only: another folder's (or this one's
             # before its files changed) would give FIDs in the wrong feature space without a word
+            fix = (f"train one for it: ganpipe features train {dataset.name} --set data.root={dataset.root} "
+                   f"--set data.image_size={s} --set data.channels={c}, or name the classifier you mean in "
+                   "eval.features") if info.n_classes else (
+                   "an unlabelled folder cannot train one: name the classifier you mean in eval.features, "
+                   "or use eval.features=inception")
             raise FeaturesMissing(
                 f"{default} was trained on other data than {dataset.root} (data sha256 {meta.get('data_sha256')}, "
-                f"this data {dataset.content_sha256}); train one for it: ganpipe features train {dataset.name} "
-                f"--set data.root={dataset.root} --set data.image_size={s} --set data.channels={c}, "
-                "or name the classifier you mean in eval.features")
+                f"this data {dataset.content_sha256}); {fix}")
         path = path or default
         super().__init__(shared, name=f"{meta['arch_version']}:{meta['dataset']}")
         self.path = path

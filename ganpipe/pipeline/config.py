@@ -88,15 +88,40 @@ def load_pipeline(path: str | Path, overrides: list[str] = ()) -> Pipeline:
     if problems:
         raise ConfigError(problems)
     pipeline = Pipeline(name, sweep_path, list(common) + list(overrides), stages, file)
-    for stage in stages:  # every stage's sweep must load before anything runs
+    for i, stage in enumerate(stages):  # every stage's sweep must load before anything runs
         if stage.kind in ("sweep", "narrow", "promote"):
             try:
                 load_sweep(sweep_path, pipeline.set + stage.set)
             except ConfigError as err:
-                problems += [Problem(p.file, p.key, f"{p.message} (stage {stage.name})") for p in err.problems]
+                origins = [(f"{file} set", common), ("--set", overrides), (f"{file} stages[{i}].set", stage.set)]
+                problems += [Problem(_source(p, origins), p.key, f"{p.message} (stage {stage.name})")
+                             for p in err.problems]
     if problems:
         raise ConfigError(problems)
     return pipeline
+
+
+def _origin(key: str, origins: list[tuple[str, list[str]]]) -> str:
+    """Which override list set `key` (the last one wins, as in load_sweep): the pipeline file's `set`, the
+    command line's --set, or the stage's `set`."""
+    found = "--set"
+    for label, overrides in origins:
+        for item in overrides:
+            path = item.partition("=")[0].strip()
+            if key == path or key.startswith(path + ".") or path.startswith(key + "."):
+                found = label
+    return found
+
+
+def _source(p: Problem, origins: list[tuple[str, list[str]]]) -> str:
+    """A stage's problem blamed on "--set" by load_sweep, blamed on where the pipeline's override came from."""
+    if p.file == "--set":
+        return _origin(p.key, origins)
+    base, sep, keys = p.file.partition(" (with --set ")
+    if not sep:
+        return p.file
+    keys = keys.rstrip(")").split(", ")
+    return f"{base} (with " + ", ".join(f"{_origin(k, origins)}: {k}" for k in keys) + ")"
 
 
 def _stages(raw, file: str, problems: list[Problem]) -> list[Stage]:
@@ -121,7 +146,7 @@ def _stages(raw, file: str, problems: list[Problem]) -> list[Stage]:
         if not isinstance(name, str) or not NAME_RE.match(name) or name in names:
             problems.append(Problem(file, f"{key}.name", f"must be a unique simple name, got {name!r}"))
         names.add(name)
-        if kind in ("narrow", "recheck") and not seen_sweep:
+        if kind in ("narrow", "recheck", "promote") and not seen_sweep:
             problems.append(Problem(file, f"{key}.kind", f"a {kind} stage needs a sweep or narrow stage before it"))
         seen_sweep |= kind in ("sweep", "narrow")
         stage = Stage(name=name, kind=kind)

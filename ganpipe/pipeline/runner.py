@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 
 import ray
@@ -55,6 +54,11 @@ class Context:
     def sweep_parents(self) -> list[str]:
         return [s["parent_run_id"] for s in self.sweep_stages()]
 
+    def promote_stage_set(self, stage: Stage) -> list[str]:
+        """The `set` of the promote stage after `stage` (whose gate a recheck applies first), if any."""
+        after = self.pipeline.stages[self.pipeline.stages.index(stage) + 1:]
+        return next((s.set for s in after if s.kind == "promote"), [])
+
     def nested_tags(self, stage: Stage) -> dict[str, str]:
         return {tracking.PARENT_TAG: self.state["run_id"], "ganpipe.stage": stage.name,
                 "ganpipe.pipeline": self.pipeline.name}
@@ -80,6 +84,7 @@ def _run_sweep_stage(ctx: Context, stage: Stage, st: dict, overrides: list[str])
     opts = SweepOptions(
         address=ctx.opts.address, tracking_uri=ctx.uri, storage=(ctx.folder / stage.name).uri, resume=resuming,
         num_cpus=ctx.opts.num_cpus, experiment=ctx.pipeline.name, parent_tags=ctx.nested_tags(stage), promote=False,
+        overrides=list(overrides), resume_hint=False,
     )
     outcome = run_sweep(sweep, ctx.pipeline.sweep_path.read_text(), opts)
     st["parent_run_id"] = outcome.track["parent_run_id"]
@@ -112,13 +117,16 @@ def run_narrow_stage(ctx: Context, stage: Stage, st: dict) -> bool:
         previous = ctx.sweep_stages()[-1]
         best = best_children(ctx, [previous["parent_run_id"]], stage.top_k)
         if not best:
-            raise RuntimeError(f"stage {stage.name}: the previous sweep has no finished trial to narrow around")
+            st["status"] = "failed"
+            raise StageFailed(f"stage {stage.name}: the previous sweep has no finished trial to narrow around")
         base = load_sweep(ctx.pipeline.sweep_path, previous["overrides"])
-        st["narrowing"] = narrowing_overrides(base.space, [c.params for c in best], stage.margin)
+        new = narrowing_overrides(base.space, [c.params for c in best], stage.margin)
+        # after another narrow stage: its narrowing stays (what it fixed is no longer in `base.space`), then this
+        st["narrowing"] = previous.get("narrowing", []) + new
         st["around"] = [c.trial_id for c in best]
         ctx.save()
         print(f"stage {stage.name}: narrowing around {', '.join(st['around'])}:")
-        for line in st["narrowing"]:
+        for line in new:
             print(f"  --set {line}")
     return _run_sweep_stage(ctx, stage, st, ctx.pipeline.set + st["narrowing"] + stage.set)
 
@@ -130,18 +138,21 @@ def run_recheck_stage(ctx: Context, stage: Stage, st: dict) -> bool:
     from ganpipe.train.checkpoint import load_checkpoint
     from ganpipe.tune.recheck import recheck_seeds
 
-    sweep = load_sweep(ctx.pipeline.sweep_path, ctx.pipeline.set)
+    sweep = load_sweep(ctx.pipeline.sweep_path, ctx.pipeline.set + ctx.promote_stage_set(stage))
     ranked = best_children(ctx, ctx.sweep_parents(), 10**6)
-    passed, refused = gate(ranked, sweep.promote)
+    passed, refused = gate(ranked, sweep.promote)  # the gate the promote stage after it will apply
     top = passed[: stage.top_k]
     run_id = ctx.stage_run(stage)
     if not top:
-        tracking.end_run(ctx.client, run_id, "FAILED", "no candidate passes the gate", "failed")
-        raise RuntimeError(f"stage {stage.name}: no candidate passes the gate: " + "; ".join(refused))
+        why = "no candidate passes the gate: " + ("; ".join(refused) or "no finished trial")
+        tracking.end_run(ctx.client, run_id, "FAILED", why, "failed")
+        st["status"] = "failed"
+        raise StageFailed(f"stage {stage.name}: {why}")
     with tempfile.TemporaryDirectory() as tmp:
         configs = {c.run_id: load_checkpoint(tracking.download_best_checkpoint(ctx.client, c.run_id, Path(tmp) / c.run_id))[0]
                    for c in top}
-    results = recheck_seeds(configs, stage.seeds, sweep.resources)
+    results = recheck_seeds(configs, stage.seeds, sweep.resources, address=ctx.opts.address,
+                            num_cpus=ctx.opts.num_cpus)
     by_trial = {c.run_id: c.trial_id for c in top}
     tracking.log_texts(ctx.client, run_id, {"recheck.json": json.dumps(
         {by_trial[k]: {**v, "run_id": k} for k, v in results.items()}, indent=2, default=str)})
@@ -161,7 +172,7 @@ def run_promote_stage(ctx: Context, stage: Stage, st: dict) -> bool:
     run_id = ctx.stage_run(stage)
     try:
         decision = promote(ctx.uri, cfg, sweep.search.objectives, ctx.sweep_parents(), scores=scores,
-                           resources=sweep.resources)
+                           resources=sweep.resources, address=ctx.opts.address, num_cpus=ctx.opts.num_cpus)
     except PromotionRefused as err:
         tracking.end_run(ctx.client, run_id, "FAILED", str(err), "refused")
         st.update(status="done", run_id=run_id, outcome="refused", message=str(err))
@@ -191,14 +202,14 @@ def open_pipeline(pipeline: Pipeline, opts: PipelineOptions) -> Context:
     check_client_mode(resolve_address(opts.address) if opts.address else None, uri, opts.storage is not None)
     # what every sweep stage's own checks would refuse later, refused before the pipeline's run and folder exist
     for stage in pipeline.stages:
-        if stage.kind == "sweep":
+        if stage.kind in SWEEP_KINDS:
             sweep = load_sweep(pipeline.sweep_path, pipeline.set + stage.set)
             if not opts.address and not ray.is_initialized():
                 check_local_resources(sweep, opts.num_cpus)
             check_data(resolve_trial(sweep, first_values(sweep.space, sweep.trial)), sweep.source or "sweep",
                        keep=False)
     if opts.resume:
-        found = [p for p in storage.folders(f"{pipeline.name}-") if (p / STATE_FILE).exists()]
+        found = [p for p in storage.stamped(pipeline.name) if (p / STATE_FILE).exists()]
         if not found:
             raise ConfigError([Problem("--resume", "resume", f"no pipeline {pipeline.name!r} to resume under {storage}")])
         folder = found[-1]
@@ -206,7 +217,7 @@ def open_pipeline(pipeline: Pipeline, opts: PipelineOptions) -> Context:
         ctx = Context(pipeline, opts, uri, folder, state)
         tracking.reopen(ctx.client, state["run_id"])
         return ctx
-    folder = storage / f"{pipeline.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    folder = storage.stamped_folder(pipeline.name)
     folder.mkdir()
     ctx = Context(pipeline, opts, uri, folder, {"stages": {}})
     experiment_id = tracking.ensure_experiment(ctx.client, pipeline.name)

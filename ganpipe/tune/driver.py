@@ -6,12 +6,12 @@ bad sweep never leaves a half-started run behind.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -23,7 +23,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from ganpipe import tracking
-from ganpipe.config import ConfigError, Problem, describe, first_values, resolve_trial, suggest
+from ganpipe.config import ConfigError, Problem, describe, first_values, load_sweep, resolve_trial, suggest
 from ganpipe.config.schema import SweepConfig, TrialConfig
 from ganpipe.config.space import Param
 from ganpipe.preflight import check_data
@@ -49,6 +49,8 @@ class SweepOptions:
     experiment: str | None = None  # MLflow experiment; default tracking.experiment or the sweep name
     parent_tags: dict = field(default_factory=dict)  # e.g. nesting under a pipeline's stage
     promote: bool = True  # run the promote: section at the end (a pipeline has its own stage)
+    overrides: list[str] = field(default_factory=list)  # the --set that built the sweep; --resume keeps them
+    resume_hint: bool = True  # print how to resume an interrupted sweep (a pipeline prints its own)
 
 
 @dataclass
@@ -319,11 +321,11 @@ def check_resources(sweep: SweepConfig) -> None:
 
 # ---- experiment folders ----------------------------------------------------------------
 def new_experiment_dir(storage: Location, name: str) -> Location:
-    return storage / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    return storage.stamped_folder(name)
 
 
 def latest_experiment_dir(storage: Location, name: str) -> Location | None:
-    candidates = [p for p in storage.folders(f"{name}-") if (p / STATE_FILE).exists()]
+    candidates = [p for p in storage.stamped(name) if (p / STATE_FILE).exists()]
     return candidates[-1] if candidates else None
 
 
@@ -434,9 +436,16 @@ def build_tuner(sweep: SweepConfig, exp_dir: Location, track: dict, local_ray: b
 
 # ---- the whole command -------------------------------------------------------------
 def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOutcome:
-    if opts.num_samples is not None:
-        if opts.num_samples < 1:
-            raise ConfigError([Problem("--num-samples", "search.num_samples", f"must be >= 1, got {opts.num_samples}")])
+    if opts.num_samples is not None and opts.num_samples < 1:
+        raise ConfigError([Problem("--num-samples", "search.num_samples", f"must be >= 1, got {opts.num_samples}")])
+    storage = parse_storage(opts.storage)
+    exp_dir = None
+    if opts.resume:  # first: the checks below must judge the sweep as it was started
+        exp_dir = latest_experiment_dir(storage, sweep.name)
+        if exp_dir is None or not tune.Tuner.can_restore(exp_dir.uri):
+            raise ConfigError([Problem("--resume", "resume", f"no sweep {sweep.name!r} to resume under {storage}")])
+        sweep = sweep_as_started(sweep, yaml_text, opts, json.loads((exp_dir / STATE_FILE).read_text()))
+    elif opts.num_samples is not None:
         sweep.search.num_samples = opts.num_samples
 
     # every check that starts nothing runs before --dry-run answers, so a dry run that passes means a run would start
@@ -448,7 +457,6 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
         raise ConfigError([Problem(given_by, "tracking.uri", why)])
     if not opts.address and not ray.is_initialized():
         check_local_resources(sweep, opts.num_cpus)
-    storage = parse_storage(opts.storage)
     target = resolve_address(opts.address) if opts.address else None
     check_client_mode(target, uri, opts.storage is not None)
     check_data(resolve_trial(sweep, first_values(sweep.space, sweep.trial)), sweep.source or "sweep", keep=False)
@@ -459,12 +467,7 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
     if opts.dry_run:
         print(describe_plan(sweep))
         return SweepOutcome(0)
-    if opts.resume:
-        exp_dir = latest_experiment_dir(storage, sweep.name)
-        if exp_dir is None or not tune.Tuner.can_restore(exp_dir.uri):
-            raise ConfigError([Problem("--resume", "resume", f"no sweep {sweep.name!r} to resume under {storage}")])
-    else:
-        exp_dir = new_experiment_dir(storage, sweep.name)
+    exp_dir = exp_dir or new_experiment_dir(storage, sweep.name)
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table with our metric columns
     started_here = connect_ray(opts.address, opts.num_cpus)
@@ -495,13 +498,50 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
             raise
         if client and exp_dir.remote:  # the head kept the study; read its final snapshot, not this empty copy
             study_path(exp_dir).unlink(missing_ok=True)
-        ended = finish_sweep(sweep, results, track, exp_dir, time.perf_counter() - start, interrupt.happened)
+        hint = resume_command(sweep, track, exp_dir, opts) if opts.resume_hint else ""
+        ended = finish_sweep(sweep, results, track, exp_dir, time.perf_counter() - start, interrupt.happened, hint)
         if ended == "finished" and opts.promote and sweep.promote.enabled:
             promote_after_sweep(sweep, track)
         return SweepOutcome(EXIT_CODES[ended], ended != "interrupted", track, exp_dir)
     finally:
         if started_here:
             ray.shutdown()
+
+
+def sweep_as_started(sweep: SweepConfig, yaml_text: str, opts: SweepOptions, state: dict) -> SweepConfig:
+    """The sweep a --resume continues: the same file, --set and number of trials as when it started (Tune
+    rebuilds the trials from this config, so other values would train the rest of them differently).
+    `state` is the sweep's STATE_FILE; sweeps started before it kept these resume with what was given."""
+    if "overrides" not in state:
+        if opts.num_samples is not None:
+            sweep.search.num_samples = opts.num_samples
+        return sweep
+    started, problems = state["overrides"], []
+    if state.get("sweep_sha256") != hashlib.sha256(yaml_text.encode()).hexdigest():
+        problems.append(Problem(sweep.source or "sweep", "(file)", "changed since the sweep started; --resume "
+                                "continues what was started: restore the file, or start anew without --resume"))
+    if opts.overrides and opts.overrides != started:
+        problems.append(Problem("--set", "resume", f"--resume keeps the --set the sweep started with "
+                                f"({' '.join(started) or 'none'}): give those or none"))
+    if opts.num_samples is not None and opts.num_samples != state["num_samples"]:
+        problems.append(Problem("--num-samples", "search.num_samples", f"--resume keeps the sweep's "
+                                f"{state['num_samples']} trials: give that or none"))
+    if problems:
+        raise ConfigError(problems)
+    sweep = load_sweep(sweep.source, started) if started != opts.overrides else sweep
+    sweep.search.num_samples = state["num_samples"]
+    return sweep
+
+
+def resume_command(sweep: SweepConfig, track: dict, exp_dir: Location, opts: SweepOptions) -> str:
+    """What the user types to continue: the --set and trials are kept in the sweep's folder; the store,
+    storage and cluster must be given again."""
+    words = ["ganpipe sweep", sweep.source, "--resume", "--storage", str(exp_dir.parent)]
+    if opts.tracking_uri:
+        words += ["--tracking-uri", track["uri"]]
+    if opts.address:
+        words += ["--address", opts.address]
+    return " ".join(words)
 
 
 def open_sweep_run(sweep: SweepConfig, yaml_text: str, uri: str, exp_dir: Location, opts: SweepOptions) -> dict:
@@ -524,7 +564,9 @@ def open_sweep_run(sweep: SweepConfig, yaml_text: str, uri: str, exp_dir: Locati
     })
     track = {"uri": uri, "experiment_id": experiment_id, "parent_run_id": parent}
     exp_dir.mkdir()
-    (exp_dir / STATE_FILE).write_text(json.dumps(track, indent=2))
+    started = {"overrides": list(opts.overrides), "num_samples": sweep.search.num_samples,
+               "sweep_sha256": hashlib.sha256(yaml_text.encode()).hexdigest()}  # what --resume keeps
+    (exp_dir / STATE_FILE).write_text(json.dumps({**track, **started}, indent=2))
     return track
 
 
@@ -547,7 +589,7 @@ def sweep_outcome(trials, num_samples: int, interrupted: bool) -> str:
 
 
 def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Location, seconds: float,
-                 interrupted: bool = False) -> str:
+                 interrupted: bool = False, resume_hint: str = "") -> str:
     """Report, close the runs as the sweep ended; returns sweep_outcome's word for it."""
     from ganpipe.tune.report import log_sweep_report
 
@@ -578,8 +620,8 @@ def finish_sweep(sweep: SweepConfig, results, track: dict, exp_dir: Location, se
     print(f"\nsweep {ended} in {seconds:.0f} s; Tune results: {exp_dir}")
     print(f"MLflow: {track['uri']} (experiment {track['experiment_id']}, parent run {track['parent_run_id']})")
     print(f"open the UI: ganpipe ui --tracking-uri {track['uri']}")
-    if not done:
-        print(f"resume: ganpipe sweep {sweep.source} --resume --storage {exp_dir.parent}")
+    if not done and resume_hint:
+        print(f"resume: {resume_hint}")
     return ended
 
 

@@ -32,11 +32,13 @@ def _train_seed(cfg_dict: dict, seed: int, threads: int, use_gpu: bool) -> dict:
     return {"seed": seed, "status": "finished", "fid": result.best["fid"], "diversity": result.best["diversity"]}
 
 
-def recheck_seeds(configs: dict[str, TrialConfig], seeds: int, resources: ResourcesConfig, log=print) -> dict[str, dict]:
-    """{key: {"median_fid", "median_diversity", "runs": [...]}} for each config, `seeds` seeds each."""
+def recheck_seeds(configs: dict[str, TrialConfig], seeds: int, resources: ResourcesConfig, log=print,
+                  address: str | None = None, num_cpus: int | None = None) -> dict[str, dict]:
+    """{key: {"median_fid", "median_diversity", "runs": [...]}} for each config, `seeds` seeds each; on the
+    cluster at `address` (or a local Ray of `num_cpus`) unless this process has joined one already."""
     from ganpipe.tune.driver import connect_ray
 
-    started_here = connect_ray(None, None)
+    started_here = connect_ray(address, num_cpus)
     try:
         task = ray.remote(num_cpus=resources.cpu, num_gpus=resources.gpu)(_train_seed)
         threads = max(1, int(resources.cpu))

@@ -137,8 +137,10 @@ def attach_best_checkpoints(results, track: dict) -> int:
             continue  # a failed or diverged trial is never a promotion candidate
         checkpoint, metrics = min(result.best_checkpoints, key=lambda cm: cm[1].get("fid", math.inf))
         run_id = metrics.get("mlflow_run_id")
-        if not run_id or "best_fid" in c.get_run(run_id).data.metrics:
-            continue  # already attached (e.g. before a --resume)
+        if not run_id or c.get_run(run_id).data.metrics.get("best_step") == metrics.get("step"):
+            continue  # already attached (e.g. before a --resume that found nothing better)
+        # else a first time, or a resumed trial that improved: the new best replaces the old (its best_*
+        # metrics are logged at its later step, which MLflow shows as the latest)
         best = {k: metrics[k] for k in metrics
                 if isinstance(metrics.get(k), (int, float)) and (k == "step" or is_evaluation_metric(k))}
         with checkpoint.as_directory() as folder:

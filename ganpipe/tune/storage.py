@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import sqlite3
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -138,6 +140,16 @@ class Location:
         fs, path = self.fs
         target.parent.mkdir(parents=True, exist_ok=True)
         pafs.copy_files(path, str(target), source_filesystem=fs)
+
+    def stamped(self, name: str) -> list["Location"]:
+        """Sub-folders `NAME-YYYYmmdd-HHMMSS` (what `stamped_folder` makes), oldest first. Exactly NAME: a sweep
+        `ring8` must not pick up `ring8-long-...`."""
+        pattern = re.compile(re.escape(name) + r"-\d{8}-\d{6}")
+        return [p for p in self.folders(f"{name}-") if pattern.fullmatch(p.name)]
+
+    def stamped_folder(self, name: str) -> "Location":
+        """A new sub-folder name for a run of `name` started now."""
+        return self / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
     def folders(self, prefix: str) -> list["Location"]:
         """Sub-folders whose name starts with `prefix`, sorted by name (none if this folder is missing)."""
