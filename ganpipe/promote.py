@@ -72,8 +72,12 @@ def find_parent(c, experiment: str, parent_run_id: str | None):
         except MlflowException:
             run = None
         if run is None or run.info.experiment_id != exp.experiment_id:
+            elsewhere = ""
+            if run is not None:
+                other = c.get_experiment(run.info.experiment_id)
+                elsewhere = f" (it is in experiment {other.name!r}: --experiment {other.name})"
             raise ConfigError([Problem("--parent-run", "parent_run", f"no run {parent_run_id} in experiment "
-                                       f"{experiment!r}; default: its latest sweep run")])
+                                       f"{experiment!r}{elsewhere}; default: its latest sweep run")])
         return exp, run
     sweeps = c.search_runs([exp.experiment_id], filter_string="tags.`ganpipe.kind` = 'sweep'",
                            order_by=["attributes.start_time DESC"], max_results=1)

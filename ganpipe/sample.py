@@ -10,6 +10,7 @@ from ganpipe.config.errors import ConfigError, Problem
 from ganpipe.viz import save_samples_png
 
 OUTPUTS = (".png", ".npy")  # what run_sample writes: a grid or scatter image, or the raw samples
+MAX_GRID = 1024  # images in one PNG grid (32 x 32 of them); more go to .npy
 SOURCES = "models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/generator or a ganpipe checkpoint file or folder"
 
 
@@ -143,6 +144,18 @@ def run_sample(source: str, n: int, out: str, seed: int, tracking_uri: str | Non
     with torch.no_grad():
         samples = model(x)
     path = Path(out)
+    if samples.dim() == 4 and path.suffix == ".png" and n > MAX_GRID:
+        raise ConfigError([Problem("-n", "n", f"{n} images do not fit a readable PNG grid (at most {MAX_GRID}); "
+                                              f"write them with -o {path.with_suffix('.npy')}")])
+    try:
+        _write(path, samples, x, meta, source, n, seed, label)
+    except OSError as err:  # a folder that cannot be made or written: one line, not a traceback
+        raise ConfigError([Problem("-o", "out", f"cannot write {path}: {err.strerror or err}")]) from None
+    return path
+
+
+def _write(path: Path, samples: torch.Tensor, x: torch.Tensor, meta: dict, source: str, n: int, seed: int,
+           label: int | None) -> None:
     if path.suffix == ".npy":
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, samples.numpy())
@@ -155,4 +168,3 @@ def run_sample(source: str, n: int, out: str, seed: int, tracking_uri: str | Non
         by_class = meta["ganpipe_kind"] == "conditional-generator" and label is None
         title = f"{source} (n={n}, seed {seed}" + (f", class {label})" if label is not None else ")")
         save_samples_png(samples, path, title, max_images=n, ncol=int(meta["n_classes"]) if by_class else None)
-    return path

@@ -131,7 +131,7 @@ def run_trial(sweep_path: str, overrides: list[str], out: str | None, threads: i
     else:
         m = result.metrics
         modes = f", modes {m['modes']:.0f}/{trainer.evaluator.n_modes}" if "modes" in m else ""
-        print(f"finished {result.step} steps in {summary['wall_seconds']:.1f} s: fid {m['fid']:.4g}, "
+        print(f"finished {result.step} step{'s' * (result.step != 1)} in {summary['wall_seconds']:.1f} s: fid {m['fid']:.4g}, "
               f"diversity {m['diversity']:.3f}{modes}")
     print(f"results: {out_dir / 'result.json'}")
     return result

@@ -40,7 +40,8 @@ def save_samples_png(samples: torch.Tensor, path: str | Path, title: str = "", m
         if ncol:
             max_images = max(ncol, max_images // ncol * ncol)  # whole rows only
         grid = image_grid(samples[:max_images], ncol)
-        fig, ax = plt.subplots(figsize=(5, 5))
+        side = min(40.0, max(5.0, max(grid.shape[:2]) / 100))  # at least a screen pixel per image pixel
+        fig, ax = plt.subplots(figsize=(side, side))
         ax.imshow(grid, cmap="gray" if grid.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest")
         ax.axis("off")
     if title:

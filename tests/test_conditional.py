@@ -199,6 +199,9 @@ def test_conditional_checkpoint_samples_by_class(tmp_path, capsys):
     assert "--label must be in 0..9" in capsys.readouterr().err
     assert cli.main(["sample", str(ckpt), "-n", "20", "-o", str(tmp_path / "grid.png")]) == 0
     assert (tmp_path / "grid.png").stat().st_size > 0
+    # more images than a PNG grid can show: refused before anything is written, .npy suggested
+    assert cli.main(["sample", str(ckpt), "-n", "5000", "-o", str(tmp_path / "big.png")]) == 2
+    assert "big.npy" in capsys.readouterr().err and not (tmp_path / "big.png").exists()
 
 
 @pytest.mark.integration

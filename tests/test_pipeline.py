@@ -121,6 +121,8 @@ def test_ci_pipeline_runs_every_stage_and_promotes(tmp_path):
     recheck = json.loads(Path(c.download_artifacts(stages["recheck"].info.run_id, "recheck.json", str(tmp_path)))
                          .read_text())
     assert len(recheck) == 2 and all(len(v["runs"]) == 2 for v in recheck.values())
+    # new seeds only: the trials trained with train.seed 0, whose results were selected for being good
+    assert all([r["seed"] for r in v["runs"]] == [1, 2] for v in recheck.values())
     champion = c.get_model_version_by_alias("ci-ring8", "champion")
     best_recheck = min(recheck.values(), key=lambda v: v["median_fid"])
     assert champion.tags["ganpipe.run_id"] == best_recheck["run_id"]  # the re-check decided

@@ -252,6 +252,10 @@ def test_sample_checks_the_output_suffix_and_the_source_before_loading(store, tm
 
     assert cli.main(["sample", "models:/ring8@champion", "--tracking-uri", uri, "-o", str(tmp_path / "s.npy")]) == 0
     assert cli.main(["sample", str(ckpt), "-o", str(tmp_path / "c.npy")]) == 0
+    # a folder that cannot be made (a file stands where it would go): one line and exit 2, not a traceback
+    (tmp_path / "file").write_text("x")
+    err = bad(capsys, "sample", str(ckpt), "-o", str(tmp_path / "file" / "s.png"))
+    assert err.startswith(f"-o: out: cannot write {tmp_path / 'file' / 's.png'}") and len(err.splitlines()) == 1
 
 
 def test_sample_of_a_missing_or_foreign_checkpoint_exits_2_in_one_line(tmp_path, capsys):
@@ -303,7 +307,8 @@ def test_promote_of_an_unknown_experiment_or_parent_run_exits_2_naming_the_optio
     assert err == "--parent-run: parent_run: no run deadbeef in experiment 'ring8'; default: its latest sweep run\n"
     other = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("ring8").experiment_id])[0]
     err = bad(capsys, "promote", "--experiment", "Default", "--parent-run", other.info.run_id, "--tracking-uri", uri)
-    assert err.startswith(f"--parent-run: parent_run: no run {other.info.run_id} in experiment 'Default'")
+    assert err.startswith(f"--parent-run: parent_run: no run {other.info.run_id} in experiment 'Default' "
+                          "(it is in experiment 'ring8': --experiment ring8)")
     err = bad(capsys, "promote", "--experiment", "ring8", "--parent-run", other.info.run_id, "--tracking-uri", uri)
     assert err.startswith(f"--parent-run: parent_run: run {other.info.run_id} is no sweep's parent run")
     err = bad(capsys, "promote", "--experiment", "ring8", "--tracking-uri", uri)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -302,6 +303,11 @@ class Evaluator:
             if key not in _REAL_CACHE:
                 _REAL_CACHE[key] = _real_stats(real_set, self._extractor)
             self._real = _REAL_CACHE[key]
+        n, d = self._real.feats.shape
+        if self._files and n < d:
+            warnings.warn(f"{self.dataset.name} at {getattr(self.dataset, 'root', '')} has {n} images, fewer than the "
+                          f"{d} feature dimensions: the real covariance is singular, so FID is biased high; compare "
+                          "its FIDs only with each other's", stacklevel=2)
         self.n_classes = self.dataset.n_classes if conditional else 0
         if conditional:
             self._init_conditional(n_real, key if real is None else None)

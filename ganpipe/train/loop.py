@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.utils import clip_grad_norm_
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ganpipe.config.schema import TrialConfig
+from ganpipe.train.ema import make_ema
 from ganpipe.data import get_dataset
 from ganpipe.losses import get_loss, gradient_penalty, r1_penalty
 from ganpipe.metrics import Evaluator, fixed_labels, fixed_latents
@@ -39,11 +39,7 @@ class Trainer:
         self.dataset = get_dataset(cfg.data)
         self.n_classes = self.dataset.n_classes if cfg.model.conditional else 0  # 0 = unconditional
         self.g, self.d = (m.to(self.device) for m in self._build_networks())
-        self.ema = (
-            AveragedModel(self.g, multi_avg_fn=get_ema_multi_avg_fn(cfg.model.ema_decay), use_buffers=True)
-            if cfg.model.ema_decay > 0
-            else None
-        )
+        self.ema = make_ema(self.g, cfg.model.ema_decay, lambda: self.step) if cfg.model.ema_decay > 0 else None
         self.opt_g, self.opt_d = make_optimizers(cfg.optimizer, self.g.parameters(), self.d.parameters())
         self.loss = get_loss(cfg.loss.name)
         # One generator for everything random during training (data, z, GP interpolates),

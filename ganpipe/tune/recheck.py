@@ -15,6 +15,12 @@ import ray
 from ganpipe.config.schema import ResourcesConfig, TrialConfig
 
 
+def fresh_seed(cfg: TrialConfig, i: int) -> int:
+    """The i-th re-check seed of a config: never the trial's own train.seed, whose result was selected for
+    being good (re-training it would only repeat that luck, and its compute)."""
+    return cfg.train.seed + 1 + i
+
+
 def _train_seed(cfg_dict: dict, seed: int, threads: int, use_gpu: bool) -> dict:
     import torch
 
@@ -43,9 +49,9 @@ def recheck_seeds(configs: dict[str, TrialConfig], seeds: int, resources: Resour
         task = ray.remote(num_cpus=resources.cpu, num_gpus=resources.gpu)(_train_seed)
         threads = max(1, int(resources.cpu))
         futures = {
-            (key, seed): task.remote(asdict(cfg), seed, threads, resources.gpu > 0)
+            (key, i): task.remote(asdict(cfg), fresh_seed(cfg, i), threads, resources.gpu > 0)
             for key, cfg in configs.items()
-            for seed in range(seeds)
+            for i in range(seeds)
         }
         done = dict(zip(futures, ray.get(list(futures.values()))))
     finally:
@@ -53,7 +59,7 @@ def recheck_seeds(configs: dict[str, TrialConfig], seeds: int, resources: Resour
             ray.shutdown()
     out = {}
     for key in configs:
-        runs = [done[(key, seed)] for seed in range(seeds)]
+        runs = [done[(key, i)] for i in range(seeds)]
         out[key] = {
             "median_fid": statistics.median(r["fid"] for r in runs),
             "median_diversity": statistics.median(r["diversity"] for r in runs),
