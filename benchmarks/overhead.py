@@ -45,12 +45,13 @@ def hand_loop(cfg) -> float:
     """(a): the textbook loop, nothing else: steps/s."""
     from ganpipe.data import get_dataset
     from ganpipe.nets import build_networks
+    from ganpipe.train.ema import make_ema
 
     torch.manual_seed(0)
     data = get_dataset(cfg.data.dataset)
     g, d = build_networks(cfg.model, data.shape)
-    ema = torch.optim.swa_utils.AveragedModel(
-        g, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.model.ema_decay), use_buffers=True)
+    done = [0]  # G steps so far, for the EMA's warm-up (the same EMA as the Trainer's: one foreach lerp a step)
+    ema = make_ema(g, cfg.model.ema_decay, lambda: done[0])
     og = torch.optim.Adam(g.parameters(), cfg.optimizer.lr_g, betas=(cfg.optimizer.beta1, cfg.optimizer.beta2))
     od = torch.optim.Adam(d.parameters(), cfg.optimizer.lr_d, betas=(cfg.optimizer.beta1, cfg.optimizer.beta2))
     rng = torch.Generator().manual_seed(1)
@@ -69,6 +70,7 @@ def hand_loop(cfg) -> float:
         loss_g.backward()
         og.step()
         ema.update_parameters(g)
+        done[0] += 1
     return cfg.train.steps / (time.perf_counter() - start)
 
 
