@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 DEFAULT_URI = "sqlite:///mlflow.db"
@@ -135,19 +136,20 @@ def log_metrics(c: MlflowClient, run_id: str, metrics: dict[str, float], step: i
 
 
 def reopen(c: MlflowClient, run_id: str) -> None:
-    """A resumed sweep or trial carries on in the same run; the tags of how it last ended ("interrupted;
-    resume with --resume") go, so a run that then finishes does not keep them."""
-    tags = c.get_run(run_id).data.tags
-    for tag in (REASON_TAG, STATUS_TAG):
-        if tag in tags:
-            c.delete_tag(run_id, tag)
+    """A resumed sweep or trial carries on in the same run (its tags stay: a retry reads how it last ended)."""
     c.update_run(run_id, status="RUNNING")
 
 
 def end_run(c: MlflowClient, run_id: str, status: str, reason: str = "", ganpipe_status: str = "") -> None:
-    """status is FINISHED, FAILED or KILLED; the reason lands in a tag people can filter on."""
+    """status is FINISHED, FAILED or KILLED; the reason lands in a tag people can filter on. No reason removes
+    an earlier one (a resumed run that finishes drops "interrupted; resume with --resume")."""
     if reason:
         c.set_tag(run_id, REASON_TAG, reason[:5000])
+    else:
+        try:
+            c.delete_tag(run_id, REASON_TAG)
+        except MlflowException:
+            pass  # none was set
     if ganpipe_status:
         c.set_tag(run_id, STATUS_TAG, ganpipe_status)
     c.set_terminated(run_id, status=status)
@@ -299,8 +301,6 @@ def find_version(c: MlflowClient, model_name: str, source: str):
 
 
 def _model_exists(c: MlflowClient, model_name: str) -> bool:
-    from mlflow.exceptions import MlflowException
-
     try:
         c.get_registered_model(model_name)
         return True
@@ -309,8 +309,6 @@ def _model_exists(c: MlflowClient, model_name: str) -> bool:
 
 
 def version_by_alias(c: MlflowClient, model_name: str, alias: str):
-    from mlflow.exceptions import MlflowException
-
     try:
         return c.get_model_version_by_alias(model_name, alias)
     except MlflowException:

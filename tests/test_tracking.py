@@ -118,3 +118,16 @@ def test_only_a_sweeps_own_stamped_folders_are_its_runs(tmp_path):
         (tmp_path / name).mkdir()
     assert [p.name for p in Location(str(tmp_path)).stamped("ring8")] == ["ring8-20260101-000000",
                                                                          "ring8-20260102-000000"]
+
+
+def test_a_resumed_run_that_finishes_drops_the_interrupted_reason(tmp_path):
+    c = tracking.client(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = c.create_run(tracking.ensure_experiment(c, "e")).info.run_id
+    tracking.end_run(c, run_id, "KILLED", "interrupted; resume with --resume", "killed")
+    tracking.reopen(c, run_id)
+    assert c.get_run(run_id).data.tags[tracking.REASON_TAG].startswith("interrupted")  # a retry may read it
+    tracking.end_run(c, run_id, "FINISHED", ganpipe_status="finished")
+    run = c.get_run(run_id)
+    assert run.info.status == "FINISHED" and tracking.REASON_TAG not in run.data.tags
+    assert run.data.tags[tracking.STATUS_TAG] == "finished"
+    tracking.end_run(c, run_id, "FINISHED")  # nothing to drop: fine
