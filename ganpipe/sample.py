@@ -78,11 +78,29 @@ def _model_problems(source: str, uri: str) -> list[Problem]:
         try:
             mlflow.models.get_model_info(source)
         except MlflowException as err:  # no such version, run or artifact: MLflow's one-line reason
-            return [Problem(source, "source", str(err).splitlines()[0])]
+            hint = ""
+            run_id = source[len("runs:/"):].split("/")[0] if source.startswith("runs:/") else ""
+            if run_id and _run_exists(uri, run_id):  # a trial's run holds its best checkpoint, not a logged model
+                hint = (f"; a trial's run keeps no model until it is promoted, but its best checkpoint: "
+                        f"mlflow artifacts download -r {run_id} -a {tracking.BEST_CHECKPOINT} -d DIR, then "
+                        "ganpipe sample DIR")
+            return [Problem(source, "source", str(err).splitlines()[0] + hint)]
         except Exception as err:  # noqa: BLE001 - a URI MLflow cannot even parse (http://x, s3:/...) fails otherwise
             return [Problem(source, "source", f"not a model MLflow can open ({type(err).__name__}: {err}); "
                                               f"expected {SOURCES}")]
     return []
+
+
+def _run_exists(uri: str, run_id: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    from ganpipe import tracking
+
+    try:
+        tracking.client(uri).get_run(run_id)
+        return True
+    except MlflowException:
+        return False
 
 
 def load_generator(source: str, tracking_uri: str | None = None) -> tuple[torch.nn.Module, dict]:

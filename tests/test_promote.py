@@ -240,6 +240,14 @@ def test_sample_of_an_unknown_model_exits_2_naming_the_source(store, tmp_path, c
 
 
 @pytest.mark.integration
+def test_sample_of_a_run_without_a_model_says_where_its_checkpoint_is(store, tmp_path, capsys):
+    c = MlflowClient(store[0])
+    run_id = c.create_run(c.get_experiment_by_name("ring8").experiment_id).info.run_id  # a trial's run, say
+    err = bad(capsys, "sample", f"runs:/{run_id}/generator", "--tracking-uri", store[0], "-o", str(tmp_path / "s.png"))
+    assert f"mlflow artifacts download -r {run_id} -a best_checkpoint -d DIR, then ganpipe sample DIR" in err
+
+
+@pytest.mark.integration
 def test_sample_checks_the_output_suffix_and_the_source_before_loading(store, tmp_path, capsys):
     uri, ckpt = store
     err = bad(capsys, "sample", "models:/ring8@champion", "--tracking-uri", uri, "-o", str(tmp_path / "out.txt"))
