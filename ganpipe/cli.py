@@ -108,10 +108,10 @@ def _check_counts(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     _check_counts(args)
-    if args.command in ("sweep", "run"):
+    if args.command in ("sweep", "run", "trial"):
         from ganpipe.tune.interrupt import sigterm_as_ctrl_c
 
-        sigterm_as_ctrl_c()  # again once Ray has started: ray.init installs its own SIGTERM handler
+        sigterm_as_ctrl_c()  # sweeps again once Ray has started: ray.init installs its own SIGTERM handler
     if args.command == "trial":
         from ganpipe.trial import run_trial
 

@@ -179,7 +179,7 @@ def test_chained_narrow_stages_and_a_recheck_gated_like_the_promote_stage(tmp_pa
     pipeline FAILED with exit 1 and a line saying why (it used to be a traceback)."""
     pipe = {
         "name": "p-chain", "sweep": str(ROOT / "sweeps" / "ring8.yaml"),
-        "set": ["train.steps=200", "eval.every=100", "search.scheduler.name=none", "promote.max_fid=1e-9",
+        "set": ["train.steps=100", "eval.every=100", "search.scheduler.name=none", "promote.max_fid=1e-9",
                 "promote.model_name=p-chain"],
         "stages": [{"name": "broad", "kind": "sweep", "set": ["search.num_samples=2"]},
                    {"name": "narrow", "kind": "narrow", "top_k": 1, "margin": 0, "set": ["search.num_samples=1"]},
@@ -199,9 +199,9 @@ def test_chained_narrow_stages_and_a_recheck_gated_like_the_promote_stage(tmp_pa
     assert not any(k in first for k in searched) and not any(k in second for k in searched), (first, second)
     assert stage["recheck"].info.status == "FINISHED" and stage["promote"].data.tags["ganpipe.status"] == "champion"
 
-    pipe["name"] = "p-gate"
+    pipe["name"] = "p-gate"  # the gate fails before the recheck starts anything: one small sweep
     pipe["stages"][-1]["set"] = ["promote.max_fid=1e-9"]
-    pipe["stages"] = [pipe["stages"][0], *pipe["stages"][3:]]
+    pipe["stages"] = [{"name": "broad", "kind": "sweep", "set": ["search.num_samples=1"]}, *pipe["stages"][3:]]
     proc = ganpipe(tmp_path, "run", str(write(tmp_path, pipe)), "--num-cpus", "2")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "stage recheck: no candidate passes the gate" in proc.stdout + proc.stderr

@@ -170,15 +170,16 @@ def test_features_train_unknown_dataset_is_bad_input(capsys):
 
 
 def test_ctrl_c_leaves_a_result_with_what_the_trial_reached(tmp_path):
-    """Ctrl-C during `ganpipe trial`: exit 130, and result.json says interrupted, at which step, with the last
-    and best evaluation so far (what a person debugging wants to see)."""
+    """Ctrl-C (here SIGTERM, which a trial takes as one, also where a background job ignores SIGINT) during
+    `ganpipe trial`: exit 130, and result.json says interrupted, at which step, with the last and best
+    evaluation so far (what a person debugging wants to see)."""
     from conftest import interrupt_when
 
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "ganpipe.cli", "trial", str(ROOT / "sweeps" / "quick.yaml"), "--out", str(out),
            "--set", "train.steps=200000", "--set", "eval.every=200"]
     code, text = interrupt_when(cmd, tmp_path, lambda: len((out / "metrics.jsonl").read_text().splitlines()) >= 2,
-                                timeout=120)
+                                timeout=120, sig="SIGTERM")
     assert code == 130, text[-2000:]
     result = json.loads((out / "result.json").read_text())
     assert result["status"] == "interrupted" and result["step"] >= 400
