@@ -50,8 +50,7 @@ def hand_loop(cfg) -> float:
     torch.manual_seed(0)
     data = get_dataset(cfg.data.dataset)
     g, d = build_networks(cfg.model, data.shape)
-    done = [0]  # G steps so far, for the EMA's warm-up (the same EMA as the Trainer's: one foreach lerp a step)
-    ema = make_ema(g, cfg.model.ema_decay, lambda: done[0])
+    ema = make_ema(g, cfg.model.ema_decay)  # the Trainer's EMA, warm-up included: one foreach lerp a step
     og = torch.optim.Adam(g.parameters(), cfg.optimizer.lr_g, betas=(cfg.optimizer.beta1, cfg.optimizer.beta2))
     od = torch.optim.Adam(d.parameters(), cfg.optimizer.lr_d, betas=(cfg.optimizer.beta1, cfg.optimizer.beta2))
     rng = torch.Generator().manual_seed(1)
@@ -70,7 +69,6 @@ def hand_loop(cfg) -> float:
         loss_g.backward()
         og.step()
         ema.update_parameters(g)
-        done[0] += 1
     return cfg.train.steps / (time.perf_counter() - start)
 
 

@@ -90,3 +90,10 @@ def test_gpu_check_smoke_runs_on_the_cpu(tmp_path):
         assert set(data["evaluator"][name]["abs_diff"].values()) == {0.0}
     for case in data["eval_share"].values():
         assert case["steps_per_sec"] > 0 and 0 < case["share_gpu"] < 1 and 0 < case["share_cpu"] < 1
+
+
+def test_ema_cost_benchmark_runs_tiny():
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ema_cost.py"), "--repeats", "1", "--number", "5"],
+                          check=True, capture_output=True, text=True, timeout=300)
+    data = json.loads(proc.stdout)
+    assert all(t["median_us"] > 0 for case in data.values() for t in case.values())

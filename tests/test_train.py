@@ -102,21 +102,21 @@ def test_ema_warms_up_then_keeps_its_decay():
 
     assert warmup_decay(0.999, 0) == pytest.approx(0.1) and warmup_decay(0.999, 90) == pytest.approx(0.91)
     assert warmup_decay(0.999, 100_000) == 0.999
-    g, steps = torch.nn.Linear(3, 3), {"t": 0}
-    ema = make_ema(g, 0.999, lambda: steps["t"])
+    g = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))  # an integer buffer too
+    ema = make_ema(g, 0.999)
     ema.update_parameters(g)  # the first update copies G
-    start = g.weight.detach().clone()
+    start = g[0].weight.detach().clone()
     with torch.no_grad():
-        g.weight.add_(1.0)  # G moves by 1 and stays there
-    for t in range(1, 201):
-        steps["t"] = t
+        g[0].weight.add_(1.0)  # G moves by 1 and stays there
+        g[1].num_batches_tracked += 7
+    for _ in range(200):
         ema.update_parameters(g)
     kept = 1.0
     for t in range(1, 201):
         kept *= warmup_decay(0.999, t)
     # the EMA has moved all but `kept` of the way (a plain 0.999 EMA: 0.999**200 = 82 % left behind)
-    assert torch.allclose(ema.module.weight - start, torch.full_like(start, 1 - kept), atol=1e-5)
-    assert kept < 0.06
+    assert torch.allclose(ema.module[0].weight - start, torch.full_like(start, 1 - kept), atol=1e-5)
+    assert kept < 0.06 and int(ema.module[1].num_batches_tracked) == 7  # integer buffers follow G
 
 
 def test_ema_generator_is_judged_early_with_the_warm_up():

@@ -39,7 +39,7 @@ class Trainer:
         self.dataset = get_dataset(cfg.data)
         self.n_classes = self.dataset.n_classes if cfg.model.conditional else 0  # 0 = unconditional
         self.g, self.d = (m.to(self.device) for m in self._build_networks())
-        self.ema = make_ema(self.g, cfg.model.ema_decay, lambda: self.step) if cfg.model.ema_decay > 0 else None
+        self.ema = make_ema(self.g, cfg.model.ema_decay) if cfg.model.ema_decay > 0 else None
         self.opt_g, self.opt_d = make_optimizers(cfg.optimizer, self.g.parameters(), self.d.parameters())
         self.loss = get_loss(cfg.loss.name)
         # One generator for everything random during training (data, z, GP interpolates),
