@@ -39,24 +39,19 @@ class FolderReporter:
     def __init__(self, out: Path, progress: tqdm | None = None):
         self.out, self.progress = out, progress
         self.metrics_file = out / "metrics.jsonl"
+        self.last_metrics: dict[str, float] = {}  # of the last evaluation, for a result.json after Ctrl-C
 
     def on_eval(self, report: EvalReport, trainer) -> None:
         save_samples_png(report.samples, self.out / "samples" / f"step-{report.step:07d}.png", f"step {report.step}",
                          ncol=trainer.grid_columns)
         with self.metrics_file.open("a") as f:
             f.write(json.dumps({"step": report.step, **report.metrics}) + "\n")
+        self.last_metrics = report.metrics
         trainer.save_checkpoint(self.out / "checkpoint.pt")
         (tqdm.write if self.progress is not None else print)(format_metrics(report.step, report.metrics))
 
     def on_end(self, result: TrialResult, trainer) -> None:
         pass
-
-    def last_metrics(self) -> dict:
-        """The last evaluation's metrics written, {} before the first."""
-        if not self.metrics_file.exists():
-            return {}
-        lines = self.metrics_file.read_text().splitlines()
-        return {k: v for k, v in json.loads(lines[-1]).items() if k != "step"} if lines else {}
 
 
 def prepare_trial(sweep_path: str, overrides: list[str]) -> tuple[SweepConfig, TrialConfig, dict]:
@@ -121,8 +116,8 @@ def run_trial(sweep_path: str, overrides: list[str], out: str | None, threads: i
             reporter.progress = bar
             result = trainer.train(reporter, progress=bar.update)
     except KeyboardInterrupt:  # what it got to, then Ctrl-C as usual (exit 130)
-        last = reporter.last_metrics()
-        write_result("interrupted", f"interrupted at step {trainer.step}", trainer.step, last, trainer.best)
+        write_result("interrupted", f"interrupted at step {trainer.step}", trainer.step, reporter.last_metrics,
+                     trainer.best)
         print(f"interrupted at step {trainer.step}; results so far: {out_dir / 'result.json'}", file=sys.stderr)
         raise
     summary = write_result(result.status, result.message, result.step, result.metrics, result.best)

@@ -60,13 +60,14 @@ def test_a_stage_problem_names_the_override_list_it_came_from(tmp_path):
     from one of them names that one, not a "--set" the user never typed."""
     (tmp_path / "s.yaml").write_text((ROOT / "sweeps" / "ring8.yaml").read_text())
     path = write(tmp_path, {"name": "p", "sweep": "s.yaml", "set": ["train.steps=0"],
-                            "stages": [{"kind": "sweep", "set": ["data=mnist"]}]})
+                            "stages": [{"kind": "sweep", "set": ["data=mnist", "model.widht=3"]}]})
     with pytest.raises(ConfigError) as err:
         load_pipeline(path, ["model.width=0"])
     sources = {p.key: p.file for p in err.value.problems}
     assert sources["train.steps"] == f"{path} set"
     assert sources["model.width"] == "--set"
-    assert sources["data.root"] == f"{(tmp_path / 's.yaml').resolve()} (with {path} stages[0].set: data.dataset)"
+    assert sources["model.widht"] == f"{path} stages[0].set"  # a key problem of the override itself too
+    assert sources["data.root"] == f"{(tmp_path / 's.yaml').resolve()} (with {path} stages[0].set data.dataset)"
 
 
 # ---- narrowing -------------------------------------------------------------------------------

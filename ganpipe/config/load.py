@@ -59,25 +59,28 @@ def _read(file: str, problems: list[Problem]) -> dict | None:
 
 
 # ---- --set overrides ----------------------------------------------------------------------
-def _override(node: dict, fields: dict, prefix: str, parts: list[str], value: Any,
-              problems: list[Problem], overridden: set[str]) -> None:
+Override = str | tuple[str, str]  # "key.path=value" (typed after --set), or (where it was written, that string)
+
+
+def _override(node: dict, fields: dict, prefix: str, parts: list[str], value: Any, label: str,
+              problems: list[Problem], overridden: dict[str, str]) -> None:
     """Set `parts` (a key path below `prefix`) in the raw mapping `node`, checking keys only.
 
-    Values are validated later with everything else; `overridden` makes those problems
-    name "--set" instead of the file.
+    Values are validated later with everything else; `overridden` (key -> `label`) makes those problems
+    name where the override was written (--set, a pipeline's set list) instead of the file.
     """
     name = parts[0]
     key = prefix + name
     if name not in fields:
-        problems.append(Problem("--set", key, f"unknown key {name!r}; valid: {', '.join(fields)}"))
+        problems.append(Problem(label, key, f"unknown key {name!r}; valid: {', '.join(fields)}"))
         return
     typ = fields[name]
     if not dataclasses.is_dataclass(typ):  # a leaf: a value or a distribution
         if len(parts) > 1:
-            problems.append(Problem("--set", f"{key}.{parts[1]}", f"{key} is a value, not a section"))
+            problems.append(Problem(label, f"{key}.{parts[1]}", f"{key} is a value, not a section"))
             return
         node[name] = value
-        overridden.add(key)
+        overridden[key] = label
         return
     child = node.get(name)
     if child is None:
@@ -89,32 +92,34 @@ def _override(node: dict, fields: dict, prefix: str, parts: list[str], value: An
     node[name] = child
     sub = fields_of(typ)
     if len(parts) > 1:
-        _override(child, sub, key + ".", parts[1:], value, problems, overridden)
+        _override(child, sub, key + ".", parts[1:], value, label, problems, overridden)
     elif isinstance(value, str) and key in PRIMARY:  # `--set loss=wgan-gp`
-        _override(child, sub, key + ".", [PRIMARY[key]], value, problems, overridden)
+        _override(child, sub, key + ".", [PRIMARY[key]], value, label, problems, overridden)
     elif isinstance(value, dict):  # `--set optimizer={name: adam, lr_g: 1e-3}` merges
         for k, v in value.items():
-            _override(child, sub, key + ".", [str(k)], v, problems, overridden)
+            _override(child, sub, key + ".", [str(k)], v, label, problems, overridden)
     else:
         what = f"a mapping or {primary_noun(key)}" if key in PRIMARY else "a mapping"
-        problems.append(Problem("--set", key, f"{key} is a section: expected {what}, got {value!r}"))
+        problems.append(Problem(label, key, f"{key} is a section: expected {what}, got {value!r}"))
 
 
-def apply_overrides(raw: dict, overrides: Iterable[str], problems: list[Problem]) -> set[str]:
-    """Apply `key.path=value` strings (values parsed as YAML) to `raw` in place."""
-    overridden: set[str] = set()
+def apply_overrides(raw: dict, overrides: Iterable[Override], problems: list[Problem]) -> dict[str, str]:
+    """Apply `key.path=value` strings (values parsed as YAML) to `raw` in place; returns {key: label}, the
+    label "--set" unless an override came as (label, string)."""
+    overridden: dict[str, str] = {}
     for item in overrides:
+        label, item = item if isinstance(item, tuple) else ("--set", item)
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            problems.append(Problem("--set", item, "expected KEY.PATH=VALUE, e.g. optimizer.lr_g=2e-4"))
+            problems.append(Problem(label, item, "expected KEY.PATH=VALUE, e.g. optimizer.lr_g=2e-4"))
             continue
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            problems.append(Problem("--set", key, f"cannot parse value {text!r}: {getattr(e, 'problem', None) or e}"))
+            problems.append(Problem(label, key, f"cannot parse value {text!r}: {getattr(e, 'problem', None) or e}"))
             continue
-        _override(raw, TOP_FIELDS, "", key.split("."), value, problems, overridden)
+        _override(raw, TOP_FIELDS, "", key.split("."), value, label, problems, overridden)
     return overridden
 
 
@@ -136,8 +141,9 @@ def _grace_period(v: Validator, search: schema.SearchConfig, trial: schema.Trial
                   f"must be <= {what} when the scheduler is asha, got {search.scheduler.grace_period}")
 
 
-def load_sweep(path, overrides: Iterable[str] = (), single_trial: bool = False) -> schema.SweepConfig:
-    """Read, override, validate. Raises ConfigError listing every problem. `single_trial`: for `ganpipe
+def load_sweep(path, overrides: Iterable[Override] = (), single_trial: bool = False) -> schema.SweepConfig:
+    """Read, override, validate. Raises ConfigError listing every problem. `overrides`: "key=value" strings, or
+    (label, string) pairs whose problems name `label` (a pipeline's set lists). `single_trial`: for `ganpipe
     trial`, which runs no scheduler, so a short debugging run need not also shrink ASHA's grace period."""
     file = str(path)
     problems: list[Problem] = []

@@ -225,22 +225,23 @@ def check(key: str, value: Any, typ: Any) -> tuple[Any, str | None]:
 class Validator:
     """Walks a raw sweep mapping, building typed sections and recording Problems."""
 
-    def __init__(self, file: str, overridden: set[str] | frozenset = frozenset()):
+    def __init__(self, file: str, overridden: dict[str, str] | None = None):
         self.file = file
-        self.overridden = overridden  # keys set by --set: their problems name "--set"
+        self.overridden = overridden or {}  # key -> where an override set it ("--set"): its problems name that
         self.problems: list[Problem] = []
 
-    def _from_set(self, key: str) -> bool:
-        return any(key == o or key.startswith(o + ".") for o in self.overridden)
+    def set_by(self, key: str) -> str | None:
+        """Where an override set `key` (or a section above it), None if the file did."""
+        return next((label for o, label in self.overridden.items() if key == o or key.startswith(o + ".")), None)
 
     def problem(self, key: str, message: str, related: tuple[str, ...] = ()) -> None:
-        """`related`: the other keys a cross-key problem depends on; when one of them came from --set and
-        `key` from the file, the file is named "with --set" those keys, so neither takes the whole blame."""
-        if self._from_set(key):
-            source = "--set"
-        else:
-            by_set = [r for r in related if r != key and self._from_set(r)]
-            source = f"{self.file} (with --set {', '.join(by_set)})" if by_set else self.file
+        """`related`: the other keys a cross-key problem depends on; when one of them came from an override and
+        `key` from the file, the file is named "with" those overrides, so neither takes the whole blame."""
+        source = self.set_by(key)
+        if source is None:
+            by_set = {r: self.set_by(r) for r in related if r != key and self.set_by(r)}
+            source = (f"{self.file} (with " + ", ".join(f"{label} {r}" for r, label in by_set.items()) + ")"
+                      if by_set else self.file)
         self.problems.append(Problem(source, key, message))
 
     # -- sections --
@@ -662,25 +663,16 @@ def check_only_when(v: Validator, raw: dict, trial: schema.TrialConfig, space: l
     for key, (decider, allowed) in ONLY_WHEN.items():
         if key in by_path or not given(raw, key) or any(p.key in (key, decider) for p in v.problems):
             continue
-        if v._from_set(decider) and not v._from_set(key):
+        if v.set_by(decider) and not v.set_by(key):
             continue
-        p = by_path.get(decider)
-        if p is not None and p.kind != "choice":
-            continue  # refused elsewhere
-        if first is not None:
-            values = [get_path(first, decider)]
-        elif p is None:
-            values = [get_path(trial, decider)]
+        values = [get_path(first, decider)] if first is not None else _candidates(v, decider, trial, by_path)
+        if values is None or any(x in allowed for x in values):
+            continue  # None: a non-choice distribution, just reported by _candidates
+        if len(values) > 1:
+            state = f"can only be {', '.join(map(str, values))}"
         else:
-            values = list(p.choices or [])
-        if first is None and p is not None and p.when:
-            values.append(p.default if p.default is not None else get_path(trial, decider))
-        if any(x in allowed for x in values):
-            continue
-        values = list(dict.fromkeys(values))
-        state = f"is {values[0]}" + (" (its first value)" if first is not None and p is not None else "") \
-            if len(values) == 1 else f"can only be {', '.join(map(str, values))}"
-        fix = (f"add --set {decider}={allowed[0]}, or leave {key} out" if v._from_set(key)
+            state = f"is {values[0]}" + (" (its first value)" if first is not None and decider in by_path else "")
+        fix = (f"add --set {decider}={allowed[0]}, or leave {key} out" if v.set_by(key)
                else f"leave {key} out")
         v.problem(key, f"has no effect: it is used only when {decider} is {' or '.join(allowed)}, and {decider} "
                        f"{state}: {fix}", related=(decider,))

@@ -90,38 +90,16 @@ def load_pipeline(path: str | Path, overrides: list[str] = ()) -> Pipeline:
     pipeline = Pipeline(name, sweep_path, list(common) + list(overrides), stages, file)
     for i, stage in enumerate(stages):  # every stage's sweep must load before anything runs
         if stage.kind in ("sweep", "narrow", "promote"):
+            # each override labelled with where it was written, so a problem names that place
+            labelled = ([(f"{file} set", s) for s in common] + [("--set", s) for s in overrides]
+                        + [(f"{file} stages[{i}].set", s) for s in stage.set])
             try:
-                load_sweep(sweep_path, pipeline.set + stage.set)
+                load_sweep(sweep_path, labelled)
             except ConfigError as err:
-                origins = [(f"{file} set", common), ("--set", overrides), (f"{file} stages[{i}].set", stage.set)]
-                problems += [Problem(_source(p, origins), p.key, f"{p.message} (stage {stage.name})")
-                             for p in err.problems]
+                problems += [Problem(p.file, p.key, f"{p.message} (stage {stage.name})") for p in err.problems]
     if problems:
         raise ConfigError(problems)
     return pipeline
-
-
-def _origin(key: str, origins: list[tuple[str, list[str]]]) -> str:
-    """Which override list set `key` (the last one wins, as in load_sweep): the pipeline file's `set`, the
-    command line's --set, or the stage's `set`."""
-    found = "--set"
-    for label, overrides in origins:
-        for item in overrides:
-            path = item.partition("=")[0].strip()
-            if key == path or key.startswith(path + ".") or path.startswith(key + "."):
-                found = label
-    return found
-
-
-def _source(p: Problem, origins: list[tuple[str, list[str]]]) -> str:
-    """A stage's problem blamed on "--set" by load_sweep, blamed on where the pipeline's override came from."""
-    if p.file == "--set":
-        return _origin(p.key, origins)
-    base, sep, keys = p.file.partition(" (with --set ")
-    if not sep:
-        return p.file
-    keys = keys.rstrip(")").split(", ")
-    return f"{base} (with " + ", ".join(f"{_origin(k, origins)}: {k}" for k in keys) + ")"
 
 
 def _stages(raw, file: str, problems: list[Problem]) -> list[Stage]:
