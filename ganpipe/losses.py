@@ -69,13 +69,17 @@ def get_loss(name: str) -> Loss:
     return LOSSES[name]
 
 
-def gradient_penalty(d: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, generator: torch.Generator) -> Tensor:
-    """WGAN-GP (Gulrajani et al. 2017): E[(||grad D(x_hat)|| - 1)^2] on random interpolates."""
-    alpha_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    alpha = torch.rand(alpha_shape, generator=generator).to(real.device)
+def gradient_penalty(d: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, alpha: Tensor) -> Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): E[(||grad D(x_hat)|| - 1)^2] on the interpolates
+    x_hat = alpha * real + (1 - alpha) * fake; alpha: uniform weights, one per sample (`interpolation_shape`)."""
     x_hat = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(d(x_hat).sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def interpolation_shape(real: Tensor) -> tuple[int, ...]:
+    """The shape of gradient_penalty's alpha for a batch like `real`: one weight per sample."""
+    return (real.shape[0],) + (1,) * (real.dim() - 1)
 
 
 def r1_penalty(d: Callable[[Tensor], Tensor], real: Tensor) -> Tensor:

@@ -58,6 +58,7 @@ class TrainConfig:
     n_disc: int = 1  # D steps per G step
     grad_clip: float = 0.0  # max gradient norm for G and D; 0 = off
     seed: int = 0
+    cuda_graphs: bool = True  # on a CUDA device, replay each step as one CUDA graph (ganpipe.train.graphs)
 
 
 @dataclass

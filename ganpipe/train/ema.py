@@ -6,6 +6,9 @@ thousands of steps: ring8 with quick.yaml's first values, 3000 steps, seeds 0 an
 every evaluation, against 8 and 7 of 8 from step 1000 on with the warm-up. So the decay of the t-th update is
 min(decay, (1 + t) / (10 + t)), TensorFlow's ExponentialMovingAverage with num_updates: 0.18 at the first
 average, 0.5 at the 8th, 0.9 at the 81st, 0.999 from the ~9000th.
+
+The update never reads a tensor back to the host (AveragedModel's own does, twice), so on a GPU it costs no
+synchronisation and a CUDA graph can hold it (ganpipe.train.graphs).
 """
 from __future__ import annotations
 
@@ -18,17 +21,42 @@ def warmup_decay(decay: float, updates: int) -> float:
     return min(decay, (1 + updates) / (10 + updates))
 
 
-def make_ema(g: torch.nn.Module, decay: float) -> AveragedModel:
-    """An EMA copy of `g`, buffers averaged too. Its update count is AveragedModel's own `n_averaged`, a
-    buffer, so checkpoints keep it (reading it syncs a GPU, as AveragedModel's own checks of it already do)."""
+class WarmupEMA(AveragedModel):
+    """AveragedModel's container and checkpoint layout (`module.*`, `n_averaged`), buffers averaged too;
+    its update count `n_averaged` lives on G's device."""
+
+    def __init__(self, g: torch.nn.Module, decay: float):
+        super().__init__(g, device=next(g.parameters()).device, use_buffers=True)
+        self.decay = decay
 
     @torch.no_grad()
-    def update(ema_params: list[torch.Tensor], params: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
-        # AveragedModel calls this once per device and dtype: floats only, or integers only
-        if torch.is_floating_point(ema_params[0]):
-            torch._foreach_lerp_(ema_params, params, 1 - warmup_decay(decay, int(n_averaged)))
-        else:  # integer buffers (BatchNorm's batch count): the current value
-            for e, p in zip(ema_params, params):
-                e.copy_(p)
+    def update_parameters(self, model: torch.nn.Module) -> None:
+        n = self.n_averaged
+        floats: tuple[list, list] = ([], [])
+        ints: tuple[list, list] = ([], [])
+        for mine, theirs in zip(_tensors(self.module), _tensors(model), strict=True):
+            pairs = floats if mine.is_floating_point() else ints
+            pairs[0].append(mine)
+            pairs[1].append(theirs)
+        if floats[0] and n.device.type == "cpu":  # reading n is free here: one fused lerp
+            count = int(n)  # the first update copies G (lerp with weight 1 returns G's value exactly)
+            torch._foreach_lerp_(floats[0], floats[1], 1 - warmup_decay(self.decay, count) if count else 1.0)
+        elif floats[0]:  # the same weights as tensors: no read-back to the host
+            warm = torch.clamp((1 + n) / (10 + n), max=self.decay)
+            weight = torch.where(n == 0, torch.ones_like(warm), 1 - warm)
+            step = torch._foreach_sub(floats[1], floats[0])
+            torch._foreach_mul_(step, weight)
+            torch._foreach_add_(floats[0], step)
+        if ints[0]:  # integer buffers (BatchNorm's batch count): the current value
+            torch._foreach_copy_(ints[0], ints[1])
+        n.add_(1)
 
-    return AveragedModel(g, multi_avg_fn=update, use_buffers=True)
+
+def _tensors(module: torch.nn.Module) -> list[torch.Tensor]:
+    # gathered at each update: Module.to() replaces buffers (not parameters) by new tensors
+    return [*module.parameters(), *module.buffers()]
+
+
+def make_ema(g: torch.nn.Module, decay: float) -> WarmupEMA:
+    """An EMA copy of `g`, buffers averaged too, with the warm-up above."""
+    return WarmupEMA(g, decay)

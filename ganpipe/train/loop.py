@@ -18,10 +18,11 @@ from torch.nn.utils import clip_grad_norm_
 from ganpipe.config.schema import TrialConfig
 from ganpipe.train.ema import make_ema
 from ganpipe.data import get_dataset
-from ganpipe.losses import get_loss, gradient_penalty, r1_penalty
+from ganpipe.losses import get_loss, gradient_penalty, interpolation_shape, r1_penalty
 from ganpipe.metrics import Evaluator, fixed_labels, fixed_latents
 from ganpipe.nets import LabelledSampler, build_networks
 from ganpipe.train.checkpoint import load_checkpoint, save_checkpoint
+from ganpipe.train.graphs import GraphedStep, set_capturable
 from ganpipe.train.optim import make_optimizers
 from ganpipe.train.reporter import EvalReport, NullReporter, Reporter, TrialResult
 
@@ -48,6 +49,9 @@ class Trainer:
         self.step = 0
         self.best: dict[str, float] = {}
         self.evaluator = self._make_evaluator()
+        # CUDA only: every step as one CUDA graph (ganpipe.train.graphs), made when training starts
+        self.graphed: GraphedStep | None = None
+        self._capture = None  # the GraphedStep capturing, while it captures
 
     def _build_networks(self) -> tuple[torch.nn.Module, torch.nn.Module]:
         return build_networks(self.cfg.model, self.dataset.shape, self.n_classes)
@@ -59,15 +63,29 @@ class Trainer:
                          device=self.device)
 
     # ---- one step -------------------------------------------------------------
+    def _feed(self, draw):
+        """What `draw()` draws on the CPU with the trainer's generator (a tensor or a tuple of them), on the
+        device. While a CUDA graph is captured: fixed device buffers, which every replay refills with a new
+        draw in the same order, so a graphed step draws the same numbers as an eager one."""
+        drawn = draw()
+        if self._capture is not None:
+            return self._capture.buffers_for(draw, drawn)
+        return tuple(x.to(self.device) for x in drawn) if isinstance(drawn, tuple) else drawn.to(self.device)
+
     def _z(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.cfg.model.latent_dim, generator=self.rng).to(self.device)
+        return self._feed(lambda: torch.randn(n, self.cfg.model.latent_dim, generator=self.rng))
 
     def _real(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """n real samples and, for a conditional GAN, their labels (else None)."""
         if not self.n_classes:
-            return self.dataset.sample(n, self.rng).to(self.device), None
-        x, y = self.dataset.sample_labelled(n, self.rng)
-        return x.to(self.device), y.to(self.device)
+            return self._feed(lambda: self.dataset.sample(n, self.rng)), None
+        return self._feed(lambda: tuple(self.dataset.sample_labelled(n, self.rng)))
+
+    def _train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """n_disc D steps, then one G step: (last D loss, G loss)."""
+        for _ in range(self.cfg.train.n_disc):
+            loss_d = self._d_step()
+        return loss_d, self._g_step()
 
     def _d_step(self) -> torch.Tensor:
         bs = self.cfg.train.batch_size
@@ -83,7 +101,8 @@ class Trainer:
         cfg = self.cfg.loss
         loss = self.loss.d_loss(d(real), d(fake))
         if self.loss.gradient_penalty:
-            loss = loss + cfg.gp_weight * gradient_penalty(d, real, fake, self.rng)
+            alpha = self._feed(lambda: torch.rand(interpolation_shape(real), generator=self.rng))
+            loss = loss + cfg.gp_weight * gradient_penalty(d, real, fake, alpha)
         if cfg.r1_weight > 0:
             loss = loss + cfg.r1_weight * r1_penalty(d, real)
         return loss
@@ -91,7 +110,7 @@ class Trainer:
     def _g_step(self) -> torch.Tensor:
         bs = self.cfg.train.batch_size
         if self.n_classes:
-            y = torch.randint(self.n_classes, (bs,), generator=self.rng).to(self.device)
+            y = self._feed(lambda: torch.randint(self.n_classes, (bs,), generator=self.rng))
             fake_logits = self.d(self.g(self._z(bs), y), y)
         else:
             fake_logits = self.d(self.g(self._z(bs)))
@@ -166,12 +185,13 @@ class Trainer:
         every = self.cfg.eval.every
         sum_d = sum_g = torch.zeros(())
         n_since, t_train, metrics = 0, 0.0, {}
+        if self.device.type == "cuda" and cfg.cuda_graphs and self.graphed is None:
+            self.graphed = GraphedStep(self)
+        train_step = self.graphed or self._train_step
         try:
             while self.step < cfg.steps:
                 t0 = time.perf_counter()
-                for _ in range(cfg.n_disc):
-                    loss_d = self._d_step()
-                loss_g = self._g_step()
+                loss_d, loss_g = train_step()
                 t_train += time.perf_counter() - t0
                 self.step += 1
                 n_since += 1
@@ -229,6 +249,9 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        for opt in (self.opt_g, self.opt_d):  # a graphed run saved capturable optimizers: eager until graphed
+            set_capturable(opt, False)
+        self.graphed = None  # a graph holds the optimizers' old state tensors: capture again
         rng = state["rng"]
         self.rng.set_state(rng["train"])
         torch.set_rng_state(rng["torch"])

@@ -32,8 +32,7 @@ class TranslationTrainer(Trainer):
         return TranslationEvaluator(self.dataset, device=self.device)
 
     def _pair(self) -> tuple[torch.Tensor, torch.Tensor]:
-        a, b = self.dataset.sample_pair(self.cfg.train.batch_size, self.rng)
-        return a.to(self.device), b.to(self.device)
+        return self._feed(lambda: tuple(self.dataset.sample_pair(self.cfg.train.batch_size, self.rng)))
 
     def _d_step(self) -> torch.Tensor:
         g, d = self.g, self.d

@@ -1,0 +1,196 @@
+"""CUDA graphs for the training step (ganpipe.train.graphs), checked and timed on a GPU in one short run:
+
+  matrix  every case trained --steps steps on the GPU twice from the same seed, eagerly and graphed, with
+          an evaluation at the end: both finish, the graph was captured (no fallback), both drew the same
+          random numbers (the trainers' generators end in the same state), and how far the weights and the
+          metrics differ. The graphed trainer is then saved, reloaded on the CPU (same generator output;
+          a few CPU steps) and resumed graphed on the GPU.
+  speed   steps/s eager against graphed, side by side: two trainers of the same config and seed,
+          interleaved, medians of --repeats runs of --speed-steps steps, each step with the loop's
+          finiteness check; graphed also without it (what the per-step sync costs)
+  cli     `ganpipe trial` as a user runs it, stability.yaml's MLP corner, eager and graphed: the
+          steps/s its own log reports
+Needs torch with CUDA, PyYAML, tqdm, scikit-learn, threadpoolctl; not Ray, Optuna or MLflow.
+
+    python benchmarks/gpu_graphs.py --out gpu-graphs.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from eval_cost import STABILITY_MLP_CORNER as MLP_CORNER  # noqa: E402 (this script's folder)
+from ganpipe.metrics import fixed_latents  # noqa: E402
+from ganpipe.train.graphs import GraphedStep  # noqa: E402
+from ganpipe.train.loop import Trainer, make_trainer  # noqa: E402
+from ganpipe.trial import prepare_trial  # noqa: E402
+
+SWEEPS = ROOT / "sweeps"
+GPU = ["resources.gpu=0.25", "search.scheduler.name=none"]  # resources.gpu > 0: trial trains on CUDA
+EAGER, GRAPHED = ["train.cuda_graphs=false"], ["train.cuda_graphs=true"]
+DEVICE = "cuda"  # --device cpu: a smoke run of matrix and cli without a GPU (nothing is graphed there)
+
+
+def config(sweep: str, sets: list[str]):
+    return prepare_trial(str(SWEEPS / sweep), GPU + sets)[1]
+
+
+def max_abs_diff(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    return max(float((x - y).abs().max()) for x, y in zip(a.state_dict().values(), b.state_dict().values())
+               if x.is_floating_point())
+
+
+def one_case(sweep: str, sets: list[str], steps: int, folder: Path) -> dict:
+    sets = sets + [f"train.steps={steps}", f"eval.every={steps}"]
+    eager, graphed = make_trainer(config(sweep, sets + EAGER), DEVICE), make_trainer(config(sweep, sets + GRAPHED), DEVICE)
+    r_eager, r_graphed = eager.train(), graphed.train()
+    out = {"eager": r_eager.status, "graphed": r_graphed.status,
+           "captured": graphed.graphed is not None and graphed.graphed.graph is not None,
+           "fallback": graphed.graphed.failed if graphed.graphed else "no GraphedStep",
+           "same_draws": torch.equal(eager.rng.get_state(), graphed.rng.get_state()),
+           "generator_max_abs_diff": max_abs_diff(eager.generator, graphed.generator),
+           "d_max_abs_diff": max_abs_diff(eager.d, graphed.d),
+           "metrics_eager": r_eager.metrics, "metrics_graphed": r_graphed.metrics}
+    path = graphed.save_checkpoint(folder / "ck.pt")
+    on_cpu = Trainer.from_checkpoint(path, device="cpu", steps=steps + 5)
+    if hasattr(graphed, "translate"):
+        x = graphed.evaluator.source[:8]
+        a, b = graphed.translate(x), on_cpu.translate(x)
+    else:
+        z = fixed_latents(8, graphed.cfg.model.latent_dim)
+        labels = torch.arange(8) % graphed.n_classes if graphed.n_classes else None
+        a, b = graphed.generate(z, labels), on_cpu.generate(z, labels)
+    out["cpu_reload_max_abs_diff"] = float((a - b).abs().max())
+    on_cpu.cfg.eval.every = 10**9  # a few CPU steps from the graphed run's optimizer state, no evaluation
+    out["cpu_continues"] = on_cpu.train().status
+    resumed = Trainer.from_checkpoint(path, device=DEVICE, steps=steps + 20)
+    out["resumed"] = resumed.train().status
+    out["resumed_captured"] = resumed.graphed is not None and resumed.graphed.graph is not None
+    return out
+
+
+def matrix(steps: int) -> dict:
+    cases = {f"stability {arch} {loss}": ("stability.yaml", [f"model.architecture={arch}", f"loss.name={loss}"])
+             for arch in ("dcgan", "resnet", "mlp") for loss in ("hinge", "ns", "wgan-gp", "lsgan", "bce")}
+    cases["stability rmsprop r1 n_disc 2 no-ema clip"] = ("stability.yaml", [
+        "optimizer.name=rmsprop", "loss.name=ns", "loss.r1_weight=1.0", "train.n_disc=2", "model.ema_decay=0.0",
+        "train.grad_clip=10.0"])
+    cases["digits first values"] = ("digits.yaml", [])
+    cases["digits conditional resnet"] = ("digits.yaml", ["model.architecture=resnet", "model.conditional=true"])
+    cases["digits conditional dcgan"] = ("digits.yaml", ["model.architecture=dcgan", "model.conditional=true"])
+    cases["quick ring8 first values"] = ("quick.yaml", [])
+    cases["translation cyclegan"] = ("translation.yaml", [])
+    out = {}
+    for name, (sweep, sets) in cases.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                out[name] = one_case(sweep, sets, steps, Path(tmp))
+            except Exception as e:  # one broken case must not hide the others
+                out[name] = {"status": "exception", "error": "".join(traceback.format_exception_only(e)).strip(),
+                             "traceback": traceback.format_exc()}
+        brief = {k: v for k, v in out[name].items() if k not in ("traceback", "metrics_eager", "metrics_graphed")}
+        print("matrix", name, json.dumps(brief), flush=True)
+    return out
+
+
+def rate(step, n: int, check: bool = True) -> float:
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(n):
+        loss_d, loss_g = step()
+        if check and not torch.isfinite(loss_d + loss_g):
+            raise RuntimeError("diverged")
+    torch.cuda.synchronize()
+    return n / (time.perf_counter() - start)
+
+
+def speed(steps: int, repeats: int) -> dict:
+    cases = {"stability MLP corner": ("stability.yaml", MLP_CORNER),
+             "stability first values": ("stability.yaml", []),
+             "digits first values": ("digits.yaml", []),
+             "quick ring8 first values": ("quick.yaml", []),
+             "translation cyclegan": ("translation.yaml", [])}
+    out = {}
+    for name, (sweep, sets) in cases.items():
+        eager = make_trainer(config(sweep, sets + EAGER), "cuda")
+        graphed = make_trainer(config(sweep, sets + GRAPHED), "cuda")
+        step = GraphedStep(graphed)
+        rate(eager._train_step, 10)
+        rate(step, 10)  # warm-up, capture
+        runs: dict[str, list] = {"eager": [], "graphed": [], "graphed_no_check": []}
+        for _ in range(repeats):
+            runs["eager"].append(rate(eager._train_step, steps))
+            runs["graphed"].append(rate(step, steps))
+            runs["graphed_no_check"].append(rate(step, steps, check=False))
+        med = {k: statistics.median(v) for k, v in runs.items()}
+        out[name] = {"median": med, "runs": runs, "graphed_over_eager": med["graphed"] / med["eager"],
+                     "captured": step.graph is not None, "fallback": step.failed}
+        print("speed", name, json.dumps({k: round(v, 1) for k, v in med.items()}),
+              f"graphed/eager {out[name]['graphed_over_eager']:.2f}", flush=True)
+    return out
+
+
+def cli(steps: int) -> dict:
+    out = {}
+    for label, flag in (("eager", "false"), ("graphed", "true")):
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, "-c", "import sys; from ganpipe.cli import main; sys.exit(main())", "trial", str(SWEEPS / "stability.yaml"), "--out", tmp,
+                   *[a for s in GPU + MLP_CORNER + [f"train.steps={steps}", f"eval.every={steps // 2}",
+                                                     f"train.cuda_graphs={flag}"] for a in ("--set", s)]]
+            start = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            wall = time.perf_counter() - start
+            lines = Path(tmp, "metrics.jsonl").read_text().splitlines() if Path(tmp, "metrics.jsonl").exists() else []
+            out[label] = {"rc": proc.returncode, "wall_s": wall,
+                          "steps_per_sec_logged": [json.loads(line)["steps_per_sec"] for line in lines],
+                          "fid_logged": [json.loads(line)["fid"] for line in lines],
+                          "tail": (proc.stdout + proc.stderr)[-1500:]}
+        print("cli", label, json.dumps({k: v for k, v in out[label].items() if k != "tail"})[:1500], flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default="gpu-graphs.json")
+    parser.add_argument("--steps", type=int, default=40, help="matrix: steps per case")
+    parser.add_argument("--speed-steps", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cli-steps", type=int, default=2000)
+    parser.add_argument("--parts", nargs="+", default=["speed", "matrix", "cli"])
+    parser.add_argument("--device", default="cuda")
+    args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
+    if DEVICE == "cuda" and not torch.cuda.is_available():
+        sys.exit("gpu_graphs: no CUDA device")
+    results = {"device": torch.cuda.get_device_name(0) if DEVICE == "cuda" else DEVICE, "torch": torch.__version__, "cpus": os.cpu_count()}
+    print(json.dumps(results), flush=True)
+    parts = {"matrix": lambda: matrix(args.steps), "speed": lambda: speed(args.speed_steps, args.repeats),
+             "cli": lambda: cli(args.cli_steps)}
+    for part in args.parts:
+        start = time.perf_counter()
+        try:
+            results[part] = parts[part]()
+        except Exception:
+            results[part] = {"exception": traceback.format_exc()}
+            print(results[part]["exception"], flush=True)
+        results[part + "_seconds"] = time.perf_counter() - start
+        Path(args.out).write_text(json.dumps(results, indent=2, default=str))  # after each part: a cut-off run keeps some
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
