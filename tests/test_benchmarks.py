@@ -92,6 +92,22 @@ def test_gpu_check_smoke_runs_on_the_cpu(tmp_path):
         assert case["steps_per_sec"] > 0 and 0 < case["share_gpu"] < 1 and 0 < case["share_cpu"] < 1
 
 
+def test_gpu_graphs_smoke_runs_on_the_cpu(tmp_path):
+    """benchmarks/gpu_graphs.py is for a lent GPU; on the CPU nothing is graphed, so its eager and 'graphed'
+    trainers are the same run: identical weights and draws, and the CLI's two runs log the same fids."""
+    out = tmp_path / "g.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_graphs.py"), "--device", "cpu", "--parts", "matrix",
+                    "cli", "--cases", "quick ring8", "mlp hinge", "--steps", "4", "--cli-steps", "20", "--out", str(out)],
+                   check=True, capture_output=True, timeout=600)
+    data = json.loads(out.read_text())
+    assert set(data["matrix"]) == {"quick ring8 first values", "stability mlp hinge"}
+    for case in data["matrix"].values():
+        assert case["same_draws"] and case["generator_max_abs_diff"] == 0.0 and case["d_max_abs_diff"] == 0.0
+        assert case["cpu_continues"] == case["resumed"] == "finished" and not case["captured"]
+    assert data["cli"]["eager"]["rc"] == data["cli"]["graphed"]["rc"] == 0
+    assert data["cli"]["eager"]["fid_logged"] == data["cli"]["graphed"]["fid_logged"] != []
+
+
 def test_ema_cost_benchmark_runs_tiny():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ema_cost.py"), "--repeats", "1", "--number", "5"],
                           check=True, capture_output=True, text=True, timeout=300)

@@ -130,3 +130,38 @@ def test_ema_generator_is_judged_early_with_the_warm_up():
     with torch.no_grad():
         spread_ema, spread_g = trainer.ema.module(z).std(0).mean(), trainer.g(z).std(0).mean()
     assert spread_ema > 0.5 * spread_g, (spread_ema, spread_g)
+
+
+def test_the_ema_update_a_gpu_makes_matches_the_cpu_one():
+    """On a GPU the EMA weight stays a tensor (no host sync; a CUDA graph can hold it): the same numbers."""
+    from ganpipe.train.ema import sync_free_lerp, warmup_decay
+
+    torch.manual_seed(0)
+    for count in (0, 1, 7, 80, 20_000):
+        mine, theirs = [torch.randn(5, 3), torch.randn(4)], [torch.randn(5, 3), torch.randn(4)]
+        expected = [m.clone() for m in mine]
+        torch._foreach_lerp_(expected, theirs, 1 - warmup_decay(0.999, count) if count else 1.0)
+        sync_free_lerp(mine, theirs, torch.tensor(count), 0.999)
+        for got, want in zip(mine, expected):
+            assert torch.allclose(got, want, atol=1e-6), count
+
+
+def test_capturable_optimizer_state_round_trips_to_the_cpu():
+    """A graphed (CUDA) run saves capturable optimizers; loading turns them back into plain ones, so a CPU
+    trainer resumes such a checkpoint. Here on the CPU: switched on, stepped, saved, resumed eagerly."""
+    from ganpipe.train.graphs import set_capturable
+
+    cfg = small(steps=6, every=6, loss="hinge")
+    trainer = Trainer(cfg)
+    trainer.train()
+    for opt in (trainer.opt_g, trainer.opt_d):
+        set_capturable(opt, True)  # what GraphedStep does on a GPU (the step counts stay where the params are)
+        assert all(g["capturable"] for g in opt.param_groups)
+    state = trainer.state_dict()
+    resumed = Trainer(cfg)
+    resumed.load_state_dict(state)
+    for opt in (resumed.opt_g, resumed.opt_d):
+        assert not any(g["capturable"] for g in opt.param_groups)
+        assert all(s["step"].device.type == "cpu" for s in opt.state.values())
+    resumed.cfg.train.steps = 10
+    assert resumed.train().status == "finished" and resumed.step == 10

@@ -41,15 +41,21 @@ class WarmupEMA(AveragedModel):
         if floats[0] and n.device.type == "cpu":  # reading n is free here: one fused lerp
             count = int(n)  # the first update copies G (lerp with weight 1 returns G's value exactly)
             torch._foreach_lerp_(floats[0], floats[1], 1 - warmup_decay(self.decay, count) if count else 1.0)
-        elif floats[0]:  # the same weights as tensors: no read-back to the host
-            warm = torch.clamp((1 + n) / (10 + n), max=self.decay)
-            weight = torch.where(n == 0, torch.ones_like(warm), 1 - warm)
-            step = torch._foreach_sub(floats[1], floats[0])
-            torch._foreach_mul_(step, weight)
-            torch._foreach_add_(floats[0], step)
+        elif floats[0]:
+            sync_free_lerp(floats[0], floats[1], n, self.decay)
         if ints[0]:  # integer buffers (BatchNorm's batch count): the current value
             torch._foreach_copy_(ints[0], ints[1])
         n.add_(1)
+
+
+def sync_free_lerp(mine: list[torch.Tensor], theirs: list[torch.Tensor], n: torch.Tensor, decay: float) -> None:
+    """The update of `mine` towards `theirs` after n earlier ones, its weight kept a tensor on n's device:
+    nothing is read back to the host (foreach lerp takes a Python number only)."""
+    warm = torch.clamp((1 + n) / (10 + n), max=decay)
+    weight = torch.where(n == 0, torch.ones_like(warm), 1 - warm)
+    step = torch._foreach_sub(theirs, mine)
+    torch._foreach_mul_(step, weight)
+    torch._foreach_add_(mine, step)
 
 
 def _tensors(module: torch.nn.Module) -> list[torch.Tensor]:

@@ -6,8 +6,9 @@ than 2 CPU threads (docs/benchmarks.md, section 6). A replayed graph launches th
 
 What stays as without a graph: every random input of a step (real batch, z, labels, the GP's
 interpolation weights) is drawn on the CPU with the trainer's generator, in the same order
-(`Trainer._feed`), so checkpoints and resumption are unchanged. During capture each draw gets a fixed
-device buffer; before each replay the draws are made again and copied into those buffers.
+(`Trainer._feed`), so checkpoints and resumption are unchanged. The last warm-up step records the draws
+and gives each a fixed device buffer, which the captured step reads; before each replay the draws are
+made again and copied into those buffers.
 
 CUDA's rules, followed as in PyTorch's whole-network capture recipe: a few eager steps on a side stream
 first (they build the optimizers' state and the autograd buffers), optimizers in capturable mode (their
@@ -48,6 +49,7 @@ class GraphedStep:
         self.warmup_left = WARMUP_STEPS
         self.inputs: list[tuple[Callable, tuple[torch.Tensor, ...]]] = []  # (draw, its device buffers)
         self.outputs: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._recording, self._handed_out = False, 0
         for opt in (trainer.opt_g, trainer.opt_d):
             set_capturable(opt, True)
 
@@ -57,7 +59,7 @@ class GraphedStep:
         if self.graph is None:
             if self.warmup_left > 0:
                 self.warmup_left -= 1
-                return self._on_side_stream()
+                return self._on_side_stream(record_inputs=self.warmup_left == 0)
             if not self._capture():
                 return self.trainer._train_step()
         for draw, buffers in self.inputs:
@@ -67,19 +69,33 @@ class GraphedStep:
         self.graph.replay()
         return self.outputs
 
-    def buffers_for(self, draw: Callable, drawn):
-        """Trainer._feed during capture: device buffers shaped like this draw, refilled before each replay."""
+    def feed(self, draw: Callable, drawn):
+        """Trainer._feed while this step records or captures. The last warm-up step records each draw and
+        allocates its device buffers (outside the graph, as static inputs must be); capture then hands
+        them out in the same order."""
         tensors = drawn if isinstance(drawn, tuple) else (drawn,)
-        buffers = tuple(torch.empty_like(x, device=self.trainer.device) for x in tensors)
-        self.inputs.append((draw, buffers))
-        return buffers if isinstance(drawn, tuple) else buffers[0]
+        if self._recording:
+            buffers = tuple(torch.empty_like(x, device=self.trainer.device) for x in tensors)
+            self.inputs.append((draw, buffers))
+            out = tuple(x.to(self.trainer.device) for x in tensors)
+        else:
+            _, buffers = self.inputs[self._handed_out]
+            self._handed_out += 1
+            out = buffers
+        return out if isinstance(drawn, tuple) else out[0]
 
-    def _on_side_stream(self) -> tuple[torch.Tensor, torch.Tensor]:
-        side = torch.cuda.Stream(self.trainer.device)
-        side.wait_stream(torch.cuda.current_stream(self.trainer.device))
-        with torch.cuda.stream(side):
-            out = self.trainer._train_step()
-        torch.cuda.current_stream(self.trainer.device).wait_stream(side)
+    def _on_side_stream(self, record_inputs: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        device = self.trainer.device
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        if record_inputs:
+            self.trainer._capture, self._recording = self, True
+        try:
+            with torch.cuda.stream(side):
+                out = self.trainer._train_step()
+        finally:
+            self.trainer._capture, self._recording = None, False
+        torch.cuda.current_stream(device).wait_stream(side)
         return out
 
     def _capture(self) -> bool:
@@ -88,10 +104,12 @@ class GraphedStep:
         for opt in (t.opt_g, t.opt_d):
             opt.zero_grad(set_to_none=True)  # gradients then live in the graph's memory
         graph = torch.cuda.CUDAGraph()
-        t._capture = self
+        t._capture, self._handed_out = self, 0
         try:
             with torch.cuda.graph(graph):
                 self.outputs = t._train_step()
+            if self._handed_out != len(self.inputs):
+                raise RuntimeError(f"the step drew {self._handed_out} inputs, its warm-up {len(self.inputs)}")
         except Exception as err:  # noqa: BLE001 (any op that cannot be captured: train eagerly instead)
             self.failed = f"{type(err).__name__}: {err}".splitlines()[0]
             print(f"note: this step cannot be replayed as a CUDA graph ({self.failed}); training without",

@@ -66,10 +66,10 @@ class Trainer:
     def _feed(self, draw):
         """What `draw()` draws on the CPU with the trainer's generator (a tensor or a tuple of them), on the
         device. While a CUDA graph is captured: fixed device buffers, which every replay refills with a new
-        draw in the same order, so a graphed step draws the same numbers as an eager one."""
+        draw in the same order, so a graphed step draws the same numbers as an eager one (GraphedStep.feed)."""
         drawn = draw()
         if self._capture is not None:
-            return self._capture.buffers_for(draw, drawn)
+            return self._capture.feed(draw, drawn)
         return tuple(x.to(self.device) for x in drawn) if isinstance(drawn, tuple) else drawn.to(self.device)
 
     def _z(self, n: int) -> torch.Tensor:
@@ -192,12 +192,13 @@ class Trainer:
             while self.step < cfg.steps:
                 t0 = time.perf_counter()
                 loss_d, loss_g = train_step()
-                t_train += time.perf_counter() - t0
+                finite = bool(torch.isfinite(loss_d + loss_g))  # one host sync per step; NaN/inf propagate
+                t_train += time.perf_counter() - t0  # after the sync: a GPU's time is counted too
                 self.step += 1
                 n_since += 1
                 if progress is not None:
                     progress(1)
-                if not torch.isfinite(loss_d + loss_g):  # one host sync per step; NaN/inf propagate
+                if not finite:
                     raise Diverged(f"diverged at step {self.step}: loss_d={loss_d.item()}, loss_g={loss_g.item()}")
                 sum_d, sum_g = sum_d + loss_d, sum_g + loss_g
                 if self.step % every == 0 or self.step == cfg.steps:
