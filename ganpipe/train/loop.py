@@ -51,7 +51,7 @@ class Trainer:
         self.evaluator = self._make_evaluator()
         # CUDA only: every step as one CUDA graph (ganpipe.train.graphs), made when training starts
         self.graphed: GraphedStep | None = None
-        self._capture = None  # the GraphedStep capturing, while it captures
+        self._capture = None  # the GraphedStep recording or capturing this step, while it does
 
     def _build_networks(self) -> tuple[torch.nn.Module, torch.nn.Module]:
         return build_networks(self.cfg.model, self.dataset.shape, self.n_classes)
