@@ -136,6 +136,21 @@ def eval_share(every: int, repeats: int) -> dict:
     return out
 
 
+def run_parts(parts: dict, names: list[str], results: dict, out: Path) -> None:
+    """Run the named parts in order into `results`, timed; one that fails keeps its traceback and the rest
+    still run. The file is written after each part: a run cut off at the device's limit keeps some."""
+    for part in names:
+        start = time.perf_counter()
+        try:
+            results[part] = parts[part]()
+        except Exception:
+            results[part] = {"exception": traceback.format_exc()}
+            print(results[part]["exception"], flush=True)
+        results[part + "_seconds"] = time.perf_counter() - start
+        out.write_text(json.dumps(results, indent=2, default=str))
+    print("wrote", out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default="gpu-check.json")
@@ -154,16 +169,7 @@ def main() -> None:
     print(json.dumps(results), flush=True)
     parts = {"evaluator": lambda: evaluator_cpu_vs_gpu(args.repeats), "matrix": lambda: matrix(args.matrix_steps),
              "eval_share": lambda: eval_share(args.every, args.repeats)}
-    for part in args.parts:
-        start = time.perf_counter()
-        try:
-            results[part] = parts[part]()
-        except Exception:
-            results[part] = {"exception": traceback.format_exc()}
-            print(results[part]["exception"], flush=True)
-        results[part + "_seconds"] = time.perf_counter() - start
-        Path(args.out).write_text(json.dumps(results, indent=2, default=str))  # after each part: a cut-off run keeps some
-    print("wrote", args.out)
+    run_parts(parts, args.parts, results, Path(args.out))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eval_cost import STABILITY_MLP_CORNER as MLP_CORNER  # noqa: E402 (this script's folder)
+from gpu_check import run_parts  # noqa: E402
 from ganpipe.metrics import fixed_latents  # noqa: E402
 from ganpipe.train.graphs import GraphedStep  # noqa: E402
 from ganpipe.train.loop import Trainer, make_trainer  # noqa: E402
@@ -184,16 +185,7 @@ def main() -> None:
     print(json.dumps(results), flush=True)
     parts = {"matrix": lambda: matrix(args.steps, args.cases), "speed": lambda: speed(args.speed_steps, args.repeats),
              "cli": lambda: cli(args.cli_steps)}
-    for part in args.parts:
-        start = time.perf_counter()
-        try:
-            results[part] = parts[part]()
-        except Exception:
-            results[part] = {"exception": traceback.format_exc()}
-            print(results[part]["exception"], flush=True)
-        results[part + "_seconds"] = time.perf_counter() - start
-        Path(args.out).write_text(json.dumps(results, indent=2, default=str))  # after each part: a cut-off run keeps some
-    print("wrote", args.out)
+    run_parts(parts, args.parts, results, Path(args.out))
 
 
 if __name__ == "__main__":
