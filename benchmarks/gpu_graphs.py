@@ -6,8 +6,10 @@
           metrics differ. The graphed trainer is then saved, reloaded on the CPU (same generator output;
           a few CPU steps) and resumed graphed on the GPU.
   speed   steps/s eager against graphed, side by side: two trainers of the same config and seed,
-          interleaved, medians of --repeats runs of --speed-steps steps, each step with the loop's
-          finiteness check; graphed also without it (what the per-step sync costs)
+          interleaved, medians of --repeats runs of --speed-steps steps, each step with a finiteness
+          check that waits for it ("sync", the loop until session 7) or reads it a step later
+          ("lagged", the loop now); graphed also without any check
+  divergence  a D weight poisoned with NaN mid-run: eager and graphed runs stop as diverged, naming the step
   cli     `ganpipe trial` as a user runs it, stability.yaml's MLP corner, eager and graphed: the
           steps/s its own log reports
 Needs torch with CUDA, PyYAML, tqdm, scikit-learn, threadpoolctl; not Ray, Optuna or MLflow.
@@ -35,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from eval_cost import STABILITY_MLP_CORNER as MLP_CORNER  # noqa: E402 (this script's folder)
 from gpu_check import run_parts  # noqa: E402
 from ganpipe.metrics import fixed_latents  # noqa: E402
+from ganpipe.train.divergence import FinitenessCheck  # noqa: E402
 from ganpipe.train.graphs import GraphedStep  # noqa: E402
 from ganpipe.train.loop import Trainer, make_trainer  # noqa: E402
 from ganpipe.trial import prepare_trial  # noqa: E402
@@ -84,6 +87,27 @@ def one_case(sweep: str, sets: list[str], steps: int, folder: Path) -> dict:
     return out
 
 
+def divergence(poison_at: int = 10) -> dict:
+    """A D weight set to NaN after step `poison_at` (the graph reads it in place): eager and graphed
+    trainers must both stop as diverged and name step poison_at + 1, the graphed one (its check reads
+    each step's losses a step later on a GPU) a step later."""
+    out = {}
+    for label, sets in (("eager", EAGER), ("graphed", GRAPHED)):
+        trainer = make_trainer(config("quick.yaml", sets + ["train.steps=40", "eval.every=40"]), DEVICE)
+        weight = next(trainer.d.parameters())
+
+        def poison(_n, trainer=trainer, weight=weight):
+            if trainer.step == poison_at:
+                with torch.no_grad():
+                    weight.fill_(float("nan"))
+
+        result = trainer.train(progress=poison)
+        out[label] = {"status": result.status, "step": result.step, "message": result.message,
+                      "captured": trainer.graphed is not None and trainer.graphed.graph is not None}
+    print("divergence", json.dumps(out), flush=True)
+    return out
+
+
 def matrix(steps: int, only: list[str] | None) -> dict:
     cases = {f"stability {arch} {loss}": ("stability.yaml", [f"model.architecture={arch}", f"loss.name={loss}"])
              for arch in ("dcgan", "resnet", "mlp") for loss in ("hinge", "ns", "wgan-gp", "lsgan", "bce")}
@@ -110,13 +134,20 @@ def matrix(steps: int, only: list[str] | None) -> dict:
     return out
 
 
-def rate(step, n: int, check: bool = True) -> float:
+def rate(step, n: int, check: str = "sync") -> float:
+    """Steps/s of `step` with the finiteness check: "sync" waits for each step's losses (the loop until
+    session 7), "lagged" reads them a step later (FinitenessCheck, the loop now), "none" skips it."""
+    finite = FinitenessCheck(torch.device("cuda"))
     torch.cuda.synchronize()
     start = time.perf_counter()
-    for _ in range(n):
+    for i in range(n):
         loss_d, loss_g = step()
-        if check and not torch.isfinite(loss_d + loss_g):
+        if check == "sync" and not torch.isfinite(loss_d + loss_g):
             raise RuntimeError("diverged")
+        if check == "lagged" and finite.check(i, loss_d + loss_g) is not None:
+            raise RuntimeError("diverged")
+    if finite.flush() is not None:
+        raise RuntimeError("diverged")
     torch.cuda.synchronize()
     return n / (time.perf_counter() - start)
 
@@ -134,16 +165,21 @@ def speed(steps: int, repeats: int) -> dict:
         step = GraphedStep(graphed)
         rate(eager._train_step, 10)
         rate(step, 10)  # warm-up, capture
-        runs: dict[str, list] = {"eager": [], "graphed": [], "graphed_no_check": []}
+        runs: dict[str, list] = {"eager": [], "eager_lagged": [], "graphed": [], "graphed_lagged": [],
+                                 "graphed_no_check": []}
         for _ in range(repeats):
             runs["eager"].append(rate(eager._train_step, steps))
+            runs["eager_lagged"].append(rate(eager._train_step, steps, check="lagged"))
             runs["graphed"].append(rate(step, steps))
-            runs["graphed_no_check"].append(rate(step, steps, check=False))
+            runs["graphed_lagged"].append(rate(step, steps, check="lagged"))
+            runs["graphed_no_check"].append(rate(step, steps, check="none"))
         med = {k: statistics.median(v) for k, v in runs.items()}
         out[name] = {"median": med, "runs": runs, "graphed_over_eager": med["graphed"] / med["eager"],
+                     "lagged_graphed_over_eager": med["graphed_lagged"] / med["eager"],
                      "captured": step.graph is not None, "fallback": step.failed}
         print("speed", name, json.dumps({k: round(v, 1) for k, v in med.items()}),
-              f"graphed/eager {out[name]['graphed_over_eager']:.2f}", flush=True)
+              f"graphed/eager {out[name]['graphed_over_eager']:.2f}",
+              f"lagged graphed/eager {out[name]['lagged_graphed_over_eager']:.2f}", flush=True)
     return out
 
 
@@ -173,7 +209,7 @@ def main() -> None:
     parser.add_argument("--speed-steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cli-steps", type=int, default=2000)
-    parser.add_argument("--parts", nargs="+", default=["speed", "matrix", "cli"])
+    parser.add_argument("--parts", nargs="+", default=["speed", "divergence", "matrix", "cli"])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--cases", nargs="+", help="matrix: only the cases whose names contain one of these")
     args = parser.parse_args()
@@ -183,7 +219,7 @@ def main() -> None:
         sys.exit("gpu_graphs: no CUDA device")
     results = {"device": torch.cuda.get_device_name(0) if DEVICE == "cuda" else DEVICE, "torch": torch.__version__, "cpus": os.cpu_count()}
     print(json.dumps(results), flush=True)
-    parts = {"matrix": lambda: matrix(args.steps, args.cases), "speed": lambda: speed(args.speed_steps, args.repeats),
+    parts = {"matrix": lambda: matrix(args.steps, args.cases), "divergence": divergence, "speed": lambda: speed(args.speed_steps, args.repeats),
              "cli": lambda: cli(args.cli_steps)}
     run_parts(parts, args.parts, results, Path(args.out))
 

@@ -94,10 +94,11 @@ def test_gpu_check_smoke_runs_on_the_cpu(tmp_path):
 
 def test_gpu_graphs_smoke_runs_on_the_cpu(tmp_path):
     """benchmarks/gpu_graphs.py is for a lent GPU; on the CPU nothing is graphed, so its eager and 'graphed'
-    trainers are the same run: identical weights and draws, and the CLI's two runs log the same fids."""
+    trainers are the same run: identical weights and draws, the CLI's two runs log the same fids, and both
+    name the step a NaN first reached the losses."""
     out = tmp_path / "g.json"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_graphs.py"), "--device", "cpu", "--parts", "matrix",
-                    "cli", "--cases", "quick ring8", "mlp hinge", "--steps", "4", "--cli-steps", "20", "--out", str(out)],
+                    "cli", "divergence", "--cases", "quick ring8", "mlp hinge", "--steps", "4", "--cli-steps", "20", "--out", str(out)],
                    check=True, capture_output=True, timeout=600)
     data = json.loads(out.read_text())
     assert set(data["matrix"]) == {"quick ring8 first values", "stability mlp hinge"}
@@ -106,6 +107,8 @@ def test_gpu_graphs_smoke_runs_on_the_cpu(tmp_path):
         assert case["cpu_continues"] == case["resumed"] == "finished" and not case["captured"]
     assert data["cli"]["eager"]["rc"] == data["cli"]["graphed"]["rc"] == 0
     assert data["cli"]["eager"]["fid_logged"] == data["cli"]["graphed"]["fid_logged"] != []
+    for run in data["divergence"].values():  # NaN poured into D after step 10: step 11 is named
+        assert run["status"] == "diverged" and run["message"].startswith("diverged at step 11:")
 
 
 def test_ema_cost_benchmark_runs_tiny():

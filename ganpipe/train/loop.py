@@ -22,6 +22,7 @@ from ganpipe.losses import get_loss, gradient_penalty, interpolation_shape, r1_p
 from ganpipe.metrics import Evaluator, fixed_labels, fixed_latents
 from ganpipe.nets import LabelledSampler, build_networks
 from ganpipe.train.checkpoint import load_checkpoint, save_checkpoint
+from ganpipe.train.divergence import FinitenessCheck
 from ganpipe.train.graphs import GraphedStep, set_capturable
 from ganpipe.train.optim import make_optimizers
 from ganpipe.train.reporter import EvalReport, NullReporter, Reporter, TrialResult
@@ -188,20 +189,26 @@ class Trainer:
         if self.device.type == "cuda" and cfg.cuda_graphs and self.graphed is None:
             self.graphed = GraphedStep(self)
         train_step = self.graphed or self._train_step
+        finite = FinitenessCheck(self.device)  # NaN/inf propagate to the losses
         try:
             while self.step < cfg.steps:
                 t0 = time.perf_counter()
                 loss_d, loss_g = train_step()
-                finite = bool(torch.isfinite(loss_d + loss_g))  # one host sync per step; NaN/inf propagate
-                t_train += time.perf_counter() - t0  # after the sync: a GPU's time is counted too
+                bad = finite.check(self.step + 1, loss_d + loss_g)
+                evaluate = (self.step + 1) % every == 0 or self.step + 1 == cfg.steps
+                if evaluate and bad is None:
+                    bad = finite.flush()  # in the clock: the GPU's time for the interval's last step
+                t_train += time.perf_counter() - t0
                 self.step += 1
                 n_since += 1
                 if progress is not None:
                     progress(1)
-                if not finite:
-                    raise Diverged(f"diverged at step {self.step}: loss_d={loss_d.item()}, loss_g={loss_g.item()}")
+                if bad is not None:
+                    losses = f"loss_d={loss_d.item()}, loss_g={loss_g.item()}"
+                    raise Diverged(f"diverged at step {bad}: {losses}" if bad == self.step else
+                                   f"diverged at step {bad} (stopped at step {self.step}: {losses})")
                 sum_d, sum_g = sum_d + loss_d, sum_g + loss_g
-                if self.step % every == 0 or self.step == cfg.steps:
+                if evaluate:
                     t1 = time.perf_counter()
                     metrics, samples = self.evaluate()
                     if not all(math.isfinite(v) for v in metrics.values()):
