@@ -98,10 +98,10 @@ def test_gpu_graphs_smoke_runs_on_the_cpu(tmp_path):
     name the step a NaN first reached the losses."""
     out = tmp_path / "g.json"
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_graphs.py"), "--device", "cpu", "--parts", "matrix",
-                    "cli", "divergence", "--cases", "quick ring8", "mlp hinge", "--steps", "4", "--cli-steps", "20", "--out", str(out)],
+                    "cli", "divergence", "--cases", "quick ring8", "--steps", "4", "--cli-steps", "20", "--out", str(out)],
                    check=True, capture_output=True, timeout=600)
     data = json.loads(out.read_text())
-    assert set(data["matrix"]) == {"quick ring8 first values", "stability mlp hinge"}
+    assert set(data["matrix"]) == {"quick ring8 first values"}
     for case in data["matrix"].values():
         assert case["same_draws"] and case["generator_max_abs_diff"] == 0.0 and case["d_max_abs_diff"] == 0.0
         assert case["cpu_continues"] == case["resumed"] == "finished" and not case["captured"]
