@@ -148,7 +148,7 @@ def test_the_ema_update_a_gpu_makes_matches_the_cpu_one():
 
 def test_capturable_optimizer_state_round_trips_to_the_cpu():
     """A graphed (CUDA) run saves capturable optimizers; loading turns them back into plain ones, so a CPU
-    trainer resumes such a checkpoint. Here on the CPU: switched on, stepped, saved, resumed eagerly."""
+    trainer resumes such a checkpoint. Here on the CPU: trained, switched on, saved, loaded, trained on."""
     from ganpipe.train.graphs import set_capturable
 
     cfg = small(steps=6, every=6, loss="hinge")

@@ -7,8 +7,8 @@ every evaluation, against 8 and 7 of 8 from step 1000 on with the warm-up. So th
 min(decay, (1 + t) / (10 + t)), TensorFlow's ExponentialMovingAverage with num_updates: 0.18 at the first
 average, 0.5 at the 8th, 0.9 at the 81st, 0.999 from the ~9000th.
 
-The update never reads a tensor back to the host (AveragedModel's own does, twice), so on a GPU it costs no
-synchronisation and a CUDA graph can hold it (ganpipe.train.graphs).
+On a GPU the update reads nothing back to the host (AveragedModel's own update does, twice), so it costs no
+synchronisation and a CUDA graph can hold it (ganpipe.train.graphs); on a CPU reading the count is free.
 """
 from __future__ import annotations
 

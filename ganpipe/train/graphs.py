@@ -89,12 +89,12 @@ class GraphedStep:
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         if record_inputs:
-            self.trainer._capture, self._recording = self, True
+            self.trainer._graphing, self._recording = self, True
         try:
             with torch.cuda.stream(side):
                 out = self.trainer._train_step()
         finally:
-            self.trainer._capture, self._recording = None, False
+            self.trainer._graphing, self._recording = None, False
         torch.cuda.current_stream(device).wait_stream(side)
         return out
 
@@ -104,7 +104,7 @@ class GraphedStep:
         for opt in (t.opt_g, t.opt_d):
             opt.zero_grad(set_to_none=True)  # gradients then live in the graph's memory
         graph = torch.cuda.CUDAGraph()
-        t._capture, self._handed_out = self, 0
+        t._graphing, self._handed_out = self, 0
         try:
             with torch.cuda.graph(graph):
                 self.outputs = t._train_step()
@@ -120,7 +120,7 @@ class GraphedStep:
                 set_capturable(opt, False)
             return False
         finally:
-            t._capture = None
+            t._graphing = None
             t.rng.set_state(rng)
         self.graph = graph
         return True

@@ -52,7 +52,7 @@ class Trainer:
         self.evaluator = self._make_evaluator()
         # CUDA only: every step as one CUDA graph (ganpipe.train.graphs), made when training starts
         self.graphed: GraphedStep | None = None
-        self._capture = None  # the GraphedStep recording or capturing this step, while it does
+        self._graphing = None  # the GraphedStep recording or capturing this step, while it does
 
     def _build_networks(self) -> tuple[torch.nn.Module, torch.nn.Module]:
         return build_networks(self.cfg.model, self.dataset.shape, self.n_classes)
@@ -69,8 +69,8 @@ class Trainer:
         device. While a CUDA graph is captured: fixed device buffers, which every replay refills with a new
         draw in the same order, so a graphed step draws the same numbers as an eager one (GraphedStep.feed)."""
         drawn = draw()
-        if self._capture is not None:
-            return self._capture.feed(draw, drawn)
+        if self._graphing is not None:
+            return self._graphing.feed(draw, drawn)
         return tuple(x.to(self.device) for x in drawn) if isinstance(drawn, tuple) else drawn.to(self.device)
 
     def _z(self, n: int) -> torch.Tensor:
