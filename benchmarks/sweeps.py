@@ -65,7 +65,11 @@ def run_sweep(folder: Path, sets: list[str], sweep: Path = QUICK) -> tuple[float
     if proc.returncode not in (0, 1):  # 1: every trial failed (diverged), still a measured outcome
         raise RuntimeError(f"ganpipe sweep exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     (exp,) = [p for p in (folder / "ray_results").iterdir() if p.is_dir()]
-    return wall, start, list(ExperimentAnalysis(str(exp)).trial_dataframes.values())
+    analysis = ExperimentAnalysis(str(exp))
+    configs = analysis.get_all_configs()
+    for trial_id, df in analysis.trial_dataframes.items():
+        df.attrs["config"] = configs.get(trial_id, {})  # what trial_records reports beside its metrics
+    return wall, start, list(analysis.trial_dataframes.values())
 
 
 def trial_times(df) -> tuple[float, float, float, float]:
@@ -208,6 +212,7 @@ def search(folder: Path, seed: int, case: dict, scale: float = 1.0) -> dict:
         sub.mkdir()
         _, _, dfs = run_sweep(sub, common + sets, case["sweep"])
         out[label] = summarise(best_curve(dfs, case["reached"], budget), len(dfs))
+        out[label]["trial_records"] = trial_records(dfs, case["reached"])
     # the default config (first choice / midpoint) trained once for the whole budget
     sub = folder / "default"
     sub.mkdir()
@@ -219,12 +224,30 @@ def search(folder: Path, seed: int, case: dict, scale: float = 1.0) -> dict:
         "search.num_samples=1", "search.scheduler.name=none", "search.sampler=random",
         f"train.steps={budget}", f"eval.every={max(every, steps // 4)}", f"train.seed={seed}"], case["sweep"])
     out["default"] = summarise(best_curve(dfs, case["reached"]), 1)
+    out["default"]["trial_records"] = trial_records(dfs, case["reached"])
     return out
 
 
 def summarise(curve: list, trials: int) -> dict:
     return {"steps_spent": curve[-1][0], "best_fid": curve[-1][1], "diversity": curve[-1][2], "trials": trials,
             "steps_to_target": next((s for s, _, _, r in curve if r), None), "curve": curve}
+
+
+def trial_records(dfs, reached_fn) -> list[dict]:
+    """Per trial, in start order: its searched values, the steps it trained (fewer than the trial length:
+    ASHA stopped it), its best fid and that evaluation's diversity, and the first of its own steps at which
+    it met the target (None: never). This is what says whether the early stopping stopped a trial that
+    would have met the target, or which values the best trial had. Unlike the curve, this counts steps a
+    trial trained after its method's budget was spent."""
+    records = []
+    for df in sorted((d for d in dfs if not d.empty), key=lambda d: float(d["timestamp"].iloc[0] - d["time_total_s"].iloc[0])):
+        best = df.loc[df["fid"].idxmin()]
+        hit = next((int(row["step"]) for _, row in df.iterrows() if reached_fn(row)), None)
+        records.append({"config": {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+                                   for k, v in df.attrs.get("config", {}).items()},
+                        "steps": int(df["step"].iloc[-1]), "best_fid": float(best["fid"]),
+                        "diversity_at_best": float(best["diversity"]), "reached_at_step": hit})
+    return records
 
 
 def peer(folder: Path, trials: int, steps: int, repeats: int = 1) -> dict:
@@ -322,7 +345,8 @@ def main() -> None:
                     (tmp / f"{name}-{seed}").mkdir()
                     res = search(tmp / f"{name}-{seed}", seed, case, args.scale)
                     results["search"][name]["seeds"][str(seed)] = res
-                    summary = {k: {kk: vv for kk, vv in v.items() if kk != "curve"} for k, v in res.items()}
+                    summary = {k: {kk: vv for kk, vv in v.items() if kk not in ("curve", "trial_records")}
+                               for k, v in res.items()}
                     print("search", name, "seed", seed, json.dumps(summary), flush=True)
                     save(results, args.out)  # after every seed: a long run keeps what it measured
     save(results, args.out)

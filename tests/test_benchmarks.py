@@ -38,6 +38,11 @@ def test_sweep_benchmarks_run_tiny(tmp_path):
     budget = seed0["budget"]["steps"]
     assert seed0["random"]["steps_spent"] == seed0["default"]["steps_spent"] == budget  # equal compute budget
     assert seed0["tpe+asha"]["steps_spent"] <= budget
+    for method in ("tpe+asha", "random", "default"):  # per trial: its searched values and what it reached
+        records = seed0[method]["trial_records"]
+        assert len(records) == seed0[method]["trials"]
+        assert all(r["steps"] > 0 and r["best_fid"] >= 0 for r in records)
+    assert all("loss.name" in r["config"] for r in seed0["random"]["trial_records"])
 
 
 @pytest.mark.slow
