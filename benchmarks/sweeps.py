@@ -309,13 +309,15 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="search: multiply the budget (CI runs tiny)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-sweeps.json"))
     parser.add_argument("--report", action="store_true",
-                        help="run nothing: print the utilisation and search tables of --out and draw docs/images/search-curves.png")
+                        help="run nothing: print the utilisation and search tables of --out and draw their curves in --png")
+    parser.add_argument("--png", default=str(ROOT / "docs" / "images" / "search-curves.png"),
+                        help="--report: where the search curves are drawn")
     args = parser.parse_args()
     if args.report:
         results = json.loads(Path(args.out).read_text())
         if "utilisation" in results:
             print(utilisation_report(results))
-        print(report(results, ROOT / "docs" / "images" / "search-curves.png"))
+        print(report(results, Path(args.png)))
         return
     parts = args.only or ["utilisation", "peer", "search"]
     results = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
