@@ -65,11 +65,7 @@ def run_sweep(folder: Path, sets: list[str], sweep: Path = QUICK) -> tuple[float
     if proc.returncode not in (0, 1):  # 1: every trial failed (diverged), still a measured outcome
         raise RuntimeError(f"ganpipe sweep exited {proc.returncode}:\n{proc.stderr[-3000:]}")
     (exp,) = [p for p in (folder / "ray_results").iterdir() if p.is_dir()]
-    analysis = ExperimentAnalysis(str(exp))
-    configs = analysis.get_all_configs()
-    for trial_id, df in analysis.trial_dataframes.items():
-        df.attrs["config"] = configs.get(trial_id, {})  # what trial_records reports beside its metrics
-    return wall, start, list(analysis.trial_dataframes.values())
+    return wall, start, list(ExperimentAnalysis(str(exp)).trial_dataframes.values())
 
 
 def trial_times(df) -> tuple[float, float, float, float]:
@@ -238,13 +234,15 @@ def trial_records(dfs, reached_fn) -> list[dict]:
     ASHA stopped it), its best fid and that evaluation's diversity, and the first of its own steps at which
     it met the target (None: never). This is what says whether the early stopping stopped a trial that
     would have met the target, or which values the best trial had. Unlike the curve, this counts steps a
-    trial trained after its method's budget was spent."""
+    trial trained after its method's budget was spent. The searched values are the `config/...` columns Tune
+    puts in every result."""
     records = []
     for df in sorted((d for d in dfs if not d.empty), key=lambda d: float(d["timestamp"].iloc[0] - d["time_total_s"].iloc[0])):
         best = df.loc[df["fid"].idxmin()]
         hit = next((int(row["step"]) for _, row in df.iterrows() if reached_fn(row)), None)
-        records.append({"config": {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
-                                   for k, v in df.attrs.get("config", {}).items()},
+        first = df.iloc[0]
+        records.append({"config": {c.removeprefix("config/"): first[c].item() if hasattr(first[c], "item") else first[c]
+                                   for c in df.columns if c.startswith("config/")},
                         "steps": int(df["step"].iloc[-1]), "best_fid": float(best["fid"]),
                         "diversity_at_best": float(best["diversity"]), "reached_at_step": hit})
     return records
