@@ -78,7 +78,7 @@ def blas_side_by_side(repeats: int) -> dict:
     import torch
     from threadpoolctl import threadpool_limits
 
-    from ganpipe.train.loop import make_trainer
+    from ganpipe.train import make_trainer
     from ganpipe.trial import prepare_trial
 
     torch.set_num_threads(1)

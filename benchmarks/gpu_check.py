@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from eval_cost import STABILITY_MLP_CORNER as MLP_CORNER  # noqa: E402 (this script's folder)
 from ganpipe.metrics import Evaluator, fixed_latents  # noqa: E402
-from ganpipe.train.loop import Trainer, make_trainer  # noqa: E402
+from ganpipe.train import make_trainer, trainer_from_checkpoint  # noqa: E402
 from ganpipe.trial import prepare_trial  # noqa: E402
 
 SWEEPS = ROOT / "sweeps"
@@ -80,13 +80,13 @@ def one_trainer(cfg, folder: Path) -> dict:
     path = trainer.save_checkpoint(folder / "ck.pt")
     z = fixed_latents(8, cfg.model.latent_dim)
     labels = torch.arange(8) % trainer.n_classes if trainer.n_classes else None
-    on_cpu = Trainer.from_checkpoint(path, device="cpu")
+    on_cpu = trainer_from_checkpoint(path, device="cpu")
     if hasattr(trainer, "translate"):  # CycleGAN: compare G_AB on a few source images
         x = trainer.evaluator.source[:8]
         a, b = trainer.translate(x), on_cpu.translate(x)
     else:
         a, b = trainer.generate(z, labels), on_cpu.generate(z, labels)
-    resumed = Trainer.from_checkpoint(path, device=DEVICE, steps=cfg.train.steps + cfg.eval.every)
+    resumed = trainer_from_checkpoint(path, device=DEVICE, steps=cfg.train.steps + cfg.eval.every)
     again = resumed.train()
     finite = all(torch.isfinite(torch.tensor(v)) for v in result.metrics.values())
     return {"status": result.status, "metrics_finite": finite, "fid": result.metrics.get("fid"),

@@ -39,7 +39,7 @@ from gpu_check import run_parts  # noqa: E402
 from ganpipe.metrics import fixed_latents  # noqa: E402
 from ganpipe.train.divergence import FinitenessCheck  # noqa: E402
 from ganpipe.train.graphs import GraphedStep  # noqa: E402
-from ganpipe.train.loop import Trainer, make_trainer  # noqa: E402
+from ganpipe.train import make_trainer, trainer_from_checkpoint  # noqa: E402
 from ganpipe.trial import prepare_trial  # noqa: E402
 
 SWEEPS = ROOT / "sweeps"
@@ -70,7 +70,7 @@ def one_case(sweep: str, sets: list[str], steps: int, folder: Path) -> dict:
            "d_max_abs_diff": max_abs_diff(eager.d, graphed.d),
            "metrics_eager": r_eager.metrics, "metrics_graphed": r_graphed.metrics}
     path = graphed.save_checkpoint(folder / "ck.pt")
-    on_cpu = Trainer.from_checkpoint(path, device="cpu", steps=steps + 5)
+    on_cpu = trainer_from_checkpoint(path, device="cpu", steps=steps + 5)
     if hasattr(graphed, "translate"):
         x = graphed.evaluator.source[:8]
         a, b = graphed.translate(x), on_cpu.translate(x)
@@ -81,7 +81,7 @@ def one_case(sweep: str, sets: list[str], steps: int, folder: Path) -> dict:
     out["cpu_reload_max_abs_diff"] = float((a - b).abs().max())
     on_cpu.cfg.eval.every = 10**9  # a few CPU steps from the graphed run's optimizer state, no evaluation
     out["cpu_continues"] = on_cpu.train().status
-    resumed = Trainer.from_checkpoint(path, device=DEVICE, steps=steps + 20)
+    resumed = trainer_from_checkpoint(path, device=DEVICE, steps=steps + 20)
     out["resumed"] = resumed.train().status
     out["resumed_captured"] = resumed.graphed is not None and resumed.graphed.graph is not None
     return out

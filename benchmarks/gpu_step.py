@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eval_cost import STABILITY_MLP_CORNER  # noqa: E402 (this script's folder)
-from ganpipe.train.loop import make_trainer  # noqa: E402
+from ganpipe.train import make_trainer  # noqa: E402
 from ganpipe.trial import prepare_trial  # noqa: E402
 
 CASES = {

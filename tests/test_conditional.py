@@ -17,6 +17,7 @@ from ganpipe.config.schema import DataConfig, EvalConfig, LossConfig, ModelConfi
 from ganpipe.data import get_dataset
 from ganpipe.metrics import Evaluator, fixed_labels
 from ganpipe.nets import build_networks
+from ganpipe.train import trainer_from_checkpoint
 from ganpipe.train.loop import Trainer
 from ganpipe.train.reporter import ListReporter
 from conftest import register_export
@@ -130,7 +131,7 @@ def test_conditional_trainer_reports_class_metrics_and_resumes_exactly(tmp_path,
 
     first = Trainer(small(arch, steps=20, loss=loss))
     first.train()
-    resumed, resumed_reports = Trainer.from_checkpoint(first.save_checkpoint(tmp_path / "ck"), steps=40), ListReporter()
+    resumed, resumed_reports = trainer_from_checkpoint(first.save_checkpoint(tmp_path / "ck"), steps=40), ListReporter()
     resumed.train(resumed_reports)
     assert resumed_reports.reports[-1].metrics["intra_fid"] == last["intra_fid"]
     assert resumed_reports.reports[-1].metrics["loss_d"] == last["loss_d"]

@@ -8,6 +8,7 @@ import torch
 from ganpipe.config.schema import (
     DataConfig, EvalConfig, LossConfig, ModelConfig, OptimizerConfig, TrainConfig, TrialConfig,
 )
+from ganpipe.train import trainer_from_checkpoint
 from ganpipe.train.loop import Trainer
 from ganpipe.train.reporter import ListReporter
 
@@ -47,7 +48,7 @@ def test_resume_from_checkpoint_continues_exactly(tmp_path, dataset, arch, loss)
     first = Trainer(small(dataset, arch, loss, steps=20))
     first.train()
     ckpt = first.save_checkpoint(tmp_path / "ck")
-    resumed = Trainer.from_checkpoint(ckpt, steps=40)
+    resumed = trainer_from_checkpoint(ckpt, steps=40)
     resumed_reports = ListReporter()
     resumed.train(resumed_reports)
 

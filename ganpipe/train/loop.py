@@ -20,9 +20,10 @@ from ganpipe.train.ema import make_ema
 from ganpipe.data import get_dataset
 from ganpipe.losses import get_loss, gradient_penalty, interpolation_shape, r1_penalty
 from ganpipe.metrics import Evaluator, fixed_labels, fixed_latents
-from ganpipe.nets import LabelledSampler, build_networks
-from ganpipe.train.checkpoint import load_checkpoint, save_checkpoint
+from ganpipe.nets import build_networks
+from ganpipe.train.checkpoint import save_checkpoint
 from ganpipe.train.divergence import FinitenessCheck
+from ganpipe.train.export import DataFacts, gan_export
 from ganpipe.train.graphs import GraphedStep, set_capturable
 from ganpipe.train.optim import make_optimizers
 from ganpipe.train.reporter import EvalReport, NullReporter, Reporter, TrialResult
@@ -157,20 +158,9 @@ class Trainer:
         return self.n_classes or None
 
     def export(self) -> tuple[torch.nn.Module, torch.Tensor, dict]:
-        """(model with one tensor input, example input, metadata) of what a promotion registers.
-
-        Unconditional: z (N, latent_dim) -> samples. Conditional: [z | class weights]
-        (N, latent_dim + n_classes) -> samples, one-hot weights picking a class.
-        """
-        latent_dim = self.cfg.model.latent_dim
-        z = torch.randn(4, latent_dim, generator=torch.Generator().manual_seed(0))
-        meta = {"ganpipe_kind": "generator", "latent_dim": latent_dim, "dataset": self.dataset.name}
-        if not self.n_classes:
-            return self.generator.eval(), z, meta
-        onehot = torch.nn.functional.one_hot(fixed_labels(4, self.n_classes), self.n_classes).float()
-        classes = list(getattr(self.dataset, "classes", ())) or [str(c) for c in range(self.n_classes)]
-        meta.update(ganpipe_kind="conditional-generator", n_classes=self.n_classes, classes=classes)
-        return LabelledSampler(self.generator, latent_dim).eval(), torch.cat([z, onehot], dim=1), meta
+        """(model with one tensor input, example input, metadata) of what a promotion registers
+        (ganpipe.train.export: the same as export_generator of this trainer's checkpoint)."""
+        return gan_export(self.generator, self.cfg.model.latent_dim, DataFacts.of(self.dataset, self.n_classes))
 
     def evaluate(self) -> tuple[dict[str, float], torch.Tensor]:
         n = self.evaluator.num_samples
@@ -268,24 +258,3 @@ class Trainer:
 
     def save_checkpoint(self, path: str | Path) -> Path:
         return save_checkpoint(path, self.cfg, self.state_dict(), self.evaluator.protocol)
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "cpu", steps: int | None = None) -> "Trainer":
-        """Resume a trainer; `steps` may extend the budget (e.g. a promotion re-check)."""
-        cfg, state = load_checkpoint(path)
-        if steps is not None:
-            cfg.train.steps = steps
-        trainer = make_trainer(cfg, device)
-        trainer.load_state_dict(state)
-        return trainer
-
-
-def make_trainer(cfg: TrialConfig, device: str = "cpu") -> Trainer:
-    """The trainer for a config's task: a TranslationTrainer (CycleGAN) for translation datasets."""
-    from ganpipe.data.registry import TRANSLATION_DATASETS
-
-    if cfg.data.dataset in TRANSLATION_DATASETS:
-        from ganpipe.train.translate import TranslationTrainer
-
-        return TranslationTrainer(cfg, device)
-    return Trainer(cfg, device)

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 
-if TYPE_CHECKING:
-    from ganpipe.train.loop import Trainer
+if TYPE_CHECKING:  # pragma: no cover - annotations only
+    from ganpipe.config.schema import TrialConfig
 
 
 @dataclass
@@ -28,11 +28,23 @@ class TrialResult:
     message: str = ""
 
 
+class TrainerView(Protocol):
+    """What a reporter may ask of the trainer it is told about (ganpipe.train.loop.Trainer, not imported:
+    the loop imports this module)."""
+
+    cfg: TrialConfig
+    step: int
+    grid_columns: int | None  # columns of a sample PNG
+
+    def save_checkpoint(self, path) -> object:
+        """Write a resumable checkpoint to `path` (a file, or a folder for the file inside); return the file."""
+
+
 class Reporter(Protocol):
-    def on_eval(self, report: EvalReport, trainer: "Trainer") -> None:
+    def on_eval(self, report: EvalReport, trainer: TrainerView) -> None:
         """Called after every evaluation; `trainer.save_checkpoint(path)` writes a resumable checkpoint."""
 
-    def on_end(self, result: TrialResult, trainer: "Trainer") -> None:
+    def on_end(self, result: TrialResult, trainer: TrainerView) -> None:
         """Called once when training stops (finished or diverged)."""
 
 

@@ -17,6 +17,7 @@ import torch
 
 from ganpipe.metrics.translation import TranslationEvaluator
 from ganpipe.nets.translation import build_translation_networks
+from ganpipe.train.export import translator_export
 from ganpipe.train.loop import Trainer
 
 
@@ -83,11 +84,7 @@ class TranslationTrainer(Trainer):
         return 10  # pairs_for_grid: rows of 10
 
     def export(self) -> tuple[torch.nn.Module, torch.Tensor, dict]:
-        example = self.evaluator.source[:4].clone()
-        meta = {"ganpipe_kind": "translator", "dataset": self.dataset.name,
-                "source": self.dataset.source.name, "target": self.dataset.target.name,
-                "image_shape": list(self.dataset.shape)}
-        return self.generator.eval(), example, meta
+        return translator_export(self.generator, self.dataset)
 
 
 def pairs_for_grid(source: torch.Tensor, translated: torch.Tensor, n: int = 30) -> torch.Tensor:
