@@ -7,13 +7,15 @@ the FID / coverage feature space. Trained reproducibly and shipped as package da
 """
 from __future__ import annotations
 
-import hashlib
 import time
-from functools import lru_cache
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from ganpipe.metrics.weights_file import (  # noqa: F401 - weights_sha256 re-exported
+    cached_loader, cpu_state, load_cached, read_weights, save_weights, weights_sha256,
+)
 
 ARCH_VERSION = "digits-cnn-v1"
 FEATURE_DIM = 64
@@ -142,44 +144,18 @@ def fit_classifier(model: nn.Module, epoch_data, epochs: int, seed: int, log=Non
     return model.eval().requires_grad_(False)
 
 
-def weights_sha256(state_dict: dict[str, torch.Tensor]) -> str:
-    """sha256 over (name, dtype, shape, raw bytes) of every tensor, in sorted key order."""
-    h = hashlib.sha256()
-    for name in sorted(state_dict):
-        t = state_dict[name].detach().to("cpu").contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()
-
-
 def save_digits_classifier(model: DigitsClassifier, path: str | Path, *, seed: int, heldout_accuracy: float) -> str:
     """Write state_dict + metadata (arch version, seed, held-out accuracy, sha256); return the sha256."""
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    sha = weights_sha256(state)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"arch_version": ARCH_VERSION, "seed": seed, "heldout_accuracy": heldout_accuracy,
-                "sha256": sha, "state_dict": state}, path)
-    return sha
+    return save_weights(path, cpu_state(model), {"arch_version": ARCH_VERSION, "seed": seed,
+                                                 "heldout_accuracy": heldout_accuracy})
 
 
 def read_digits_checkpoint(path: str | Path = WEIGHTS_PATH) -> dict:
     """The raw checkpoint dict; raises if the architecture or the weights' sha256 do not match."""
-    ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if ckpt.get("arch_version") != ARCH_VERSION:
-        raise ValueError(f"{path}: architecture {ckpt.get('arch_version')!r}, expected {ARCH_VERSION!r}")
-    if weights_sha256(ckpt["state_dict"]) != ckpt["sha256"]:
-        raise ValueError(f"{path}: weights do not match their recorded sha256 (corrupted file?)")
-    return ckpt
+    return read_weights(path, ARCH_VERSION)
 
 
-@lru_cache(maxsize=4)
-def _load_cached(path: str) -> DigitsClassifier:
-    ckpt = read_digits_checkpoint(path)
-    model = DigitsClassifier()
-    model.load_state_dict(ckpt["state_dict"])
-    model.metadata = {k: v for k, v in ckpt.items() if k != "state_dict"}  # type: ignore[attr-defined]
-    return model.eval().requires_grad_(False)
+_load_cached = cached_loader(read_digits_checkpoint, lambda ckpt: DigitsClassifier(), maxsize=4)
 
 
 def load_digits_classifier(path: str | Path | None = None) -> DigitsClassifier:
@@ -187,4 +163,4 @@ def load_digits_classifier(path: str | Path | None = None) -> DigitsClassifier:
     `.metadata` holds arch_version, seed, heldout_accuracy and sha256."""
     if path is None and not WEIGHTS_PATH.exists():
         raise FileNotFoundError(f"{WEIGHTS_PATH} is missing; create it with `ganpipe features train digits`")
-    return _load_cached(str(Path(path or WEIGHTS_PATH).resolve()))
+    return load_cached(_load_cached, path or WEIGHTS_PATH)

@@ -15,13 +15,13 @@ from __future__ import annotations
 import math
 import os
 import time
-from functools import lru_cache
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ganpipe.metrics.digits_classifier import FeatureClassifier, accuracy, stratified_split, weights_sha256
+from ganpipe.metrics.digits_classifier import FeatureClassifier, accuracy, stratified_split
+from ganpipe.metrics.weights_file import cached_loader, cpu_state, load_cached, read_weights, save_weights
 
 ARCH_VERSION = "image-cnn-v1"
 FEATURE_DIM = 128
@@ -130,45 +130,22 @@ def _heldout_accuracy(model, dataset, idx: torch.Tensor) -> float:
 
 
 def save_image_classifier(model: ImageClassifier, meta: dict, path: str | Path) -> str:
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    sha = weights_sha256(state)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({**meta, "sha256": sha, "state_dict": state}, tmp)
-    tmp.replace(path)
-    return sha
+    return save_weights(path, cpu_state(model), meta)
 
 
 def read_metadata(path: str | Path) -> dict:
     """The file's metadata (everything but the weights); raises ValueError if it is not an
     image classifier file of this architecture or its weights do not match their sha256."""
-    try:
-        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - a file torch cannot read is not a classifier file
-        # torch's own message runs over several lines and suggests weights_only=False: the class names enough
-        raise ValueError(f"{path} is not a feature classifier file (torch.load: {type(e).__name__})")
-    if not isinstance(ckpt, dict) or ckpt.get("arch_version") != ARCH_VERSION:
-        got = ckpt.get("arch_version") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path}: architecture {got!r}, expected {ARCH_VERSION!r} (a file from `ganpipe features train`)")
-    if weights_sha256(ckpt["state_dict"]) != ckpt["sha256"]:
-        raise ValueError(f"{path}: weights do not match their recorded sha256 (corrupted file?)")
-    return ckpt
+    return read_weights(path, ARCH_VERSION, " (a file from `ganpipe features train`)")
 
 
-@lru_cache(maxsize=8)
-def _load_cached(path: str, mtime_ns: int) -> ImageClassifier:
-    ckpt = read_metadata(path)
-    model = ImageClassifier(ckpt["channels"], len(ckpt["classes"]))
-    model.load_state_dict(ckpt["state_dict"])
-    model.metadata = {k: v for k, v in ckpt.items() if k != "state_dict"}  # type: ignore[attr-defined]
-    return model.eval().requires_grad_(False)
+_load_cached = cached_loader(read_metadata, lambda ckpt: ImageClassifier(ckpt["channels"], len(ckpt["classes"])),
+                             maxsize=8)
 
 
 def load_image_classifier(path: str | Path) -> ImageClassifier:
     """Loaded once per process and file version; `.metadata` holds the file's metadata."""
-    p = Path(path).expanduser().resolve()
-    return _load_cached(str(p), p.stat().st_mtime_ns)
+    return load_cached(_load_cached, path)
 
 
 def train_and_save(dataset, out: str | Path | None = None, seed: int = DEFAULT_SEED, epochs: int | None = None,

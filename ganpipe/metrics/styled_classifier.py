@@ -11,14 +11,12 @@ held-out accuracy is measured on the shipped styled images of the other 20 %.
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 import torch
 
-from ganpipe.metrics.digits_classifier import (
-    DigitsClassifier, accuracy, fit_classifier, stratified_split, weights_sha256,
-)
+from ganpipe.metrics.digits_classifier import DigitsClassifier, accuracy, fit_classifier, stratified_split
+from ganpipe.metrics.weights_file import cached_loader, cpu_state, load_cached, read_weights, save_weights
 
 ARCH_VERSION = "styled-digits-cnn-v1"
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "styled_digits_classifier.pt"
@@ -52,28 +50,18 @@ def train_styled_classifier(seed: int = DEFAULT_SEED, epochs: int = DEFAULT_EPOC
 
 
 def save_styled_classifier(model: DigitsClassifier, meta: dict, path: str | Path = WEIGHTS_PATH) -> str:
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    sha = weights_sha256(state)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({**meta, "sha256": sha, "state_dict": state}, path)
-    return sha
+    return save_weights(path, cpu_state(model), meta)
 
 
-@lru_cache(maxsize=2)
-def _load_cached(path: str) -> DigitsClassifier:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if ckpt.get("arch_version") != ARCH_VERSION:
-        raise ValueError(f"{path}: architecture {ckpt.get('arch_version')!r}, expected {ARCH_VERSION!r}")
-    if weights_sha256(ckpt["state_dict"]) != ckpt["sha256"]:
-        raise ValueError(f"{path}: weights do not match their recorded sha256 (corrupted file?)")
-    model = DigitsClassifier(channels=3)
-    model.load_state_dict(ckpt["state_dict"])
-    model.metadata = {k: v for k, v in ckpt.items() if k != "state_dict"}  # type: ignore[attr-defined]
-    return model.eval().requires_grad_(False)
+def read_styled_checkpoint(path: str | Path = WEIGHTS_PATH) -> dict:
+    """The raw checkpoint dict; raises if the architecture or the weights' sha256 do not match."""
+    return read_weights(path, ARCH_VERSION)
+
+
+_load_cached = cached_loader(read_styled_checkpoint, lambda ckpt: DigitsClassifier(channels=3), maxsize=2)
 
 
 def load_styled_classifier(path: str | Path | None = None) -> DigitsClassifier:
     if path is None and not WEIGHTS_PATH.exists():
         raise FileNotFoundError(f"{WEIGHTS_PATH} is missing; create it with `ganpipe features train digits-translation`")
-    return _load_cached(str(Path(path or WEIGHTS_PATH).resolve()))
+    return load_cached(_load_cached, path or WEIGHTS_PATH)
