@@ -423,10 +423,3 @@ def test_one_trial_checks_against_its_first_values(tmp_path):
         load_sweep(path, ["loss.gp_weight=20"], single_trial=True)
     assert_problem(err.value.problems, "loss.gp_weight", "loss.name is ns (its first value): add --set loss.name=wgan-gp")
     assert load_sweep(path, ["loss.gp_weight=20", "loss=wgan-gp"], single_trial=True).trial.loss.gp_weight == 20
-
-
-def test_a_cross_key_problem_names_the_set_that_caused_it(tmp_path):
-    """`--set data=mnist` on a file without data.root: the file's key, with the --set that made it wrong."""
-    problems = problems_of(write(tmp_path, "name: t\n"), ["data=mnist"])
-    problem = assert_problem(problems, "data.root", "required for mnist")
-    assert problem.file == f"{tmp_path / 'sweep.yaml'} (with --set data.dataset)"

@@ -14,23 +14,15 @@ from typing import Any, Iterable
 
 import yaml
 
-from ganpipe.config import schema, yamlfile
+import ganpipe.config.schema as schema
+import ganpipe.config.yamlfile as yamlfile
 from ganpipe.config.errors import ConfigError, Problem
-from ganpipe.config.space import Param, apply
-from ganpipe.config.validate import (
-    NAME_RE,
-    PRIMARY,
-    SWEEP_CLASSES,
-    TOP_KEYS,
-    TRIAL_CLASSES,
-    Validator,
-    check_conditional,
-    check_only_when,
-    check_files,
-    check_translation,
-    fields_of,
-    primary_noun,
-)
+from ganpipe.config.paths import absolute_paths
+from ganpipe.config.rules import FileChecks, check_conditional, check_only_when, check_search, check_translation
+from ganpipe.config.schema import NAME_RE, fields_of
+from ganpipe.config.space import apply
+from ganpipe.config.validate import Validator
+from ganpipe.config.values import PRIMARY, SWEEP_CLASSES, TOP_KEYS, TRIAL_CLASSES, primary_noun
 
 # the top level, as field name -> type, so overrides walk it like any section
 TOP_FIELDS: dict[str, Any] = {"name": str, "description": str, **TRIAL_CLASSES, **SWEEP_CLASSES}
@@ -124,27 +116,14 @@ def apply_overrides(raw: dict, overrides: Iterable[Override], problems: list[Pro
 
 
 # ---- the sweep -----------------------------------------------------------------------
-def _grace_period(v: Validator, search: schema.SearchConfig, trial: schema.TrialConfig, space: list[Param]) -> None:
-    """ASHA cannot stop a trial before its grace period: it must fit in train.steps."""
-    if search.scheduler.name != "asha" or search.scheduler.grace_period == 0:  # 0: one evaluation interval
-        return
-    steps = next((p for p in space if p.path == "train.steps"), None)
-    if steps is None:
-        fewest, what = trial.train.steps, f"train.steps ({trial.train.steps})"
-    else:  # searched: the shortest trial it can sample (or fall back to)
-        fewest = min(steps.choices) if steps.kind == "choice" else steps.low
-        if steps.when:
-            fewest = min(fewest, steps.default if steps.default is not None else trial.train.steps)
-        what = f"the fewest train.steps the search can pick ({fewest})"
-    if search.scheduler.grace_period > fewest:
-        v.problem("search.scheduler.grace_period",
-                  f"must be <= {what} when the scheduler is asha, got {search.scheduler.grace_period}")
-
-
-def load_sweep(path, overrides: Iterable[Override] = (), single_trial: bool = False) -> schema.SweepConfig:
-    """Read, override, validate. Raises ConfigError listing every problem. `overrides`: "key=value" strings, or
-    (label, string) pairs whose problems name `label` (a pipeline's set lists). `single_trial`: for `ganpipe
-    trial`, which runs no scheduler, so a short debugging run need not also shrink ASHA's grace period."""
+def load_sweep(path, overrides: Iterable[Override] = (), single_trial: bool = False,
+               file_checks: FileChecks | None = None) -> schema.SweepConfig:
+    """Read, override, validate, make paths absolute. Raises ConfigError listing every problem. `overrides`:
+    "key=value" strings, or (label, string) pairs whose problems name `label` (a pipeline's set lists).
+    `single_trial`: for `ganpipe trial`, which runs no scheduler, so a short debugging run need not also
+    shrink ASHA's grace period. `file_checks`: what to ask of the disk (the data files, the feature
+    classifier, the Inception weights), their problems reported with the others; without it nothing is read:
+    ganpipe.preflight.load_checked_sweep passes the checks."""
     file = str(path)
     problems: list[Problem] = []
     raw = _read(file, problems)
@@ -170,15 +149,14 @@ def load_sweep(path, overrides: Iterable[Override] = (), single_trial: bool = Fa
     trial, space = v.trial(raw, allow_dist=True)
     sections = {k: v.section(cls, raw.get(k), k, False, []) for k, cls in SWEEP_CLASSES.items()}
     space = v.conditions(space, trial)
-    check_files(v, trial, space)  # data.root and eval.features: files are there and fit, before anything runs
-    check_conditional(v, trial, space)
+    absolute_paths(trial, space)  # trials may run in another working directory
+    if file_checks is not None:  # data.root and eval.features: files are there and fit, before anything runs
+        file_checks.files(v, trial, space)
+    check_conditional(v, trial, space, file_checks.labelled if file_checks is not None else None)
     check_translation(v, trial, space)
     check_only_when(v, raw, trial, space, single_trial)
     if not single_trial:
-        _grace_period(v, sections["search"], trial, space)
-        if sections["search"].sampler == "cmaes" and len(sections["search"].objectives) > 1:
-            v.problem("search.sampler", "cmaes optimises one objective; with objectives [fid, diversity] use tpe "
-                                        "or random, or set search.objectives=[fid]", related=("search.objectives",))
+        check_search(v, sections["search"], trial, space)
     if problems:
         raise ConfigError(problems)
     return schema.SweepConfig(name=name, description=description, trial=trial, space=space, source=file, **sections)

@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ganpipe.config.schema import supported_size  # noqa: F401 (pure arithmetic; validation uses it too)
 from ganpipe.data.base import Dataset
 
-FILE_DATASETS = ("mnist", "fashion-mnist", "cifar10", "image-folder")
+FILE_DATASETS = ("mnist", "fashion-mnist", "cifar10", "image-folder")  # ganpipe.config.schema.FILE_DATASETS
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 IDX_IMAGES, IDX_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
 IDX_MAGIC_IMAGES, IDX_MAGIC_LABELS = 0x00000803, 0x00000801  # unsigned byte, 3 resp. 1 dimensions
@@ -47,15 +48,6 @@ class DataRootError(ValueError):
     def __init__(self, message: str, key: str = "data.root"):
         super().__init__(message)
         self.key = key
-
-
-def supported_size(n: int) -> bool:
-    """Image sizes the conv nets reach by doubling from 4 or 7: 4, 7, 8, 14, 16, 28, 32, 56, 64, ..."""
-    if n < 4:
-        return False
-    while n % 2 == 0 and n > 7:
-        n //= 2
-    return n in (4, 7)
 
 
 @dataclass(frozen=True)
