@@ -1,5 +1,5 @@
 """Image datasets read from a local root (IDX, CIFAR batches, an image folder): loading,
-the cheap checks `load_sweep` runs before anything starts, the feature classifier and a
+the data as a sweep loads it (its cheap checks: tests/test_preflight.py), the feature classifier and a
 whole trial. Every file here is tiny and written by the test itself."""
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ import torch
 import yaml
 
 from ganpipe import cli
-from ganpipe.config import ConfigError, load_sweep
+from ganpipe.config import ConfigError
 from ganpipe.config.schema import DataConfig
 from ganpipe.data import get_dataset
 from ganpipe.data.files import load_files
 from ganpipe.metrics import Evaluator
-from ganpipe.metrics.protocol import FeaturesMissing
+from ganpipe.metrics.features import FeaturesMissing
+from ganpipe.preflight import load_checked_sweep
 
 N_IDX = 40  # 4 per class
 
@@ -91,7 +92,7 @@ def sweep_file(folder: Path, data: dict, **extra) -> Path:
 
 def problems(path: Path, overrides=()) -> list[tuple[str, str]]:
     with pytest.raises(ConfigError) as err:
-        load_sweep(path, list(overrides))
+        load_checked_sweep(path, list(overrides))
     return [(p.key, p.message) for p in err.value.problems]
 
 
@@ -141,67 +142,6 @@ def test_image_folder_labelled_unlabelled_grey_and_resized(tmp_path):
     assert grey.shape == (1, 16, 16) and grey.images.shape == (10, 1, 16, 16)
     flat = get_dataset(DataConfig("image-folder", root=str(write_folder(tmp_path / "flat", classes=("",)))))
     assert flat.labels is None and flat.n_modes == 0 and flat.shape == (3, 8, 8)
-
-
-# ---- bad roots: problems before anything runs ------------------------------------------------
-def test_malformed_roots_are_problems_naming_the_key(tmp_path):
-    good = write_idx(tmp_path / "good", gz=False)
-    expect = []
-    # missing root, root not there
-    expect.append(({"dataset": "mnist"}, "data.root", "required for mnist"))
-    expect.append(({"dataset": "mnist", "root": str(tmp_path / "nope")}, "data.root", "is not a folder"))
-    expect.append(({"dataset": "mnist", "root": str(tmp_path)}, "data.root",
-                   f"no train-images-idx3-ubyte[.gz] in {tmp_path} (expected the MNIST IDX files)"))
-    # wrong magic
-    bad = write_idx(tmp_path / "magic", gz=False)
-    raw = bytearray((bad / "train-images-idx3-ubyte").read_bytes())
-    raw[3] = 0x01
-    (bad / "train-images-idx3-ubyte").write_bytes(bytes(raw))
-    expect.append(({"dataset": "mnist", "root": str(bad)}, "data.root", "bad magic number 0x00000801, expected 0x00000803"))
-    # truncated, raw and gzipped
-    cut = write_idx(tmp_path / "cut", gz=False)
-    (cut / "train-images-idx3-ubyte").write_bytes((cut / "train-images-idx3-ubyte").read_bytes()[:-100])
-    expect.append(({"dataset": "mnist", "root": str(cut)}, "data.root", "is truncated"))
-    cutgz = write_idx(tmp_path / "cutgz", gz=True)
-    (cutgz / "train-images-idx3-ubyte.gz").write_bytes((cutgz / "train-images-idx3-ubyte.gz").read_bytes()[:-50])
-    expect.append(({"dataset": "mnist", "root": str(cutgz)}, "data.root", "truncated or damaged"))
-    # a CIFAR batch missing
-    cifar = write_cifar(tmp_path / "cifar")
-    (cifar / "data_batch_3").unlink()
-    expect.append(({"dataset": "cifar10", "root": str(cifar)}, "data.root", "missing data_batch_3"))
-    # an empty image folder
-    (tmp_path / "empty" / "cls").mkdir(parents=True)
-    expect.append(({"dataset": "image-folder", "root": str(tmp_path / "empty")}, "data.root", "no images (png, jpg"))
-    # unsupported sizes, root for a built-in dataset
-    expect.append(({"dataset": "mnist", "root": str(good), "image_size": 30}, "data.image_size", "4 or 7 times a power of 2"))
-    odd = write_folder(tmp_path / "odd", size=12)
-    expect.append(({"dataset": "image-folder", "root": str(odd)}, "data.image_size", "native size 12"))
-    expect.append(({"dataset": "ring8", "root": str(good)}, "data.root", "ring8, which is built in"))
-    for i, (data, key, text) in enumerate(expect):
-        folder = tmp_path / f"cfg{i}"
-        folder.mkdir()
-        found = problems(sweep_file(folder, data))
-        assert any(k == key and text in m for k, m in found), (data, found)
-
-
-def test_missing_feature_classifier_says_how_to_train_one(tmp_path, monkeypatch):
-    monkeypatch.setenv("GANPIPE_HOME", str(tmp_path / "home"))
-    root = write_idx(tmp_path / "mnist", gz=True)
-    found = problems(sweep_file(tmp_path, {"dataset": "mnist", "root": str(root)}))
-    path = tmp_path / "home" / "features" / "mnist-28x1.pt"
-    assert found == [("eval.features", f"no feature classifier for mnist at {path}; "
-                                        f"train one with: ganpipe features train mnist --set data.root={root}")]
-    flat = write_folder(tmp_path / "flat", classes=("",))
-    found = problems(sweep_file(tmp_path, {"dataset": "image-folder", "root": str(flat)}))
-    assert found[0][0] == "eval.features" and "unlabelled image folder" in found[0][1]
-    not_weights = tmp_path / "notes.txt"
-    not_weights.write_text("not a classifier")
-    found = problems(sweep_file(tmp_path, {"dataset": "mnist", "root": str(root)}), [f"eval.features={not_weights}"])
-    assert found == [("eval.features", f"{not_weights} is not a feature classifier file (torch.load: UnpicklingError)")]
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    found = problems(sweep_file(tmp_path, {"dataset": "mnist", "root": str(root)}), ["eval.features=inception"])
-    weights = tmp_path / "torch" / "hub" / "checkpoints" / "pt_inception-2015-12-05-6726825d.pth"
-    assert found[0][0] == "eval.inception_weights" and f"no Inception weights at {weights}" in found[0][1]
 
 
 # ---- the feature classifier, the evaluator and a trial -----------------------------------------
@@ -306,7 +246,7 @@ def test_unlabelled_folder_is_evaluated_with_a_classifier_trained_elsewhere(tmp_
     info = train_features(DataConfig("image-folder", root=str(pets)), str(tmp_path / "pets.pt"), epochs=2)
     assert info["classes"] == ["cat", "dog"] and 0 <= info["heldout_accuracy"] <= 1
     flat = write_folder(tmp_path / "flat", classes=("",), per_class=12)
-    sweep = load_sweep(sweep_file(tmp_path, {"dataset": "image-folder", "root": str(flat)},
+    sweep = load_checked_sweep(sweep_file(tmp_path, {"dataset": "image-folder", "root": str(flat)},
                                   eval={"features": info["path"]}))
     ds = get_dataset(sweep.trial.data)
     with pytest.warns(UserWarning, match="has 12 images, fewer than the .* feature dimensions"):  # FID biased
@@ -327,9 +267,3 @@ def test_builtin_names_still_work_and_cache_is_per_size(tmp_path):
     get_dataset(DataConfig("mnist", root=str(root)))
     get_dataset(DataConfig("mnist", root=str(root), image_size=8))
     assert load_files.cache_info().currsize == 2
-
-
-def test_inception_on_a_builtin_dataset_is_one_problem(tmp_path, monkeypatch):
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no weights there: that must not be reported too
-    found = problems(sweep_file(tmp_path, {"dataset": "digits"}), ["eval.features=inception"])
-    assert [key for key, _ in found] == ["eval.features"] and "which is built in" in found[0][1]

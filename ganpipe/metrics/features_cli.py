@@ -25,8 +25,10 @@ def data_config(dataset: str, overrides: list[str]) -> DataConfig:
     """The DataConfig of `features train DATASET --set data.k=v ...`, checked like a sweep's
     (the root is probed); raises ConfigError."""
     from ganpipe.config.load import apply_overrides
+    from ganpipe.config.paths import absolute_paths
     from ganpipe.config.schema import TrialConfig
-    from ganpipe.config.validate import Validator, check_files
+    from ganpipe.config.validate import Validator
+    from ganpipe.preflight.files import check_files
 
     problems: list[Problem] = []
     for item in overrides:
@@ -40,6 +42,7 @@ def data_config(dataset: str, overrides: list[str]) -> DataConfig:
     v = Validator("--set", overridden)
     v.problems = problems
     trial = TrialConfig(data=v.section(DataConfig, raw["data"], "data", False, []))
+    absolute_paths(trial, [])
     check_files(v, trial, [], features=False)
     if problems:
         raise ConfigError(problems)

@@ -164,3 +164,38 @@ def train_and_save(dataset, out: str | Path | None = None, seed: int = DEFAULT_S
             log(f"replacing {path}, a classifier of other data (data sha256 {old})")
     sha = save_image_classifier(model, meta, path)
     return {**meta, "path": str(path.resolve()), "sha256": sha}
+
+
+# ---- before a run: does the classifier a dataset from files would be evaluated with exist and fit ----
+def features_problem(name: str, root: str, size: int, channels: int, info, feat: str) -> str | None:
+    """What is wrong with the feature classifier a dataset from files would be evaluated with (`info`: its
+    ganpipe.data.files.Probe; `feat`: eval.features, "" = the default file), or None."""
+    from ganpipe.config.schema import INCEPTION_NAMES
+
+    if feat.lower() in INCEPTION_NAMES:
+        return None  # the weights file is checked apart (ganpipe.metrics.inception.inception_problem)
+    c, s, _ = info.shape
+    path = Path(feat).expanduser() if feat else default_features_path(name, s, c)
+    train = f"ganpipe features train {name} --set data.root={root}"
+    train += (f" --set data.image_size={size}" if size else "") + (f" --set data.channels={channels}" if channels else "")
+    train = f"train one with: {train}"
+    if info.n_classes == 0:  # nothing to train on this data: say what else fits
+        train = (f"an unlabelled image folder ({root} has no class sub-folders) cannot train one: point "
+                 f"eval.features at a classifier trained elsewhere on labelled {s}x{s} images with {c} channel(s) "
+                 f"(`ganpipe features train DATASET --set data.image_size={s} --out FILE`), or use "
+                 "eval.features=inception")
+    if not path.is_file():
+        if info.n_classes == 0:
+            return f"no feature classifier at {path}; {train}"
+        return f"no feature classifier for {name} at {path}; {train}" + (f" --out {path}" if feat else "")
+    try:
+        meta = read_metadata(path)
+    except ValueError as e:
+        return str(e)
+    if (meta["channels"], meta["image_size"]) != (c, s):
+        return (f"{path} was trained on {meta['dataset']} at {meta['image_size']}x{meta['image_size']} with "
+                f"{meta['channels']} channel(s), but the data is {s}x{s} with {c}; {train}")
+    if info.n_classes and len(meta["classes"]) != info.n_classes:
+        return (f"{path} tells {len(meta['classes'])} classes ({meta['dataset']}), the data has {info.n_classes}; "
+                f"the class statistics need a classifier of the same classes; {train}")
+    return None

@@ -41,6 +41,12 @@ def missing_message(path: Path) -> str:
             f"internet and place it at {path} (or set eval.inception_weights to where it is)")
 
 
+def inception_problem(weights: str) -> str | None:
+    """A missing FID Inception weights file (checked by name only: loading it takes seconds)."""
+    path = Path(weights).expanduser() if weights else default_weights_path()
+    return None if path.is_file() else missing_message(path)
+
+
 # ---- the network (torchvision Inception3 parameter names, FID blocks) ---------------------------
 class BasicConv2d(nn.Module):
     def __init__(self, cin: int, cout: int, **kw):

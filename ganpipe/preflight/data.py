@@ -21,7 +21,7 @@ _PASSED: set[tuple] = set()  # (data config, eval.features, eval.inception_weigh
 def data_problems_as_config_errors(source: str):
     """Data or feature-network problems raised inside become bad input (exit 2) blamed on `source`."""
     from ganpipe.data.files import DataRootError
-    from ganpipe.metrics.protocol import FeaturesMissing
+    from ganpipe.metrics.features import FeaturesMissing
 
     try:
         yield
@@ -38,7 +38,7 @@ def check_data(cfg: TrialConfig, source: str, keep: bool = True) -> None:
     if cfg.data.dataset not in FILE_DATASETS or checked in _PASSED:
         return  # built-in data ships with the package; or this very data was read before in this process
     from ganpipe.data import get_dataset
-    from ganpipe.metrics.protocol import check_features
+    from ganpipe.metrics.features import check_features
 
     try:
         with data_problems_as_config_errors(source):
