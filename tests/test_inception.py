@@ -21,7 +21,7 @@ from ganpipe.config.schema import DataConfig
 from ganpipe.data import get_dataset
 from ganpipe.metrics import Evaluator
 from ganpipe.metrics.inception import WEIGHTS_FILE, FIDInceptionV3, load_fid_inception
-from ganpipe.metrics.protocol import FeaturesMissing
+from ganpipe.metrics.features import FeaturesMissing
 from test_files_datasets import sweep_file, write_idx
 
 

@@ -319,7 +319,7 @@ def test_digits_classifier_retrains_reproducibly(tmp_path):
 
 def test_full_float32_turns_tf32_off_on_cuda_only_and_restores_the_settings():
     """What a GPU evaluation does to the process-wide TF32 settings (the flags exist without a GPU)."""
-    from ganpipe.metrics.protocol import full_float32
+    from ganpipe.metrics.constants import full_float32
 
     conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
     before = conv.fp32_precision, matmul.fp32_precision

@@ -102,8 +102,8 @@ def test_unusable_output_counts_and_sample_sizes_are_bad_input(tmp_path, capsys,
 
 
 def test_validation_and_the_protocol_share_k():
-    from ganpipe.config.validate import PRDC_K
-    from ganpipe.metrics.protocol import K
+    from ganpipe.config.schema import PRDC_K
+    from ganpipe.metrics.constants import K
 
     assert PRDC_K == K
 

@@ -7,7 +7,8 @@
 from ganpipe.metrics.fid import frechet_distance
 from ganpipe.metrics.modes import label_mode_stats, point_mode_stats
 from ganpipe.metrics.prdc import coverage, prdc
-from ganpipe.metrics.protocol import Evaluator, fixed_labels, fixed_latents
+from ganpipe.metrics.constants import fixed_labels, fixed_latents
+from ganpipe.metrics.evaluator import Evaluator
 
 __all__ = [
     "Evaluator",

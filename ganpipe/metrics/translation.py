@@ -24,12 +24,13 @@ from ganpipe.metrics.fid import frechet_distance_from_stats, gaussian_stats
 from ganpipe.metrics.modes import label_mode_stats
 from ganpipe.metrics.prdc import knn_radii, prdc
 from ganpipe.metrics.names import TRANSLATION
-from ganpipe.metrics.protocol import IMAGE_KEYS, PROTOCOL_VERSION, K, _ModelFeatures, full_float32
+from ganpipe.metrics.constants import IMAGE_KEYS, PROTOCOL_VERSION, K, full_float32
+from ganpipe.metrics.features import ModelFeatures
 
 KEYS = (*IMAGE_KEYS, *TRANSLATION)
 
 
-class _StyledFeatures(_ModelFeatures):
+class _StyledFeatures(ModelFeatures):
     """The shipped styled-digits classifier; data_sha256: what it was trained on."""
 
     def __init__(self) -> None:
