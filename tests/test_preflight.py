@@ -3,7 +3,6 @@ the feature classifier, the Inception weights, labels for a conditional GAN), re
 own problems; and that validation itself (ganpipe.config.load_sweep) reads nothing and changes nothing."""
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
