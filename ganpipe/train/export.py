@@ -53,12 +53,12 @@ class DataFacts:
 
 def class_names(cfg: TrialConfig, n_classes: int) -> tuple[str, ...]:
     """The class names a loaded dataset of cfg.data would have, without reading its images."""
-    from ganpipe.data import files
+    from ganpipe.data import formats
 
     if cfg.data.dataset == "cifar10":
-        return files.CIFAR_CLASSES
+        return formats.CIFAR_CLASSES
     if cfg.data.dataset == "image-folder":  # the class sub-folders that hold images, as the loader lists them
-        return files._folder_listing(Path(cfg.data.root).expanduser().resolve())[2]
+        return formats._folder_listing(Path(cfg.data.root).expanduser().resolve())[2]
     return ()  # digits, mnist, fashion-mnist: "0".."9" (gan_export's default)
 
 
