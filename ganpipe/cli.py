@@ -120,10 +120,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "sweep":
         from pathlib import Path
 
-        from ganpipe.config import load_sweep
+        from ganpipe.preflight import load_checked_sweep
         from ganpipe.tune.driver import SweepOptions, run_sweep
 
-        sweep = load_sweep(args.sweep, args.overrides)
+        sweep = load_checked_sweep(args.sweep, args.overrides)
         opts = SweepOptions(args.address, args.num_samples, args.tracking_uri, args.storage, args.resume,
                             args.dry_run, args.num_cpus, overrides=list(args.overrides))
         return run_sweep(sweep, Path(args.sweep).read_text(), opts).exit_code
@@ -203,11 +203,10 @@ def _promote(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
 
-    from mlflow.exceptions import MlflowException
-
     from ganpipe import tracking
     from ganpipe.config.schema import PromoteConfig, ResourcesConfig
-    from ganpipe.promote import PromotionRefused, find_parent, promote
+    from ganpipe.promote import PromotionRefused, find_parent
+    from ganpipe.tune.recheck import recheck_and_promote
 
     uri = tracking.resolve_uri(args.tracking_uri)
     why = tracking.check_reachable(uri)
@@ -219,14 +218,14 @@ def _promote(args: argparse.Namespace) -> int:
     c = tracking.client(uri)
     _, parent = find_parent(c, args.experiment, args.parent_run)  # ConfigError: no such experiment or run
     with tempfile.TemporaryDirectory() as tmp:  # the sweep as it ran, --set overrides included
-        try:
-            ran = json.loads(Path(c.download_artifacts(parent.info.run_id, "sweep_config.json", tmp)).read_text())
-        except (MlflowException, OSError):
-            raise ConfigError([Problem("--parent-run", "parent_run", f"run {parent.info.run_id} is no sweep's parent "
-                                       "run (it has no sweep_config.json); give the run `ganpipe sweep` started")])
+        text = tracking.read_text_artifact(c, parent.info.run_id, "sweep_config.json", Path(tmp))
+    if text is None:
+        raise ConfigError([Problem("--parent-run", "parent_run", f"run {parent.info.run_id} is no sweep's parent "
+                                   "run (it has no sweep_config.json); give the run `ganpipe sweep` started")])
+    ran = json.loads(text)
     try:
-        decision = promote(uri, PromoteConfig(**ran["promote"]), ran["search"]["objectives"], [parent.info.run_id],
-                           args.dry_run, resources=ResourcesConfig(**ran["resources"]))
+        decision = recheck_and_promote(uri, PromoteConfig(**ran["promote"]), ran["search"]["objectives"],
+                                       [parent.info.run_id], ResourcesConfig(**ran["resources"]), args.dry_run)
     except PromotionRefused as err:
         print(f"promotion refused: {err}", file=sys.stderr)
         return EXIT_FAILED

@@ -1,4 +1,5 @@
-"""Promotion: gate the trials' best checkpoints, rank them, optionally re-check seeds, register the winner.
+"""Promotion: gate the trials' best checkpoints, rank them, register the winner. A registry step: it
+trains nothing (a seed re-check, on Ray, is ganpipe.tune.recheck, which hands its scores in here).
 
 The `champion` alias moves only when the winner beats the current champion on the
 same evaluation protocol; otherwise the new version gets `challenger`. A checkpoint
@@ -15,7 +16,9 @@ from pathlib import Path
 
 from ganpipe import tracking
 from ganpipe.config.errors import ConfigError, Problem
-from ganpipe.config.schema import PromoteConfig, ResourcesConfig
+from ganpipe.config.schema import PromoteConfig
+from ganpipe.train.checkpoint import read_checkpoint
+from ganpipe.train.export import export_generator
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -58,32 +61,25 @@ def protocol_hash(protocol: dict) -> str:
 # ---- which runs -------------------------------------------------------------------------
 def find_parent(c, experiment: str, parent_run_id: str | None):
     """(experiment, parent run) for `ganpipe promote`; ConfigError naming --experiment or --parent-run."""
-    from mlflow.exceptions import MlflowException
-
-    exp = c.get_experiment_by_name(experiment)
+    exp = tracking.find_experiment(c, experiment)
     if exp is None:
-        names = [e.name for e in c.search_experiments(max_results=11)]
-        known = tracking.some_names(names)
+        known = tracking.some_names(tracking.experiment_names(c, 11))
         raise ConfigError([Problem("--experiment", "experiment",
                                    f"no MLflow experiment named {experiment!r} (experiments: {known})")])
     if parent_run_id:
-        try:
-            run = c.get_run(parent_run_id)
-        except MlflowException:
-            run = None
+        run = tracking.find_run(c, parent_run_id)
         if run is None or run.info.experiment_id != exp.experiment_id:
             elsewhere = ""
             if run is not None:
-                other = c.get_experiment(run.info.experiment_id)
-                elsewhere = f" (it is in experiment {other.name!r}: --experiment {other.name})"
+                other = tracking.experiment_name(c, run.info.experiment_id)
+                elsewhere = f" (it is in experiment {other!r}: --experiment {other})"
             raise ConfigError([Problem("--parent-run", "parent_run", f"no run {parent_run_id} in experiment "
                                        f"{experiment!r}{elsewhere}; default: its latest sweep run")])
         return exp, run
-    sweeps = c.search_runs([exp.experiment_id], filter_string="tags.`ganpipe.kind` = 'sweep'",
-                           order_by=["attributes.start_time DESC"], max_results=1)
-    if not sweeps:
+    latest = tracking.latest_run(c, exp.experiment_id, "sweep")
+    if latest is None:
         raise ConfigError([Problem("--experiment", "experiment", f"experiment {experiment!r} has no sweep run")])
-    return exp, sweeps[0]
+    return exp, latest
 
 
 def candidates(c, experiment_id: str, parent_run_id: str) -> tuple[list[Candidate], list[str]]:
@@ -142,55 +138,48 @@ def rank(cands: list[Candidate], objectives: list[str]) -> list[Candidate]:
     return sorted(cands, key=lambda c: c.fid)
 
 
-def recheck(c, ranked: list[Candidate], top_k: int, seeds: int, resources, log=print,
-            address: str | None = None, num_cpus: int | None = None) -> list[Candidate]:
-    """Re-train the top-k configs with `seeds` seeds at full budget; re-rank them by the median fid."""
-    from ganpipe.train.checkpoint import load_checkpoint
-    from ganpipe.tune.recheck import recheck_seeds
-
-    top = ranked[:top_k]
-    with tempfile.TemporaryDirectory() as tmp:
-        configs = {cand.run_id: load_checkpoint(tracking.download_best_checkpoint(c, cand.run_id, Path(tmp) / cand.run_id))[0]
-                   for cand in top}
-    medians = recheck_seeds(configs, seeds, resources, log, address, num_cpus)
-    for cand in top:
-        cand.score = medians[cand.run_id]["median_fid"]
-    return sorted(top, key=lambda cand: cand.score) + ranked[top_k:]
-
-
 # ---- the whole step --------------------------------------------------------------------
-def promote(uri: str, cfg: PromoteConfig, objectives: list[str], parent_run_ids: list[str], dry_run: bool = False,
-            scores: dict[str, float] | None = None, resources: ResourcesConfig | None = None,
-            log=print, address: str | None = None, num_cpus: int | None = None) -> Decision:
-    """Promote the best trial of the sweeps whose parent runs are given.
-
-    scores: an already measured ranking score per child run id (a pipeline's seed
-    re-check, lower is better); those candidates rank first, by score.
-    address, num_cpus: where a seed re-check runs (as for `ganpipe sweep`).
-    """
-    c = tracking.client(uri)
-    parents = [c.get_run(run_id) for run_id in parent_run_ids]
-    model_name = cfg.model_name or parents[-1].data.tags.get("ganpipe.sweep", "")
+def gathered(c, parent_run_ids: list[str]) -> tuple[list[Candidate], list[str]]:
+    """The candidates of every sweep whose parent run is given, and why the other trials are not."""
     cands, skipped = [], []
-    for parent in parents:
-        found, why = candidates(c, parent.info.experiment_id, parent.info.run_id)
+    for parent_run_id in parent_run_ids:
+        parent = tracking.get_run(c, parent_run_id)
+        found, why = candidates(c, parent.info.experiment_id, parent_run_id)
         cands += found
         skipped += why
+    return cands, skipped
+
+
+def shortlist(uri: str, cfg: PromoteConfig, objectives: list[str],
+              parent_run_ids: list[str]) -> tuple[list[Candidate], list[str]]:
+    """(the candidates that pass the gate, ranked; why the others were gated out). The one ranking that
+    promotion, its seed re-check and a pipeline's re-check stage all use. PromotionRefused if none passes."""
+    cands, skipped = gathered(tracking.client(uri), parent_run_ids)
     if not cands:
         raise PromotionRefused("nothing finished: no trial has a best checkpoint"
                                + ("".join(f"\n  {s}" for s in skipped)))
     passed, refused = gate(cands, cfg)
     if not passed:
         raise PromotionRefused("no candidate passes the gate:" + "".join(f"\n  {r}" for r in refused))
-    ranked = rank(passed, objectives)
+    return rank(passed, objectives), refused
+
+
+def promote(uri: str, cfg: PromoteConfig, objectives: list[str], parent_run_ids: list[str], dry_run: bool = False,
+            scores: dict[str, float] | None = None) -> Decision:
+    """Promote the best trial of the sweeps whose parent runs are given.
+
+    scores: an already measured ranking score per child run id (a seed re-check's median fid, lower is
+    better: ganpipe.tune.recheck); those candidates rank first, by score.
+    """
+    c = tracking.client(uri)
+    parents = [tracking.get_run(c, run_id) for run_id in parent_run_ids]
+    model_name = cfg.model_name or parents[-1].data.tags.get("ganpipe.sweep", "")
+    ranked, refused = shortlist(uri, cfg, objectives, parent_run_ids)
     if scores:
         checked = sorted((cand for cand in ranked if cand.run_id in scores), key=lambda cand: scores[cand.run_id])
         for cand in checked:
             cand.score = scores[cand.run_id]
         ranked = checked + [cand for cand in ranked if cand.run_id not in scores]
-    elif cfg.recheck_top_k > 0 and not dry_run:
-        ranked = recheck(c, ranked, cfg.recheck_top_k, cfg.recheck_seeds, resources or ResourcesConfig(), log,
-                         address, num_cpus)
     winner = ranked[0]
 
     existing = tracking.find_version(c, model_name, winner.source)
@@ -204,16 +193,13 @@ def promote(uri: str, cfg: PromoteConfig, objectives: list[str], parent_run_ids:
 
 
 def register(c, uri: str, model_name: str, winner: Candidate, refused: list[str]) -> Decision:
-    from ganpipe.train.checkpoint import read_checkpoint
-    from ganpipe.train.loop import Trainer
-
     with tempfile.TemporaryDirectory() as tmp:
         path = tracking.download_best_checkpoint(c, winner.run_id, Path(tmp))
         protocol = read_checkpoint(path)["protocol"]
-        trainer = Trainer.from_checkpoint(path)
+        model, example, metadata = export_generator(path)  # G alone: no dataset, no evaluation protocol
     tags = {
         tracking.SOURCE_TAG: winner.source,
-        "ganpipe.sweep": c.get_run(winner.parent_run_id).data.tags.get("ganpipe.sweep", ""),
+        "ganpipe.sweep": tracking.get_run(c, winner.parent_run_id).data.tags.get("ganpipe.sweep", ""),
         "ganpipe.parent_run": winner.parent_run_id,
         "ganpipe.trial_id": winner.trial_id,
         "ganpipe.run_id": winner.run_id,
@@ -226,7 +212,6 @@ def register(c, uri: str, model_name: str, winner: Candidate, refused: list[str]
         "ganpipe.protocol": json.dumps(protocol, sort_keys=True),
         "ganpipe.protocol_hash": protocol_hash(protocol),
     }
-    model, example, metadata = trainer.export()
     version = tracking.register_generator(uri, winner.run_id, model_name, model, example, metadata, tags).version
     champion = tracking.version_by_alias(c, model_name, CHAMPION)
     if champion is None:

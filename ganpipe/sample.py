@@ -49,9 +49,6 @@ def _checkpoint_problem(source: str) -> str | None:
 
 
 def _model_problems(source: str, uri: str) -> list[Problem]:
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
     from ganpipe import tracking
 
     if source.startswith(("models:/", "runs:/")):  # looked up in the tracking store
@@ -65,65 +62,47 @@ def _model_problems(source: str, uri: str) -> list[Problem]:
     if "@" in ref or "/" in ref:  # models:/NAME@ALIAS or models:/NAME/VERSION (models:/ID is a logged model)
         c = tracking.client(uri)
         name, _, alias = ref.split("/")[0].partition("@")
-        try:
-            model = c.get_registered_model(name)
-        except MlflowException:
-            names = [m.name for m in c.search_registered_models(max_results=11)]
-            known = tracking.some_names(names)
+        model = tracking.registered_model(c, name)
+        if model is None:
+            known = tracking.some_names(tracking.registered_model_names(c, 11))
             return [Problem(source, "source", f"no registered model {name!r} in {uri} (registered: {known})")]
         if alias and alias not in model.aliases:
             return [Problem(source, "source", f"model {name!r} has no alias {alias!r} "
                             f"(aliases: {', '.join(sorted(model.aliases)) or 'none'})")]
-    with tracking.fluent_tracking_uri(uri):
-        try:
-            mlflow.models.get_model_info(source)
-        except MlflowException as err:  # no such version, run or artifact: MLflow's one-line reason
-            hint = ""
-            run_id = source[len("runs:/"):].split("/")[0] if source.startswith("runs:/") else ""
-            if run_id and _run_exists(uri, run_id):  # a trial's run holds its best checkpoint, not a logged model
-                hint = (f"; a trial's run keeps no model until it is promoted, but its best checkpoint: "
-                        f"mlflow artifacts download -r {run_id} -a {tracking.BEST_CHECKPOINT} -d DIR, then "
-                        "ganpipe sample DIR")
-            return [Problem(source, "source", str(err).splitlines()[0] + hint)]
-        except Exception as err:  # noqa: BLE001 - a URI MLflow cannot even parse (http://x, s3:/...) fails otherwise
-            return [Problem(source, "source", f"not a model MLflow can open ({type(err).__name__}: {err}); "
-                                              f"expected {SOURCES}")]
-    return []
-
-
-def _run_exists(uri: str, run_id: str) -> bool:
-    from mlflow.exceptions import MlflowException
-
-    from ganpipe import tracking
-
     try:
-        tracking.client(uri).get_run(run_id)
-        return True
-    except MlflowException:
-        return False
+        tracking.model_info(uri, source)
+    except tracking.ModelNotFound as err:  # no such version, run or artifact: MLflow's one-line reason
+        hint = ""
+        run_id = source[len("runs:/"):].split("/")[0] if source.startswith("runs:/") else ""
+        if run_id and tracking.find_run(tracking.client(uri), run_id) is not None:
+            # a trial's run holds its best checkpoint, not a logged model
+            hint = (f"; a trial's run keeps no model until it is promoted, but its best checkpoint: "
+                    f"mlflow artifacts download -r {run_id} -a {tracking.BEST_CHECKPOINT} -d DIR, then "
+                    "ganpipe sample DIR")
+        return [Problem(source, "source", f"{err}{hint}")]
+    except Exception as err:  # noqa: BLE001 - a URI MLflow cannot even parse (http://x, s3:/...) fails otherwise
+        return [Problem(source, "source", f"not a model MLflow can open ({type(err).__name__}: {err}); "
+                                          f"expected {SOURCES}")]
+    return []
 
 
 def load_generator(source: str, tracking_uri: str | None = None) -> tuple[torch.nn.Module, dict]:
     """(model, metadata) from an MLflow model URI or a ganpipe checkpoint file/folder.
 
-    metadata["ganpipe_kind"] says what the model's one input is (Trainer.export): "generator"
+    metadata["ganpipe_kind"] says what the model's one input is (ganpipe.train.export): "generator"
     (z), "conditional-generator" ([z | class weights]), "translator" (source-domain images);
     latent_dim and n_classes its sizes.
     """
     if is_model_uri(source):
-        import mlflow
+        from ganpipe import tracking
 
-        from ganpipe.tracking import fluent_tracking_uri
+        model, meta, input_shape = tracking.load_model(tracking_uri, source)
+        if "ganpipe_kind" not in meta:  # registered before metadata was written: a plain generator
+            meta = {"ganpipe_kind": "generator", "latent_dim": int(input_shape[1])}
+        return model, meta
+    from ganpipe.train.export import export_generator
 
-        with fluent_tracking_uri(tracking_uri):
-            info = mlflow.models.get_model_info(source)
-            meta = dict(info.metadata or {})
-            if "ganpipe_kind" not in meta:  # registered before metadata was written: a plain generator
-                meta = {"ganpipe_kind": "generator", "latent_dim": int(info.signature.inputs.inputs[0].shape[1])}
-            return mlflow.pytorch.load_model(source), meta
-    from ganpipe.train.loop import Trainer
-
-    model, _, meta = Trainer.from_checkpoint(source).export()
+    model, _, meta = export_generator(source)
     return model, meta
 
 

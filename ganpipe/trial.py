@@ -17,8 +17,8 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from ganpipe.config import ConfigError, Problem, first_values, load_sweep, resolve_trial
-from ganpipe.preflight import data_problems_as_config_errors
+from ganpipe.config import ConfigError, Problem, first_values, resolve_trial
+from ganpipe.preflight import data_problems_as_config_errors, load_checked_sweep
 from ganpipe.config.schema import SweepConfig, TrialConfig
 from ganpipe.train.reporter import EvalReport, TrialResult
 from ganpipe.train.threads import set_threads
@@ -56,7 +56,7 @@ class FolderReporter:
 
 def prepare_trial(sweep_path: str, overrides: list[str]) -> tuple[SweepConfig, TrialConfig, dict]:
     """Load and validate; raise ConfigError before anything is written."""
-    sweep = load_sweep(sweep_path, overrides, single_trial=True)
+    sweep = load_checked_sweep(sweep_path, overrides, single_trial=True)
     values = first_values(sweep.space, sweep.trial)
     return sweep, resolve_trial(sweep, values), values
 
@@ -84,7 +84,7 @@ def write_config(path: Path, cfg: TrialConfig) -> None:
 
 
 def run_trial(sweep_path: str, overrides: list[str], out: str | None, threads: int | None = None) -> TrialResult:
-    from ganpipe.train.loop import make_trainer  # heavy imports after validation
+    from ganpipe.train import make_trainer  # heavy imports after validation
 
     sweep, cfg, values = prepare_trial(sweep_path, overrides)
     out_dir = choose_out_dir(out, sweep.name)

@@ -119,11 +119,11 @@ def test_ray_client_needs_a_tracking_server_and_storage_the_head_reaches(tmp_pat
 def test_ray_client_without_grpcio_says_what_to_install(monkeypatch):
     import importlib.util
 
-    from ganpipe.tune import driver
+    from ganpipe import cluster
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "grpc" else real(name, *a))
-    assert "pip install 'ray[client]==" in driver.ray_client_missing()
+    assert "pip install 'ray[client]==" in cluster.ray_client_missing()
 
 
 def test_sweep_through_ray_client(tmp_path):

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from ganpipe import tracking
-from ganpipe.tune.driver import retire_unsaved_trials
+from ganpipe.tune.sweep_run import SweepRun, retire_unsaved_trials
 
 
 @pytest.fixture
@@ -57,15 +57,16 @@ def test_child_runs_of_trials_tune_never_saved_are_retired(sweep_runs):
     saved, unsaved = trial_run(track, "t1"), trial_run(track, "t2")
     unsaved.log_eval(100, {"fid": 5.0}, None)
     assert unsaved.flush(30)
-    tune_trials = [SimpleNamespace(trial_id="t1"), SimpleNamespace(trial_id="t3")]  # what Tune restored
+    tune_trials = {"t1", "t3"}  # the trial ids Tune restored
+    run = SweepRun(track["uri"], track["experiment_id"], track["parent_run_id"])
 
-    assert retire_unsaved_trials(c, track, tune_trials) == 1
+    assert retire_unsaved_trials(run, tune_trials) == 1
     kept = tracking.children(c, track["experiment_id"], track["parent_run_id"])
     assert [r.info.run_id for r in kept] == [saved.run_id]  # one child run per Tune trial
     gone = c.get_run(unsaved.run_id)  # deleted, still restorable
     assert gone.info.lifecycle_stage == "deleted" and gone.info.status == "KILLED"
     assert "1 evaluation(s) logged" in gone.data.tags[tracking.REASON_TAG]
-    assert retire_unsaved_trials(c, track, tune_trials) == 0  # twice changes nothing
+    assert retire_unsaved_trials(run, tune_trials) == 0  # twice changes nothing
 
 
 def test_a_sweep_whose_every_trial_errored_failed_and_a_stopped_one_was_interrupted():
@@ -88,26 +89,26 @@ def test_resume_continues_the_sweep_as_it_was_started(tmp_path):
     import hashlib
 
     from ganpipe.config import ConfigError, load_sweep
-    from ganpipe.tune.driver import SweepOptions, sweep_as_started
+    from ganpipe.tune.sweep_run import sweep_as_started
 
     path = tmp_path / "s.yaml"
     text = "name: s\ntrain: {steps: 500}\nsearch: {num_samples: 6}\n"
     path.write_text(text)
     state = {"overrides": ["train.steps=300"], "num_samples": 3, "sweep_sha256": hashlib.sha256(text.encode()).hexdigest()}
-    sweep = sweep_as_started(load_sweep(path), text, SweepOptions(resume=True), state)
+    sweep = sweep_as_started(load_sweep(path), text, [], None, state)
     assert (sweep.trial.train.steps, sweep.search.num_samples) == (300, 3)
-    same = SweepOptions(resume=True, overrides=["train.steps=300"], num_samples=3)
-    assert sweep_as_started(load_sweep(path, same.overrides), text, same, state).trial.train.steps == 300
-    for opts, text_now, where in [
-        (SweepOptions(resume=True, overrides=["train.steps=400"]), text, "--set"),
-        (SweepOptions(resume=True, num_samples=5), text, "--num-samples"),
-        (SweepOptions(resume=True), text + "# edited\n", str(path)),
+    same = ["train.steps=300"]
+    assert sweep_as_started(load_sweep(path, same), text, same, 3, state).trial.train.steps == 300
+    for (overrides, num_samples), text_now, where in [
+        ((["train.steps=400"], None), text, "--set"),
+        (([], 5), text, "--num-samples"),
+        (([], None), text + "# edited\n", str(path)),
     ]:
         with pytest.raises(ConfigError) as err:
-            sweep_as_started(load_sweep(path), text_now, opts, state)
+            sweep_as_started(load_sweep(path), text_now, overrides, num_samples, state)
         assert [p.file for p in err.value.problems] == [where], err.value
     # a folder from before these were kept: resumed with what is given, as then
-    old = sweep_as_started(load_sweep(path), text, SweepOptions(resume=True, num_samples=2), {"parent_run_id": "x"})
+    old = sweep_as_started(load_sweep(path), text, [], 2, {"parent_run_id": "x"})
     assert (old.trial.train.steps, old.search.num_samples) == (500, 2)
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from ganpipe.config import ConfigError, Problem, load_sweep, yamlfile
+from ganpipe.config import ConfigError, Problem, yamlfile
+from ganpipe.preflight import load_checked_sweep
 
 KINDS = {
     "sweep": {"name", "kind", "set"},
@@ -94,7 +95,7 @@ def load_pipeline(path: str | Path, overrides: list[str] = ()) -> Pipeline:
             labelled = ([(f"{file} set", s) for s in common] + [("--set", s) for s in overrides]
                         + [(f"{file} stages[{i}].set", s) for s in stage.set])
             try:
-                load_sweep(sweep_path, labelled)
+                load_checked_sweep(sweep_path, labelled)
             except ConfigError as err:
                 problems += [Problem(p.file, p.key, f"{p.message} (stage {stage.name})") for p in err.problems]
     if problems:

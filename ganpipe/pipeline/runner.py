@@ -12,13 +12,14 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import ray
-
-from ganpipe import tracking
-from ganpipe.config import ConfigError, Problem, first_values, load_sweep, resolve_trial
-from ganpipe.preflight import check_data
+from ganpipe import cluster, tracking
+from ganpipe.config import ConfigError, Problem, first_values, resolve_trial
 from ganpipe.pipeline.config import Pipeline, Stage
 from ganpipe.pipeline.narrow import narrowing_overrides
+from ganpipe.preflight import check_client_mode, check_data, check_local_resources, load_checked_sweep, parse_storage
+from ganpipe.promote import PromotionRefused, gathered, promote, rank, shortlist
+from ganpipe.tune.driver import SweepOptions, run_sweep
+from ganpipe.tune.recheck import recheck_and_promote, recheck_candidates
 from ganpipe.tune.storage import Location
 
 STATE_FILE = "pipeline.json"
@@ -75,9 +76,7 @@ class StageFailed(Exception):
 
 # ---- stages --------------------------------------------------------------------------------
 def _run_sweep_stage(ctx: Context, stage: Stage, st: dict, overrides: list[str]) -> bool:
-    from ganpipe.tune.driver import SweepOptions, run_sweep
-
-    sweep = load_sweep(ctx.pipeline.sweep_path, overrides)
+    sweep = load_checked_sweep(ctx.pipeline.sweep_path, overrides)
     resuming = st["status"] == "running"
     st["status"] = "running"
     ctx.save()
@@ -87,7 +86,7 @@ def _run_sweep_stage(ctx: Context, stage: Stage, st: dict, overrides: list[str])
         overrides=list(overrides), resume_hint=False,
     )
     outcome = run_sweep(sweep, ctx.pipeline.sweep_path.read_text(), opts)
-    st["parent_run_id"] = outcome.track["parent_run_id"]
+    st["parent_run_id"] = outcome.run.parent_run_id
     st["overrides"] = overrides
     if outcome.exit_code == 1:  # every trial failed: nothing for the stages after it to work on
         st["status"] = "failed"  # --resume starts this stage's sweep afresh (Tune would not re-run errored trials)
@@ -101,25 +100,20 @@ def run_sweep_stage(ctx: Context, stage: Stage, st: dict) -> bool:
     return _run_sweep_stage(ctx, stage, st, ctx.pipeline.set + stage.set)
 
 
-def best_children(ctx: Context, parent_run_ids: list[str], top_k: int) -> list:
-    from ganpipe.promote import candidates
-
-    found = []
-    for parent in parent_run_ids:
-        run = ctx.client.get_run(parent)
-        found += candidates(ctx.client, run.info.experiment_id, parent)[0]
-    found = [c for c in found if math.isfinite(c.fid)]
-    return sorted(found, key=lambda c: c.fid)[:top_k]
+def best_children(ctx: Context, parent_run_ids: list[str], objectives: list[str], top_k: int) -> list:
+    """The top-k finished trials in promotion's order (ungated: a narrow stage searches around them)."""
+    found = [c for c in gathered(ctx.client, parent_run_ids)[0] if math.isfinite(c.fid)]
+    return rank(found, objectives)[:top_k]
 
 
 def run_narrow_stage(ctx: Context, stage: Stage, st: dict) -> bool:
     if "narrowing" not in st:  # computed once, so a resumed stage runs the same space
         previous = ctx.sweep_stages()[-1]
-        best = best_children(ctx, [previous["parent_run_id"]], stage.top_k)
+        base = load_checked_sweep(ctx.pipeline.sweep_path, previous["overrides"])
+        best = best_children(ctx, [previous["parent_run_id"]], base.search.objectives, stage.top_k)
         if not best:
             st["status"] = "failed"
             raise StageFailed(f"stage {stage.name}: the previous sweep has no finished trial to narrow around")
-        base = load_sweep(ctx.pipeline.sweep_path, previous["overrides"])
         new = narrowing_overrides(base.space, [c.params for c in best], stage.margin)
         # after another narrow stage: its narrowing stays (what it fixed is no longer in `base.space`), then this
         st["narrowing"] = previous.get("narrowing", []) + new
@@ -132,27 +126,18 @@ def run_narrow_stage(ctx: Context, stage: Stage, st: dict) -> bool:
 
 
 def run_recheck_stage(ctx: Context, stage: Stage, st: dict) -> bool:
-    import tempfile
-
-    from ganpipe.promote import gate
-    from ganpipe.train.checkpoint import load_checkpoint
-    from ganpipe.tune.recheck import recheck_seeds
-
-    sweep = load_sweep(ctx.pipeline.sweep_path, ctx.pipeline.set + ctx.promote_stage_set(stage))
-    ranked = best_children(ctx, ctx.sweep_parents(), 10**6)
-    passed, refused = gate(ranked, sweep.promote)  # the gate the promote stage after it will apply
-    top = passed[: stage.top_k]
+    sweep = load_checked_sweep(ctx.pipeline.sweep_path, ctx.pipeline.set + ctx.promote_stage_set(stage))
     run_id = ctx.stage_run(stage)
-    if not top:
-        why = "no candidate passes the gate: " + ("; ".join(refused) or "no finished trial")
+    try:  # the gate and the ranking of the promote stage after it
+        ranked, _ = shortlist(ctx.uri, sweep.promote, sweep.search.objectives, ctx.sweep_parents())
+    except PromotionRefused as err:
+        why = " ".join(str(err).split())
         tracking.end_run(ctx.client, run_id, "FAILED", why, "failed")
         st["status"] = "failed"
         raise StageFailed(f"stage {stage.name}: {why}")
-    with tempfile.TemporaryDirectory() as tmp:
-        configs = {c.run_id: load_checkpoint(tracking.download_best_checkpoint(ctx.client, c.run_id, Path(tmp) / c.run_id))[0]
-                   for c in top}
-    results = recheck_seeds(configs, stage.seeds, sweep.resources, address=ctx.opts.address,
-                            num_cpus=ctx.opts.num_cpus)
+    top = ranked[: stage.top_k]
+    results = recheck_candidates(ctx.uri, top, stage.seeds, sweep.resources, address=ctx.opts.address,
+                                 num_cpus=ctx.opts.num_cpus)
     by_trial = {c.run_id: c.trial_id for c in top}
     tracking.log_texts(ctx.client, run_id, {"recheck.json": json.dumps(
         {by_trial[k]: {**v, "run_id": k} for k, v in results.items()}, indent=2, default=str)})
@@ -163,22 +148,23 @@ def run_recheck_stage(ctx: Context, stage: Stage, st: dict) -> bool:
 
 
 def run_promote_stage(ctx: Context, stage: Stage, st: dict) -> bool:
-    from ganpipe.promote import PromotionRefused, promote
-
-    sweep = load_sweep(ctx.pipeline.sweep_path, ctx.pipeline.set + stage.set)
+    sweep = load_checked_sweep(ctx.pipeline.sweep_path, ctx.pipeline.set + stage.set)
     scores = next((s["scores"] for s in reversed(list(ctx.state["stages"].values()))
                    if s["kind"] == "recheck" and s["status"] == "done"), None)
-    cfg = replace(sweep.promote, recheck_top_k=0) if scores else sweep.promote
     run_id = ctx.stage_run(stage)
     try:
-        decision = promote(ctx.uri, cfg, sweep.search.objectives, ctx.sweep_parents(), scores=scores,
-                           resources=sweep.resources, address=ctx.opts.address, num_cpus=ctx.opts.num_cpus)
+        if scores:  # a recheck stage ran: its medians rank, no second re-check
+            decision = promote(ctx.uri, replace(sweep.promote, recheck_top_k=0), sweep.search.objectives,
+                               ctx.sweep_parents(), scores=scores)
+        else:
+            decision = recheck_and_promote(ctx.uri, sweep.promote, sweep.search.objectives, ctx.sweep_parents(),
+                                           sweep.resources, address=ctx.opts.address, num_cpus=ctx.opts.num_cpus)
     except PromotionRefused as err:
         tracking.end_run(ctx.client, run_id, "FAILED", str(err), "refused")
         st.update(status="done", run_id=run_id, outcome="refused", message=str(err))
         print(f"stage {stage.name}: promotion refused: {err}")
         return True
-    ctx.client.set_tag(run_id, "ganpipe.decision", decision.message)
+    tracking.set_tag(ctx.client, run_id, "ganpipe.decision", decision.message)
     tracking.end_run(ctx.client, run_id, "FINISHED", ganpipe_status=decision.outcome)
     st.update(status="done", run_id=run_id, outcome=decision.outcome, message=decision.message,
               model=decision.model_name, version=str(decision.version))
@@ -196,15 +182,13 @@ def open_pipeline(pipeline: Pipeline, opts: PipelineOptions) -> Context:
     why = tracking.check_reachable(uri)
     if why:
         raise ConfigError([Problem("--tracking-uri", "tracking.uri", why)])
-    from ganpipe.tune.driver import check_client_mode, check_local_resources, parse_storage, resolve_address
-
     storage = parse_storage(opts.storage)  # an S3 prefix is checked here, before any MLflow run
-    check_client_mode(resolve_address(opts.address) if opts.address else None, uri, opts.storage is not None)
+    check_client_mode(cluster.resolve_address(opts.address) if opts.address else None, uri, opts.storage is not None)
     # what every sweep stage's own checks would refuse later, refused before the pipeline's run and folder exist
     for stage in pipeline.stages:
         if stage.kind in SWEEP_KINDS:
-            sweep = load_sweep(pipeline.sweep_path, pipeline.set + stage.set)
-            if not opts.address and not ray.is_initialized():
+            sweep = load_checked_sweep(pipeline.sweep_path, pipeline.set + stage.set)
+            if not opts.address and not cluster.is_connected():
                 check_local_resources(sweep, opts.num_cpus)
             check_data(resolve_trial(sweep, first_values(sweep.space, sweep.trial)), sweep.source or "sweep",
                        keep=False)
@@ -250,7 +234,7 @@ def run_pipeline(pipeline: Pipeline, opts: PipelineOptions) -> int:
                 return 130
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM outside a sweep's own graceful stop (a recheck, a promotion)
         ctx.save()
-        experiment_id = ctx.client.get_run(ctx.state["run_id"]).info.experiment_id
+        experiment_id = tracking.get_run(ctx.client, ctx.state["run_id"]).info.experiment_id
         tracking.close_running_children(ctx.client, experiment_id, ctx.state["run_id"], "KILLED", "pipeline interrupted")
         tracking.end_run(ctx.client, ctx.state["run_id"], "KILLED", "interrupted; resume with --resume", "killed")
         print(f"\npipeline interrupted: ganpipe run {pipeline.source} --resume --storage {ctx.folder.parent}")

@@ -18,24 +18,19 @@ from ray import tune
 from ganpipe import tracking
 from ganpipe.config import resolve_trial
 from ganpipe.config.schema import SweepConfig
+from ganpipe.tune.sweep_run import SweepRun
 
 
 class CloseChildRuns(tune.Callback):
-    def __init__(self, sweep: SweepConfig, uri: str, experiment_id: str, parent_run_id: str):
-        self.sweep, self.uri = sweep, uri
-        self.experiment_id, self.parent_run_id = experiment_id, parent_run_id
+    def __init__(self, sweep: SweepConfig, run: SweepRun):
+        self.sweep, self.run = sweep, run
 
     def _run_id(self, trial) -> str | None:
         run_id = (trial.last_result or {}).get("mlflow_run_id")
         if run_id:
             return run_id
-        found = tracking.client(self.uri).search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{tracking.TRIAL_TAG}` = '{trial.trial_id}' "
-            f"and tags.`{tracking.PARENT_TAG}` = '{self.parent_run_id}'",
-            max_results=1,
-        )
-        return found[0].info.run_id if found else None
+        found = tracking.trial_run(self.run.client(), self.run.experiment_id, self.run.parent_run_id, trial.trial_id)
+        return found.info.run_id if found else None
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         run_id = self._run_id(trial)
@@ -45,14 +40,14 @@ class CloseChildRuns(tune.Callback):
         reached = (trial.last_result or {}).get("step", 0)
         status = "finished" if reached >= steps else "early-stopped"
         reason = "" if status == "finished" else f"stopped by the scheduler at step {reached} of {steps}"
-        tracking.end_run(tracking.client(self.uri), run_id, "FINISHED", reason, status)
+        tracking.end_run(self.run.client(), run_id, "FINISHED", reason, status)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         run_id = self._run_id(trial)
         if run_id is None:
             return
-        c = tracking.client(self.uri)
-        tags = c.get_run(run_id).data.tags
+        c = self.run.client()
+        tags = tracking.get_run(c, run_id).data.tags
         if tags.get(tracking.STATUS_TAG) == "diverged":
             tracking.end_run(c, run_id, "FAILED", tags.get(tracking.REASON_TAG, ""), "diverged")
         else:

@@ -1,18 +1,23 @@
-"""Seed re-check: re-train candidate configs with several seeds as Ray tasks, in parallel.
+"""Seed re-check: re-train the best candidates with fresh seeds as Ray tasks, in parallel, and rank them by
+the median. The one path for `promote.recheck_top_k` (after a sweep, `ganpipe promote`) and a pipeline's
+`recheck` stage: both take the candidates in promotion's own order (ganpipe.promote.shortlist).
 
-Used by promotion (`promote.recheck_top_k`) and by a pipeline's `recheck` stage. A
-config that scores well once may have been lucky; the median over seeds is what
-the ranking trusts.
+A config that scores well once may have been lucky; the median over seeds is what the ranking trusts.
 """
 from __future__ import annotations
 
 import math
 import statistics
+import tempfile
 from dataclasses import asdict
+from pathlib import Path
 
 import ray
 
-from ganpipe.config.schema import ResourcesConfig, TrialConfig
+from ganpipe import cluster, tracking
+from ganpipe.config.schema import PromoteConfig, ResourcesConfig, TrialConfig
+from ganpipe.promote import Candidate, Decision, promote, shortlist
+from ganpipe.train.checkpoint import load_checkpoint
 
 
 def fresh_seed(cfg: TrialConfig, i: int) -> int:
@@ -25,7 +30,7 @@ def _train_seed(cfg_dict: dict, seed: int, threads: int, use_gpu: bool) -> dict:
     import torch
 
     from ganpipe.config import trial_from_dict
-    from ganpipe.train.loop import make_trainer
+    from ganpipe.train import make_trainer
     from ganpipe.train.threads import set_threads
 
     set_threads(threads)
@@ -42,9 +47,7 @@ def recheck_seeds(configs: dict[str, TrialConfig], seeds: int, resources: Resour
                   address: str | None = None, num_cpus: int | None = None) -> dict[str, dict]:
     """{key: {"median_fid", "median_diversity", "runs": [...]}} for each config, `seeds` seeds each; on the
     cluster at `address` (or a local Ray of `num_cpus`) unless this process has joined one already."""
-    from ganpipe.tune.driver import connect_ray
-
-    started_here = connect_ray(address, num_cpus)
+    started_here = cluster.connect_ray(address, num_cpus)
     try:
         task = ray.remote(num_cpus=resources.cpu, num_gpus=resources.gpu)(_train_seed)
         threads = max(1, int(resources.cpu))
@@ -55,8 +58,7 @@ def recheck_seeds(configs: dict[str, TrialConfig], seeds: int, resources: Resour
         }
         done = dict(zip(futures, ray.get(list(futures.values()))))
     finally:
-        if started_here:
-            ray.shutdown()
+        cluster.disconnect(started_here)
     out = {}
     for key in configs:
         runs = [done[(key, i)] for i in range(seeds)]
@@ -67,3 +69,28 @@ def recheck_seeds(configs: dict[str, TrialConfig], seeds: int, resources: Resour
         }
         log(f"re-check {key}: fid over seeds {[round(r['fid'], 4) for r in runs]} -> median {out[key]['median_fid']:.4g}")
     return out
+
+
+def recheck_candidates(uri: str, top: list[Candidate], seeds: int, resources: ResourcesConfig, log=print,
+                       address: str | None = None, num_cpus: int | None = None) -> dict[str, dict]:
+    """recheck_seeds of the configs in the candidates' best checkpoints, keyed by their child run ids."""
+    c = tracking.client(uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        configs = {cand.run_id: load_checkpoint(tracking.download_best_checkpoint(c, cand.run_id,
+                                                                                  Path(tmp) / cand.run_id))[0]
+                   for cand in top}
+    return recheck_seeds(configs, seeds, resources, log, address, num_cpus)
+
+
+def recheck_and_promote(uri: str, cfg: PromoteConfig, objectives: list[str], parent_run_ids: list[str],
+                        resources: ResourcesConfig, dry_run: bool = False, log=print, address: str | None = None,
+                        num_cpus: int | None = None) -> Decision:
+    """The promote: section of a sweep: re-check the top `recheck_top_k` with `recheck_seeds` seeds when asked
+    (never in a dry run), then promote ranked by those medians."""
+    scores = None
+    if cfg.recheck_top_k > 0 and not dry_run:
+        ranked, _ = shortlist(uri, cfg, objectives, parent_run_ids)  # PromotionRefused before any training
+        checked = recheck_candidates(uri, ranked[:cfg.recheck_top_k], cfg.recheck_seeds, resources, log,
+                                     address, num_cpus)
+        scores = {run_id: result["median_fid"] for run_id, result in checked.items()}
+    return promote(uri, cfg, objectives, parent_run_ids, dry_run, scores=scores)

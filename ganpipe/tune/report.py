@@ -10,15 +10,17 @@ import optuna
 
 from ganpipe import tracking
 from ganpipe.config.schema import SweepConfig
+from ganpipe.tune.sweep_run import SweepRun
 from ganpipe.metrics.names import SUMMARY, is_evaluation_metric, is_reported
 
 SHOWN_METRICS = ("step", *SUMMARY)
 
 
-def results_table(sweep: SweepConfig, results) -> list[dict]:
-    """One row per trial at its best evaluation (lowest fid), best first; failed trials last."""
+def results_table(sweep: SweepConfig, results, trials) -> list[dict]:
+    """One row per trial at its best evaluation (lowest fid), best first; failed trials last.
+    trials: Tune's Trial objects (tune.ExperimentAnalysis(...).trials)."""
     # a Result names its trial only by path (ResultGrid builds it with path=trial.path)
-    by_path = {t.path: t for t in results._experiment_analysis.trials}
+    by_path = {t.path: t for t in trials}
     rows = []
     for result in results:
         df = result.metrics_dataframe
@@ -60,13 +62,14 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def fail_stale_optuna_trials(study: optuna.Study) -> int:
+def fail_stale_optuna_trials(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
     """After a killed driver the study can keep RUNNING trials that were asked but never ran
-    (the resumed searcher did not know them); mark them FAIL and say why."""
+    (the resumed searcher did not know them); mark them FAIL and say why (`storage`: the study's own)."""
     stale = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    study_id = storage.get_study_id_from_name(study.study_name)
     for t in stale:
-        optuna.trial.Trial(study, t._trial_id).set_user_attr(
-            "ganpipe_stale", "asked by a sweep driver that was killed; never ran")
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_user_attr(trial_id, "ganpipe_stale", "asked by a sweep driver that was killed; never ran")
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     return len(stale)
 
@@ -103,10 +106,10 @@ def optuna_plots(study: optuna.Study, objectives: list[str], folder: Path) -> tu
     return files, skipped
 
 
-def reconcile_metrics(results, track: dict) -> int:
+def reconcile_metrics(results, run: SweepRun) -> int:
     """Log every evaluation Tune received that MLflow lacks (a trial killed with metrics still queued,
     a tracking server that was down); returns how many evaluations were added."""
-    c = tracking.client(track["uri"])
+    c = run.client()
     added = 0
     for result in results:
         df = result.metrics_dataframe
@@ -116,7 +119,7 @@ def reconcile_metrics(results, track: dict) -> int:
         if run_ids.empty:
             continue
         run_id = run_ids.iloc[0]
-        have = {m.step for m in c.get_metric_history(run_id, "fid")}
+        have = set(tracking.metric_steps(c, run_id, "fid"))
         for _, row in df.drop_duplicates("step").iterrows():
             if int(row["step"]) in have:
                 continue
@@ -126,18 +129,18 @@ def reconcile_metrics(results, track: dict) -> int:
     return added
 
 
-def attach_best_checkpoints(results, track: dict) -> int:
+def attach_best_checkpoints(results, run: SweepRun) -> int:
     """Copy each finished trial's best checkpoint (Tune keeps the top-k by fid) into its MLflow run."""
     from ganpipe.train.checkpoint import FILENAME
 
-    c = tracking.client(track["uri"])
+    c = run.client()
     attached = 0
     for result in results:
         if result.error or not result.best_checkpoints:
             continue  # a failed or diverged trial is never a promotion candidate
         checkpoint, metrics = min(result.best_checkpoints, key=lambda cm: cm[1].get("fid", math.inf))
         run_id = metrics.get("mlflow_run_id")
-        if not run_id or c.get_run(run_id).data.metrics.get("best_step") == metrics.get("step"):
+        if not run_id or tracking.get_run(c, run_id).data.metrics.get("best_step") == metrics.get("step"):
             continue  # already attached (e.g. before a --resume that found nothing better)
         # else a first time, or a resumed trial that improved: the new best replaces the old (its best_*
         # metrics are logged at its later step, which MLflow shows as the latest)
@@ -149,31 +152,32 @@ def attach_best_checkpoints(results, track: dict) -> int:
     return attached
 
 
-def log_sweep_report(sweep: SweepConfig, results, track: dict, exp_dir, done: bool) -> str:
-    """exp_dir: the experiment's ganpipe.tune.storage.Location (a folder or an S3 prefix)."""
+def log_sweep_report(sweep: SweepConfig, results, trials, run: SweepRun, exp_dir, done: bool) -> str:
+    """exp_dir: the experiment's ganpipe.tune.storage.Location (a folder or an S3 prefix); trials: Tune's."""
     from ganpipe.tune.storage import StudyStorage
 
-    rows = results_table(sweep, results)
+    rows = results_table(sweep, results, trials)
     notes = []
-    added = reconcile_metrics(results, track)
+    added = reconcile_metrics(results, run)
     if added:
         notes.append(f"logged {added} evaluation(s) to MLflow that trials could not send themselves")
-    attach_best_checkpoints(results, track)
-    c = tracking.client(track["uri"])
-    tracking.log_texts(c, track["parent_run_id"], {"results.md": to_markdown(rows) + "\n", "results.csv": to_csv(rows)})
-    study = optuna.load_study(study_name=exp_dir.name, storage=StudyStorage(exp_dir.uri))
+    attach_best_checkpoints(results, run)
+    c = run.client()
+    tracking.log_texts(c, run.parent_run_id, {"results.md": to_markdown(rows) + "\n", "results.csv": to_csv(rows)})
+    storage = StudyStorage(exp_dir.uri)
+    study = optuna.load_study(study_name=exp_dir.name, storage=storage)
     if done:
-        n = fail_stale_optuna_trials(study)
+        n = fail_stale_optuna_trials(study, storage)
         if n:
             notes.append(f"marked {n} stale RUNNING Optuna trial(s) FAIL")
     with tempfile.TemporaryDirectory() as tmp:
         files, skipped = optuna_plots(study, sweep.search.objectives, Path(tmp))
-        tracking.log_files(c, track["parent_run_id"], files)
+        tracking.log_files(c, run.parent_run_id, files)
     notes += [f"plot skipped: {s}" for s in skipped]
     finished = [r for r in rows if r["status"] != "ERROR" and "fid" in r]
     if finished:
         best = finished[0]
-        tracking.log_metrics(c, track["parent_run_id"], {f"best_{k}": float(best[k]) for k in SHOWN_METRICS if k in best})
+        tracking.log_metrics(c, run.parent_run_id, {f"best_{k}": float(best[k]) for k in SHOWN_METRICS if k in best})
     failed = sum(r["status"] == "ERROR" for r in rows)
     unreported = len(rows) - len(finished) - failed
     counts = [f"{len(finished)} with results", f"{failed} failed"] + (

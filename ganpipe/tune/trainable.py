@@ -19,9 +19,11 @@ from ray import tune
 from ganpipe.config import resolve_trial
 from ganpipe.config.schema import SweepConfig
 from ganpipe.tracking import TrialRun
+from ganpipe.tune.sweep_run import SweepRun
 from ganpipe.tune.threads import TrialThreads
 from ganpipe.train.checkpoint import FILENAME
-from ganpipe.train.loop import Trainer, make_trainer
+from ganpipe.train import make_trainer, trainer_from_checkpoint
+from ganpipe.train.loop import Trainer
 from ganpipe.train.reporter import EvalReport, TrialResult
 from ganpipe.viz import save_samples_png
 
@@ -59,8 +61,8 @@ class TuneReporter:
             self.run.mark_diverged(result.message)
 
 
-def train_trial(params: dict, sweep: SweepConfig, tracking: dict, experiment: str) -> None:
-    """params: the values Optuna sampled (dotted keys); tracking: uri, experiment_id, parent_run_id;
+def train_trial(params: dict, sweep: SweepConfig, tracking: SweepRun, experiment: str) -> None:
+    """params: the values Optuna sampled (dotted keys); tracking: the sweep's run (its parent run);
     experiment: the Tune experiment's name."""
     # one "Checkpoint successfully created" line per evaluation per trial drowns the progress table
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
@@ -74,7 +76,7 @@ def train_trial(params: dict, sweep: SweepConfig, tracking: dict, experiment: st
         "ganpipe.ray_node_id": ray.get_runtime_context().get_node_id(),
     }
     run = TrialRun(
-        tracking["uri"], tracking["experiment_id"], tracking["parent_run_id"],
+        tracking.uri, tracking.experiment_id, tracking.parent_run_id,
         trial_id=context.get_trial_id(), run_name=context.get_trial_name(),
         params=params, config=asdict(cfg), where=where,
     )
@@ -84,7 +86,7 @@ def train_trial(params: dict, sweep: SweepConfig, tracking: dict, experiment: st
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            trainer = Trainer.from_checkpoint(Path(folder) / FILENAME, device=device)
+            trainer = trainer_from_checkpoint(Path(folder) / FILENAME, device=device)
         run.log_restart(trainer.step)  # visible in MLflow: where a retried or restored trial picked up
     else:
         trainer = make_trainer(cfg, device=device)

@@ -1,0 +1,132 @@
+"""Best checkpoints kept with their runs, and the model registry: versions, aliases, loading."""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from ganpipe.tracking.runs import log_metrics
+from ganpipe.tracking.store import TRACKING_URI_ENV
+
+# ---- best checkpoints and the model registry -------------------------------------------
+BEST_CHECKPOINT = "best_checkpoint"  # artifact folder of a child run holding its best checkpoint
+SOURCE_TAG = "ganpipe.source"  # "<run id>@<step>": which checkpoint a model version came from
+
+
+def log_best_checkpoint(c: MlflowClient, run_id: str, checkpoint_file: Path, metrics: dict[str, float]) -> None:
+    """Keep a trial's best checkpoint with its run, so promotion needs nothing but MLflow."""
+    c.log_artifact(run_id, str(checkpoint_file), BEST_CHECKPOINT)
+    log_metrics(c, run_id, {f"best_{k}": float(v) for k, v in metrics.items()}, int(metrics.get("step", 0)))
+
+
+def download_best_checkpoint(c: MlflowClient, run_id: str, folder: Path) -> Path:
+    return Path(c.download_artifacts(run_id, f"{BEST_CHECKPOINT}/checkpoint.pt", str(folder)))
+
+
+def find_version(c: MlflowClient, model_name: str, source: str):
+    """The model version registered from `source` before, if any (promotion is idempotent)."""
+    if not _model_exists(c, model_name):
+        return None
+    found = c.search_model_versions(f"name = '{model_name}' and tags.`{SOURCE_TAG}` = '{source}'")
+    return found[0] if found else None
+
+
+def registered_model(c: MlflowClient, model_name: str):
+    """The registered model (with its .aliases), or None."""
+    try:
+        return c.get_registered_model(model_name)
+    except MlflowException:
+        return None
+
+
+def registered_model_names(c: MlflowClient, limit: int) -> list[str]:
+    return [m.name for m in c.search_registered_models(max_results=limit)]
+
+
+class ModelNotFound(LookupError):
+    """MLflow has no model at that URI (no such version, run or artifact); the message is MLflow's reason."""
+
+
+def model_info(uri: str, source: str):
+    """mlflow.models.get_model_info of a models:/ or runs:/ URI (or any URI MLflow opens) on store `uri`."""
+    import mlflow
+
+    with fluent_tracking_uri(uri):
+        try:
+            return mlflow.models.get_model_info(source)
+        except MlflowException as err:
+            raise ModelNotFound(str(err).splitlines()[0]) from None
+
+
+def load_model(uri: str | None, source: str):
+    """(the model, its MLmodel metadata and signature's input shape) of a model URI."""
+    import mlflow
+
+    with fluent_tracking_uri(uri):
+        info = mlflow.models.get_model_info(source)
+        return mlflow.pytorch.load_model(source), dict(info.metadata or {}), info.signature.inputs.inputs[0].shape
+
+
+def _model_exists(c: MlflowClient, model_name: str) -> bool:
+    try:
+        c.get_registered_model(model_name)
+        return True
+    except MlflowException:
+        return False
+
+
+def version_by_alias(c: MlflowClient, model_name: str, alias: str):
+    try:
+        return c.get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+
+
+def register_generator(uri: str, run_id: str, model_name: str, model, example, metadata: dict, tags: dict[str, str]):
+    """Log a model in the mlflow.pytorch flavour (pt2: loads without ganpipe installed) and register it.
+
+    `model` takes one float32 tensor like `example` (batch first, the batch is dynamic): z for a
+    generator, [z | class weights] for a conditional one, images for a translator (see
+    Trainer.export); `metadata` (the model's MLmodel metadata) says which and with what sizes.
+    """
+    import mlflow
+    import torch
+    from mlflow.models import infer_signature
+
+    with torch.no_grad():
+        out = model(example)
+    signature = infer_signature(example.numpy(), out.numpy())
+    with fluent_tracking_uri(uri), mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(
+            model, name="generator", signature=signature, input_example=example.numpy(), metadata=metadata,
+            serialization_format="pt2", pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        )
+        return mlflow.register_model(info.model_uri, model_name, tags=tags)
+
+
+@contextmanager
+def fluent_tracking_uri(uri: str | None):
+    """mlflow's fluent API pointed at `uri` for a block, then put back. mlflow.set_tracking_uri also
+    sets $MLFLOW_TRACKING_URI, which every later subprocess (a sweep, a Ray worker) would inherit."""
+    import mlflow
+
+    if not uri:
+        yield
+        return
+    env, before = os.environ.get(TRACKING_URI_ENV), mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)
+        if env is None:
+            os.environ.pop(TRACKING_URI_ENV, None)
+        else:
+            os.environ[TRACKING_URI_ENV] = env
+
+
+def set_alias(c: MlflowClient, model_name: str, alias: str, version: str) -> None:
+    c.set_registered_model_alias(model_name, alias, version)

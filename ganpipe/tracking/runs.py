@@ -1,0 +1,156 @@
+"""Experiments and runs: the sweep's parent run, its nested child runs, their tags, metrics and artifacts.
+
+Layout (SPEC "MLflow layout"): experiment = sweep name; one parent run per sweep execution; one nested
+child run per Tune trial, found again by its trial id. Every search pages through all results.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+PARENT_TAG = "mlflow.parentRunId"
+TRIAL_TAG = "ganpipe.trial_id"
+REASON_TAG = "ganpipe.reason"
+STATUS_TAG = "ganpipe.status"  # finished | early-stopped | diverged | failed | killed
+
+PAGE = 1000  # runs per search_runs page
+
+
+# ---- experiments ----------------------------------------------------------------------------
+def find_experiment(c: MlflowClient, name: str):
+    """The experiment named `name`, or None."""
+    return c.get_experiment_by_name(name)
+
+
+def experiment_names(c: MlflowClient, limit: int) -> list[str]:
+    return [e.name for e in c.search_experiments(max_results=limit)]
+
+
+def experiment_name(c: MlflowClient, experiment_id: str) -> str:
+    return c.get_experiment(experiment_id).name
+
+
+# ---- runs -----------------------------------------------------------------------------------
+def get_run(c: MlflowClient, run_id: str):
+    return c.get_run(run_id)
+
+
+def find_run(c: MlflowClient, run_id: str):
+    """The run, or None if the store has no such run."""
+    try:
+        return c.get_run(run_id)
+    except MlflowException:
+        return None
+
+
+def set_tag(c: MlflowClient, run_id: str, key: str, value: str) -> None:
+    c.set_tag(run_id, key, value)
+
+
+def delete_run(c: MlflowClient, run_id: str) -> None:
+    """MLflow keeps a deleted run restorable (`mlflow runs restore`)."""
+    c.delete_run(run_id)
+
+
+def metric_steps(c: MlflowClient, run_id: str, key: str) -> list[int]:
+    """The steps at which `key` was logged, in logging order."""
+    return [m.step for m in c.get_metric_history(run_id, key)]
+
+
+def read_text_artifact(c: MlflowClient, run_id: str, path: str, folder: Path) -> str | None:
+    """A small text artifact of a run (downloaded into `folder`), or None if the run has none there."""
+    try:
+        return Path(c.download_artifacts(run_id, path, str(folder))).read_text()
+    except (MlflowException, OSError):
+        return None
+
+
+# ---- the sweep's parent run ---------------------------------------------------------------
+def ensure_experiment(c: MlflowClient, name: str) -> str:
+    found = c.get_experiment_by_name(name)
+    return found.experiment_id if found is not None else c.create_experiment(name)
+
+
+def start_parent_run(c: MlflowClient, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
+    return c.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+
+
+def log_texts(c: MlflowClient, run_id: str, files: dict[str, str]) -> None:
+    """Log small text files (YAML, JSON, CSV, Markdown) as artifacts, by artifact path."""
+    for name, text in files.items():
+        c.log_text(run_id, text, name)
+
+
+def log_files(c: MlflowClient, run_id: str, paths: list[Path], artifact_path: str | None = None) -> None:
+    for path in paths:
+        c.log_artifact(run_id, str(path), artifact_path)
+
+
+def log_metrics(c: MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    now = int(time.time() * 1000)
+    c.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
+def reopen(c: MlflowClient, run_id: str) -> None:
+    """A resumed sweep or trial carries on in the same run (its tags stay: a retry reads how it last ended)."""
+    c.update_run(run_id, status="RUNNING")
+
+
+def end_run(c: MlflowClient, run_id: str, status: str, reason: str = "", ganpipe_status: str = "") -> None:
+    """status is FINISHED, FAILED or KILLED; the reason lands in a tag people can filter on. No reason removes
+    an earlier one (a resumed run that finishes drops "interrupted; resume with --resume")."""
+    if reason:
+        c.set_tag(run_id, REASON_TAG, reason[:5000])
+    else:
+        try:
+            c.delete_tag(run_id, REASON_TAG)
+        except MlflowException:
+            pass  # none was set
+    if ganpipe_status:
+        c.set_tag(run_id, STATUS_TAG, ganpipe_status)
+    c.set_terminated(run_id, status=status)
+
+
+def search_all(c: MlflowClient, experiment_ids: list[str], filter_string: str = "",
+               order_by: list[str] | None = None) -> list:
+    """Every matching run, page by page (one search_runs call answers at most one page)."""
+    found, token = [], None
+    while True:
+        page = c.search_runs(experiment_ids, filter_string=filter_string, order_by=order_by, max_results=PAGE,
+                             page_token=token)
+        found += list(page)
+        token = page.token
+        if not token:
+            return found
+
+
+def children(c: MlflowClient, experiment_id: str, parent_run_id: str) -> list:
+    return search_all(c, [experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
+
+
+def trial_run(c: MlflowClient, experiment_id: str, parent_run_id: str, trial_id: str):
+    """The child run of Tune trial `trial_id` under the parent run, or None."""
+    found = c.search_runs([experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and "
+                          f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=1)
+    return found[0] if found else None
+
+
+def latest_run(c: MlflowClient, experiment_id: str, kind: str):
+    """The latest run tagged ganpipe.kind = `kind` (sweep, pipeline) in the experiment, or None."""
+    found = c.search_runs([experiment_id], filter_string=f"tags.`ganpipe.kind` = '{kind}'",
+                          order_by=["attributes.start_time DESC"], max_results=1)
+    return found[0] if found else None
+
+
+def close_running_children(c: MlflowClient, experiment_id: str, parent_run_id: str, status: str, reason: str) -> int:
+    """End every child still RUNNING (e.g. after Ctrl-C); returns how many."""
+    n = 0
+    for run in children(c, experiment_id, parent_run_id):
+        if run.info.status == "RUNNING":
+            end_run(c, run.info.run_id, status, reason, status.lower())
+            n += 1
+    return n

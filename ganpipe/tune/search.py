@@ -1,0 +1,138 @@
+"""The Tuner of a sweep: Optuna's define-by-run searcher, the ASHA scheduler, the trainable with its
+resources, checkpoints, callbacks and the progress table."""
+from __future__ import annotations
+
+import optuna
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from ganpipe.config import suggest
+from ganpipe.config.schema import SweepConfig, TrialConfig
+from ganpipe.config.space import Param
+from ganpipe.tune.callbacks import CloseChildRuns, UploadStudy
+from ganpipe.tune.plan import OBJECTIVE_MODES, grace_period, max_steps
+from ganpipe.tune.storage import Location, StudyStorage
+from ganpipe.tune.sweep_run import SweepRun
+from ganpipe.tune.threads import ShareIdleCpus
+from ganpipe.tune.trainable import train_trial
+
+
+class ResumableOptunaSearch(OptunaSearch):
+    """OptunaSearch that tolerates what a SIGKILLed driver leaves behind.
+
+    The searcher's state is restored from Tune's last experiment snapshot, while the
+    Optuna study (sqlite) already holds what happened after it: a trial the snapshot
+    thinks is running may be COMPLETE in the study. Reporting to it again is harmless to
+    skip; raising would end the whole resumed sweep.
+    """
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        try:
+            super().on_trial_result(trial_id, result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
+
+
+class DefineByRun:
+    """The Optuna define-by-run space (a class, not a lambda: the searcher is pickled on save)."""
+
+    def __init__(self, space: list[Param], base: TrialConfig):
+        self.space, self.base = space, base
+
+    def __call__(self, trial):
+        suggest(trial, self.space, self.base)
+        return None
+
+
+def make_sampler(sweep: SweepConfig) -> optuna.samplers.BaseSampler:
+    seed = sweep.search.seed
+    if sweep.search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if sweep.search.sampler == "cmaes":
+        # categorical and conditional params fall back to independent sampling
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    startup = {"n_startup_trials": sweep.search.startup_trials} if sweep.search.startup_trials else {}
+    return optuna.samplers.TPESampler(seed=seed, **startup)
+
+
+def make_searcher(sweep: SweepConfig, exp_dir: Location) -> ConcurrencyLimiter:
+    objectives = sweep.search.objectives
+    metric = objectives[0] if len(objectives) == 1 else list(objectives)
+    mode = OBJECTIVE_MODES[metric] if isinstance(metric, str) else [OBJECTIVE_MODES[o] for o in metric]
+    searcher = ResumableOptunaSearch(
+        space=DefineByRun(sweep.space, sweep.trial),
+        metric=metric,
+        mode=mode,
+        sampler=make_sampler(sweep),
+        study_name=exp_dir.name,
+        storage=StudyStorage(exp_dir.uri),  # next to local results, on the driver's disk with S3
+    )
+    return ConcurrencyLimiter(searcher, max_concurrent=sweep.search.max_concurrent)
+
+
+def make_scheduler(sweep: SweepConfig):
+    sched = sweep.search.scheduler
+    if sched.name == "none":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="step", metric=sched.metric, mode=OBJECTIVE_MODES[sched.metric],
+        max_t=max_steps(sweep), grace_period=min(grace_period(sweep), max_steps(sweep)),
+        reduction_factor=sched.reduction_factor,
+    )
+
+
+def make_trainable(sweep: SweepConfig, run: SweepRun, experiment: str):
+    trainable = tune.with_parameters(train_trial, sweep=sweep, tracking=run, experiment=experiment)
+    return tune.with_resources(trainable, {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
+
+
+def progress_reporter(sweep: SweepConfig) -> tune.CLIReporter:
+    metrics = {"step": "step", "fid": "fid", "diversity": "diversity", "modes": "modes"}
+    return tune.CLIReporter(
+        metric="fid", mode="min",  # the Tuner has no metric of its own (ASHA and the searcher have theirs)
+        metric_columns=metrics,
+        # conditional params are absent from some trials' configs, which the table cannot show
+        parameter_columns=[p.path for p in sweep.space if not p.when][:8],
+        max_report_frequency=15,
+        sort_by_metric=True,
+    )
+
+
+def callbacks(sweep: SweepConfig, exp_dir: Location, run: SweepRun, local_ray: bool) -> list[tune.Callback]:
+    found = [CloseChildRuns(sweep, run)]
+    if sweep.resources.share_idle_cpus and local_ray:  # a cluster's CPUs may belong to other jobs too
+        found.append(ShareIdleCpus(exp_dir.name, sweep.search.num_samples, sweep.resources.cpu))
+    if exp_dir.remote:
+        found.append(UploadStudy(exp_dir.uri))
+    return found
+
+
+def build_tuner(sweep: SweepConfig, exp_dir: Location, run: SweepRun, local_ray: bool) -> tune.Tuner:
+    return tune.Tuner(
+        make_trainable(sweep, run, exp_dir.name),
+        tune_config=tune.TuneConfig(
+            search_alg=make_searcher(sweep, exp_dir),
+            scheduler=make_scheduler(sweep),
+            num_samples=sweep.search.num_samples,
+            # metric and mode are the scheduler's own (search.scheduler.metric); the searcher has its
+            # objectives and the checkpoints their score (fid), so Tune gets none here
+            # a finished trial's worker process takes the next trial: no new process, no re-import of
+            # torch and MLflow, real statistics already cached (docs/benchmarks.md, core utilisation)
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=exp_dir.name,
+            storage_path=exp_dir.parent.uri,
+            failure_config=tune.FailureConfig(max_failures=sweep.failure.max_failures),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=sweep.failure.keep_checkpoints or None,
+                checkpoint_score_attribute="fid",
+                checkpoint_score_order="min",
+            ),
+            callbacks=callbacks(sweep, exp_dir, run, local_ray),
+            progress_reporter=progress_reporter(sweep),
+            verbose=1,
+        ),
+    )
