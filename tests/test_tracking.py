@@ -132,3 +132,26 @@ def test_a_resumed_run_that_finishes_drops_the_interrupted_reason(tmp_path):
     assert run.info.status == "FINISHED" and tracking.REASON_TAG not in run.data.tags
     assert run.data.tags[tracking.STATUS_TAG] == "finished"
     tracking.end_run(c, run_id, "FINISHED")  # nothing to drop: fine
+
+
+def test_children_are_read_page_by_page(sweep_runs, monkeypatch):
+    """search_runs answers one page; the closing, candidate and retire loops must see every child run."""
+    from ganpipe.tracking import runs
+
+    c, track = sweep_runs
+    made = {trial_run(track, f"t{i}").run_id for i in range(5)}
+    monkeypatch.setattr(runs, "PAGE", 2)  # 3 pages for 5 runs
+    assert {r.info.run_id for r in tracking.children(c, track["experiment_id"], track["parent_run_id"])} == made
+    assert tracking.close_running_children(c, track["experiment_id"], track["parent_run_id"], "KILLED", "x") == 5
+
+
+def test_a_trials_child_run_is_found_by_its_trial_id(sweep_runs):
+    """The driver's callbacks find a trial's run when the trial never reported (it failed first)."""
+    import types
+
+    c, track = sweep_runs
+    made = trial_run(track, "t7")
+    assert not any(isinstance(getattr(tracking, name), types.ModuleType) for name in tracking.__all__)
+    found = tracking.find_trial_run(c, track["experiment_id"], track["parent_run_id"], "t7")
+    assert found.info.run_id == made.run_id
+    assert tracking.find_trial_run(c, track["experiment_id"], track["parent_run_id"], "t8") is None

@@ -45,7 +45,7 @@ from ganpipe.tracking.runs import (
     search_all,
     set_tag,
     start_parent_run,
-    trial_run,
+    find_trial_run,
 )
 from ganpipe.tracking.store import (
     DEFAULT_URI,
@@ -59,4 +59,5 @@ from ganpipe.tracking.store import (
 )
 from ganpipe.tracking.trial_run import RetryingSender, TrialRun
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+# the submodules are attributes of the package too: none may share a name with a function exported here
+__all__ = [name for name in dir() if not name.startswith("_") and name not in ("registry", "runs", "store", "trial_run")]

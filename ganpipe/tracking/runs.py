@@ -132,7 +132,7 @@ def children(c: MlflowClient, experiment_id: str, parent_run_id: str) -> list:
     return search_all(c, [experiment_id], f"tags.`{PARENT_TAG}` = '{parent_run_id}'")
 
 
-def trial_run(c: MlflowClient, experiment_id: str, parent_run_id: str, trial_id: str):
+def find_trial_run(c: MlflowClient, experiment_id: str, parent_run_id: str, trial_id: str):
     """The child run of Tune trial `trial_id` under the parent run, or None."""
     found = c.search_runs([experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and "
                           f"tags.`{PARENT_TAG}` = '{parent_run_id}'", max_results=1)

@@ -29,7 +29,7 @@ class CloseChildRuns(tune.Callback):
         run_id = (trial.last_result or {}).get("mlflow_run_id")
         if run_id:
             return run_id
-        found = tracking.trial_run(self.run.client(), self.run.experiment_id, self.run.parent_run_id, trial.trial_id)
+        found = tracking.find_trial_run(self.run.client(), self.run.experiment_id, self.run.parent_run_id, trial.trial_id)
         return found.info.run_id if found else None
 
     def on_trial_complete(self, iteration, trials, trial, **info):
