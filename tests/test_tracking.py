@@ -155,3 +155,16 @@ def test_a_trials_child_run_is_found_by_its_trial_id(sweep_runs):
     found = tracking.find_trial_run(c, track["experiment_id"], track["parent_run_id"], "t7")
     assert found.info.run_id == made.run_id
     assert tracking.find_trial_run(c, track["experiment_id"], track["parent_run_id"], "t8") is None
+
+
+def test_a_sweep_is_tagged_with_the_installed_ganpipe_version(tmp_path):
+    """The parent run's ganpipe.version is the installed package's (it was "0": ganpipe had no __version__)."""
+    from importlib.metadata import version
+
+    from ganpipe.config import load_sweep
+    from ganpipe.tune.provenance import sweep_tags
+
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\n")
+    tags = sweep_tags(load_sweep(path), path.read_text(), tmp_path)
+    assert tags["ganpipe.version"] == version("ganpipe") != "0"

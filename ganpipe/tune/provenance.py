@@ -37,7 +37,7 @@ def sweep_tags(sweep: SweepConfig, yaml_text: str, exp_dir: Path) -> dict[str, s
         "ganpipe.sweep": sweep.name,
         "ganpipe.config_hash": config_hash(sweep),
         "ganpipe.experiment_dir": str(exp_dir),
-        "ganpipe.version": getattr(ganpipe, "__version__", "0"),
+        "ganpipe.version": ganpipe.__version__,
         "mlflow.source.git.commit": git_commit(source),
         "versions": f"torch {torch.__version__}, ray {ray.__version__}, optuna {optuna.__version__}",
     }
