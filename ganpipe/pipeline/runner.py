@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from ganpipe import cluster, tracking
@@ -154,8 +154,7 @@ def run_promote_stage(ctx: Context, stage: Stage, st: dict) -> bool:
     run_id = ctx.stage_run(stage)
     try:
         if scores:  # a recheck stage ran: its medians rank, no second re-check
-            decision = promote(ctx.uri, replace(sweep.promote, recheck_top_k=0), sweep.search.objectives,
-                               ctx.sweep_parents(), scores=scores)
+            decision = promote(ctx.uri, sweep.promote, sweep.search.objectives, ctx.sweep_parents(), scores=scores)
         else:
             decision = recheck_and_promote(ctx.uri, sweep.promote, sweep.search.objectives, ctx.sweep_parents(),
                                            sweep.resources, address=ctx.opts.address, num_cpus=ctx.opts.num_cpus)

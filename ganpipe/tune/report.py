@@ -10,8 +10,8 @@ import optuna
 
 from ganpipe import tracking
 from ganpipe.config.schema import SweepConfig
-from ganpipe.tune.sweep_run import SweepRun
 from ganpipe.metrics.names import SUMMARY, is_evaluation_metric, is_reported
+from ganpipe.tune.sweep_run import SweepRun
 
 SHOWN_METRICS = ("step", *SUMMARY)
 

@@ -99,23 +99,19 @@ def sweep_as_started(sweep: SweepConfig, yaml_text: str, overrides: list[str], n
 
 
 # ---- ending --------------------------------------------------------------------------------
-ENDINGS = {  # how the sweep ended -> (parent run status, its reason, what its still-running children get)
-    "finished": ("FINISHED", "", ("KILLED", "sweep ended")),
-    "interrupted": ("KILLED", "interrupted; resume with --resume", ("KILLED", "sweep interrupted; resume with --resume")),
-}
-
-
 def end_sweep_run(run: SweepRun, ended: str, why: str = "") -> None:
     """Close the parent run and every child still RUNNING, as the sweep ended: finished, interrupted, or
     failed (`why`: every trial failed, a driver error)."""
-    c = run.client()
     if ended == "failed":
-        tracking.close_running_children(c, run.experiment_id, run.parent_run_id, "FAILED", why)
-        tracking.end_run(c, run.parent_run_id, "FAILED", why, "failed")
-        return
-    status, reason, (child_status, child_reason) = ENDINGS[ended]
-    tracking.close_running_children(c, run.experiment_id, run.parent_run_id, child_status, child_reason)
-    tracking.end_run(c, run.parent_run_id, status, reason, "finished" if ended == "finished" else "killed")
+        parent, children, word = ("FAILED", why), ("FAILED", why), "failed"
+    elif ended == "finished":
+        parent, children, word = ("FINISHED", ""), ("KILLED", "sweep ended"), "finished"
+    else:
+        parent, children, word = (("KILLED", "interrupted; resume with --resume"),
+                                  ("KILLED", "sweep interrupted; resume with --resume"), "killed")
+    c = run.client()
+    tracking.close_running_children(c, run.experiment_id, run.parent_run_id, *children)
+    tracking.end_run(c, run.parent_run_id, *parent, word)
 
 
 def retire_unsaved_trials(run: SweepRun, known_trial_ids: set[str]) -> int:
