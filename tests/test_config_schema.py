@@ -14,23 +14,17 @@ from ganpipe.config.values import constraint
 
 def test_the_static_names_are_the_registries():
     from ganpipe.data import DATASETS
-    from ganpipe.data.files import FILE_DATASETS
-    from ganpipe.data.registry import TRANSLATION_DATASETS
     from ganpipe.losses import LOSSES
-    from ganpipe.metrics.constants import K
     from ganpipe.nets import ARCHITECTURES, CONDITIONAL_ARCHITECTURES
     from ganpipe.nets.translation import TRANSLATION_ARCHITECTURES
     from ganpipe.train.optim import OPTIMIZERS
 
     assert schema.DATASETS == tuple(DATASETS)
-    assert schema.FILE_DATASETS == tuple(FILE_DATASETS)
-    assert schema.TRANSLATION_DATASETS == tuple(TRANSLATION_DATASETS)
     assert schema.ARCHITECTURES == tuple(ARCHITECTURES)
     assert schema.CONDITIONAL_ARCHITECTURES == tuple(CONDITIONAL_ARCHITECTURES)
     assert schema.TRANSLATION_ARCHITECTURES == tuple(TRANSLATION_ARCHITECTURES)
     assert schema.LOSSES == tuple(LOSSES)
     assert schema.OPTIMIZERS == tuple(OPTIMIZERS)
-    assert schema.PRDC_K == K
 
 
 def test_the_labelled_builtin_datasets_are_the_ones_with_classes():

@@ -97,6 +97,6 @@ def test_file_data_facts_come_from_the_protocol_record_and_the_class_folders(tmp
     assert (facts.name, facts.shape, facts.n_classes, facts.classes) == ("image-folder", (3, 16, 16), 2, ("cat", "dog"))
     cifar = TrialConfig(data=DataConfig("cifar10", root=str(tmp_path)), model=ModelConfig(architecture="dcgan"))
     assert facts_from_checkpoint(cifar, {"data": {"image_size": 32, "channels": 3}}).n_classes == 0
-    assert class_names(cifar, 10)[:2] == ("airplane", "automobile")
+    assert class_names(cifar)[:2] == ("airplane", "automobile")
     mnist = TrialConfig(data=DataConfig("mnist", root=str(tmp_path)))
-    assert class_names(mnist, 10) == ()  # the default names "0".."9", as the loaded dataset's
+    assert class_names(mnist) == ()  # the default names "0".."9", as the loaded dataset's

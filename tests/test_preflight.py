@@ -137,11 +137,15 @@ def test_the_path_step_covers_the_search_space():
     assert space[0].choices == [str(Path("a").absolute()), "/b"] and space[0].default == str(Path("c").absolute())
 
 
-def test_the_file_checks_change_nothing(tmp_path):
-    root = write_idx(tmp_path / "m", gz=False)
+def test_the_file_checks_change_nothing(tmp_path, monkeypatch):
+    """Relative paths stay relative: making them absolute is ganpipe.config.paths' step, not the checks'
+    (the checks used to rewrite data.root, eval.features and the space's choices in place)."""
+    write_idx(tmp_path / "m", gz=False)
+    monkeypatch.chdir(tmp_path)
     trial = TrialConfig()
-    trial.data.dataset, trial.data.root = "mnist", str(root)
-    before = repr(trial)
+    trial.data.dataset, trial.data.root, trial.eval.features = "mnist", "m", "f.pt"
+    space = [Param("data.root", "choice", choices=["m"])]
+    before = repr((trial, space))
     v = Validator("s.yaml")
-    check_files(v, trial, [], features=False)
-    assert v.problems == [] and repr(trial) == before
+    check_files(v, trial, space, features=False)
+    assert v.problems == [] and repr((trial, space)) == before

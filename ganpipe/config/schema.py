@@ -18,7 +18,6 @@ from typing import Any, Mapping
 # ---- what a field allows, kept on the field itself (dataclasses.field(metadata=...)) --------------
 #   range=(low, low inclusive, high, high inclusive)   None = unbounded
 #   what=..., choices=(...)                            a named choice: "unknown <what> X; valid: a, b"
-#   allowed=(...), allowed_text="..."                  a few values: "must be <allowed_text>, got X"
 #   only_when=(deciding key, (values under which the field is used))
 #   infinite=True                                      inf is a value (promote.max_fid), else "must be finite"
 # Names of registries above config (data, nets, losses, train) are written here, not imported: config

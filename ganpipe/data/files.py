@@ -22,13 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganpipe.config.schema import supported_size  # pure arithmetic: validation uses it too
+from ganpipe.config.schema import FILE_DATASETS, supported_size  # validation knows both too
 from ganpipe.data.base import Dataset
-from ganpipe.data.formats import (  # noqa: F401 (CIFAR_CLASSES, _folder_listing: for ganpipe.train.export)
-    CIFAR_CLASSES,
+from ganpipe.data.formats import (
     WHAT,
     DataRootError,
-    _folder_listing,
     _load_cifar,
     _load_folder,
     _load_idx,
@@ -38,7 +36,6 @@ from ganpipe.data.formats import (  # noqa: F401 (CIFAR_CLASSES, _folder_listing
     _resize_all,
 )
 
-FILE_DATASETS = ("mnist", "fashion-mnist", "cifar10", "image-folder")  # ganpipe.config.schema.FILE_DATASETS
 @dataclass(frozen=True)
 class Probe:
     """What the cheap check learned: the sample shape after resizing, and the class count."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ganpipe.config.schema import DataConfig
+from ganpipe.config.schema import TRANSLATION_DATASETS, DataConfig  # noqa: F401 (the trainer factory reads it here)
 from ganpipe.data.base import Dataset
 from ganpipe.data.digits import digits, stacked_digits
 from ganpipe.data.files import FILE_DATASETS, image_files
@@ -16,8 +16,7 @@ from ganpipe.data.translation import digits_translation
 
 BUILTIN = {"ring8": ring8, "grid25": grid25, "digits": digits, "stacked-digits": stacked_digits,
            "digits-translation": digits_translation}
-# image-to-image tasks (kind "translation"): trained by the CycleGAN trainer, not the GAN one
-TRANSLATION_DATASETS = ("digits-translation",)
+# image-to-image tasks (TRANSLATION_DATASETS, kind "translation") are trained by the CycleGAN trainer
 
 # every factory takes the DataConfig; the built-in ones ignore it (validation keeps root etc. empty)
 DATASETS: dict[str, Callable[[DataConfig], Dataset]] = {

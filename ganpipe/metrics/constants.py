@@ -10,13 +10,13 @@ from contextlib import contextmanager
 
 import torch
 
+from ganpipe.config.schema import PRDC_K as K  # noqa: F401 (the k of the k-NN balls of precision / recall / density / coverage)
 from ganpipe.metrics.names import BASE
 
 PROTOCOL_VERSION = 1
 PROTOCOL_SEED = 8191  # root of every protocol seed; change it and PROTOCOL_VERSION together
 LATENT_SEED = PROTOCOL_SEED  # fixed_latents
 REAL_SEED = PROTOCOL_SEED + 1  # dataset.eval_real
-K = 5  # k of the k-NN balls of precision / recall / density / coverage (ganpipe.config.schema.PRDC_K)
 
 # dataset kind/name -> (n_real, n_fake); digits' real side is the whole dataset (eval_real)
 DEFAULT_SIZES = {"points": (2500, 2500), "digits": (1797, 2000), "stacked-digits": (10000, 10000)}

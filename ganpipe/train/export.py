@@ -51,7 +51,7 @@ class DataFacts:
         return cls(dataset.name, tuple(dataset.shape), n_classes, names)
 
 
-def class_names(cfg: TrialConfig, n_classes: int) -> tuple[str, ...]:
+def class_names(cfg: TrialConfig) -> tuple[str, ...]:
     """The class names a loaded dataset of cfg.data would have, without reading its images."""
     from ganpipe.data import formats
 
@@ -74,7 +74,7 @@ def facts_from_checkpoint(cfg: TrialConfig, protocol: dict) -> DataFacts:
     n_classes = int(protocol.get("conditional", {}).get("n_classes", 0)) if cfg.model.conditional else 0
     if cfg.model.conditional and not n_classes:  # pragma: no cover - a conditional protocol records them
         raise ValueError("the checkpoint of a conditional G does not record its number of classes")
-    return DataFacts(name, shape, n_classes, class_names(cfg, n_classes) if n_classes else ())
+    return DataFacts(name, shape, n_classes, class_names(cfg) if n_classes else ())
 
 
 def gan_export(generator: nn.Module, latent_dim: int, data: DataFacts) -> tuple[nn.Module, torch.Tensor, dict]:
