@@ -17,6 +17,7 @@ from pathlib import Path
 from ganpipe import tracking
 from ganpipe.config.errors import ConfigError, Problem
 from ganpipe.config.schema import PromoteConfig
+from ganpipe.objective import OBJECTIVE, describe
 from ganpipe.train.checkpoint import read_checkpoint
 from ganpipe.train.export import export_generator
 
@@ -29,15 +30,31 @@ class PromotionRefused(Exception):
 
 @dataclass
 class Candidate:
+    """A trial's best checkpoint (its best evaluation under the sweep's objectives) and what it scored."""
+
     run_id: str
     parent_run_id: str
     trial_id: str
     params: dict
-    fid: float
-    diversity: float
     step: int
-    metrics: dict = field(default_factory=dict)
-    score: float = math.nan  # what ranks it: fid, or the median fid of a seed re-check
+    metrics: dict = field(default_factory=dict)  # at the best evaluation: fid, diversity, objective, ...
+    # what ranks it: its objective, or the median objective over the seeds of a re-check
+    score: float = math.nan
+    spread: tuple[float, float] | None = None  # (min, max) objective over the re-check's seeds, if any
+    seeds: int = 1  # how many trainings `score` is the median of
+    medians: dict = field(default_factory=dict)  # each metric's median over the re-check's seeds, if any
+
+    @property
+    def objective(self) -> float:
+        return self.metrics.get(OBJECTIVE, math.nan)
+
+    @property
+    def fid(self) -> float:
+        return self.metrics.get("fid", math.nan)
+
+    @property
+    def diversity(self) -> float:
+        return self.metrics.get("diversity", math.nan)
 
     @property
     def source(self) -> str:
@@ -92,50 +109,66 @@ def candidates(c, experiment_id: str, parent_run_id: str) -> tuple[list[Candidat
             skipped.append(f"{name}: {tags.get(tracking.STATUS_TAG, run.info.status.lower())} "
                            f"({tags.get(tracking.REASON_TAG, 'no reason recorded')})")
             continue
-        if "best_fid" not in metrics:
-            skipped.append(f"{name}: no best checkpoint recorded")
+        if f"best_{OBJECTIVE}" not in metrics:
+            skipped.append(f"{name}: no best checkpoint recorded" if "best_step" not in metrics else
+                           f"{name}: its best checkpoint was chosen before ganpipe judged by objectives (by fid "
+                           "alone); re-run the sweep")
             continue
+        best = {k[len("best_"):]: v for k, v in metrics.items() if k.startswith("best_")}
         found.append(Candidate(
-            run_id=run.info.run_id, parent_run_id=parent_run_id, trial_id=tags.get(tracking.TRIAL_TAG, ""), params=dict(run.data.params),
-            fid=metrics["best_fid"], diversity=metrics.get("best_diversity", math.nan),
-            step=int(metrics.get("best_step", 0)),
-            metrics={k[len("best_"):]: v for k, v in metrics.items() if k.startswith("best_")},
+            run_id=run.info.run_id, parent_run_id=parent_run_id, trial_id=tags.get(tracking.TRIAL_TAG, ""),
+            params=dict(run.data.params), step=int(best.pop("step", 0)), metrics=best,
         ))
     return found, skipped
 
 
 # ---- gate and rank ----------------------------------------------------------------------
-def gate(cands: list[Candidate], cfg: PromoteConfig) -> tuple[list[Candidate], list[str]]:
+def outside_gate(m: dict, cfg: PromoteConfig) -> list[str]:
+    """Why a best checkpoint's metrics `m` fall outside the gate ([] if they pass)."""
+    why = []
+    if m.get("fid", math.nan) > cfg.max_fid:
+        why.append(f"fid {m['fid']:.4g} > max_fid {cfg.max_fid:g}")
+    if m.get("diversity", math.nan) < cfg.min_diversity:
+        why.append(f"diversity {m['diversity']:.4g} < min_diversity {cfg.min_diversity:g}")
+    if m.get("mode_tv", math.nan) > cfg.max_mode_tv:  # the 2-D mixtures only
+        why.append(f"mode_tv {m['mode_tv']:.4g} > max_mode_tv {cfg.max_mode_tv:g}")
+    return why
+
+
+def gate(cands: list[Candidate], cfg: PromoteConfig, objectives: list[str]) -> tuple[list[Candidate], list[str]]:
+    """The candidates whose best checkpoint has finite objectives (and fid, diversity) within the gate."""
     passed, refused = [], []
     for cand in cands:
-        if not all(math.isfinite(v) for v in (cand.fid, cand.diversity)):
-            refused.append(f"{cand.trial_id}: non-finite metrics (fid {cand.fid}, diversity {cand.diversity})")
-        elif cand.fid > cfg.max_fid:
-            refused.append(f"{cand.trial_id}: fid {cand.fid:.4g} > max_fid {cfg.max_fid:g}")
-        elif cand.diversity < cfg.min_diversity:
-            refused.append(f"{cand.trial_id}: diversity {cand.diversity:.4g} < min_diversity {cfg.min_diversity:g}")
+        judged = {k: cand.metrics.get(k, math.nan) for k in dict.fromkeys([*objectives, "fid", "diversity"])}
+        if not all(math.isfinite(v) for v in judged.values()):
+            refused.append(f"{cand.trial_id}: non-finite metrics (" + ", ".join(f"{k} {v}" for k, v in judged.items())
+                           + ")")
+        elif outside_gate(cand.metrics, cfg):
+            refused.append(f"{cand.trial_id}: " + "; ".join(outside_gate(cand.metrics, cfg)))
         else:
             passed.append(cand)
     return passed, refused
 
 
-def pareto_front(cands: list[Candidate]) -> list[Candidate]:
-    """Candidates no other candidate beats on both fid (lower) and diversity (higher)."""
-    def dominated(a):
-        return any(b.fid <= a.fid and b.diversity >= a.diversity and (b.fid < a.fid or b.diversity > a.diversity)
-                   for b in cands)
-    return [a for a in cands if not dominated(a)]
-
-
-def rank(cands: list[Candidate], objectives: list[str]) -> list[Candidate]:
-    """By fid; with two objectives the Pareto front comes first, each part ordered by fid."""
+def rank(cands: list[Candidate]) -> list[Candidate]:
+    """Best first by score: a re-check's median objective where one was measured (apply_recheck), else the
+    best checkpoint's own objective (ganpipe.objective); equal scores keep the earlier trial first."""
     for cand in cands:
-        cand.score = cand.fid
-    if len(objectives) > 1:
-        front = pareto_front(cands)
-        rest = [c for c in cands if c not in front]
-        return sorted(front, key=lambda c: c.fid) + sorted(rest, key=lambda c: c.fid)
-    return sorted(cands, key=lambda c: c.fid)
+        if cand.seeds == 1:
+            cand.score = cand.objective
+    return sorted(cands, key=lambda c: c.score)
+
+
+def apply_recheck(ranked: list[Candidate], rechecked: dict[str, dict]) -> list[Candidate]:
+    """The candidates re-checked over seeds first, ranked by their median objective, then the others.
+    rechecked: child run id -> ganpipe.tune.recheck's summary ({"median": {...}, "min", "max", "seeds"})."""
+    checked = [cand for cand in ranked if cand.run_id in rechecked]
+    for cand in checked:
+        summary = rechecked[cand.run_id]
+        cand.score, cand.seeds = summary["median"][OBJECTIVE], summary["seeds"]
+        cand.spread = (summary["min"], summary["max"])
+        cand.medians = summary["median"]
+    return sorted(checked, key=lambda c: c.score) + [cand for cand in ranked if cand.run_id not in rechecked]
 
 
 # ---- the whole step --------------------------------------------------------------------
@@ -158,28 +191,25 @@ def shortlist(uri: str, cfg: PromoteConfig, objectives: list[str],
     if not cands:
         raise PromotionRefused("nothing finished: no trial has a best checkpoint"
                                + ("".join(f"\n  {s}" for s in skipped)))
-    passed, refused = gate(cands, cfg)
+    passed, refused = gate(cands, cfg, objectives)
     if not passed:
         raise PromotionRefused("no candidate passes the gate:" + "".join(f"\n  {r}" for r in refused))
-    return rank(passed, objectives), refused
+    return rank(passed), refused
 
 
 def promote(uri: str, cfg: PromoteConfig, objectives: list[str], parent_run_ids: list[str], dry_run: bool = False,
-            scores: dict[str, float] | None = None) -> Decision:
+            rechecked: dict[str, dict] | None = None) -> Decision:
     """Promote the best trial of the sweeps whose parent runs are given.
 
-    scores: an already measured ranking score per child run id (a seed re-check's median fid, lower is
-    better: ganpipe.tune.recheck); those candidates rank first, by score.
+    rechecked: a seed re-check's summary per child run id (ganpipe.tune.recheck): those candidates rank
+    first, by their median objective, and the champion comparison uses that median.
     """
     c = tracking.client(uri)
     parents = [tracking.get_run(c, run_id) for run_id in parent_run_ids]
     model_name = cfg.model_name or parents[-1].data.tags.get("ganpipe.sweep", "")
     ranked, refused = shortlist(uri, cfg, objectives, parent_run_ids)
-    if scores:
-        checked = sorted((cand for cand in ranked if cand.run_id in scores), key=lambda cand: scores[cand.run_id])
-        for cand in checked:
-            cand.score = scores[cand.run_id]
-        ranked = checked + [cand for cand in ranked if cand.run_id not in scores]
+    if rechecked:
+        ranked = apply_recheck(ranked, rechecked)
     winner = ranked[0]
 
     existing = tracking.find_version(c, model_name, winner.source)
@@ -187,41 +217,75 @@ def promote(uri: str, cfg: PromoteConfig, objectives: list[str], parent_run_ids:
         return Decision("unchanged", f"{winner.trial_id} is already version {existing.version} of {model_name}",
                         model_name, existing.version, winner, refused)
     if dry_run:
-        return Decision("dry-run", f"would register {winner.trial_id} (fid {winner.fid:.4g}) as a new version "
-                        f"of {model_name}", model_name, None, winner, refused)
-    return register(c, uri, model_name, winner, refused)
+        return Decision("dry-run", f"would register {winner.trial_id} ({_scored(winner, objectives)}) as a new "
+                        f"version of {model_name}", model_name, None, winner, refused)
+    return register(c, uri, model_name, winner, refused, objectives)
 
 
-def register(c, uri: str, model_name: str, winner: Candidate, refused: list[str]) -> Decision:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = tracking.download_best_checkpoint(c, winner.run_id, Path(tmp))
-        protocol = read_checkpoint(path)["protocol"]
-        model, example, metadata = export_generator(path)  # G alone: no dataset, no evaluation protocol
+def _scored(cand: Candidate, objectives: list[str]) -> str:
+    """"objective 0.031 (median of 3 seeds, 0.029-0.045)" or "objective 0.031" """
+    text = f"{describe(objectives)}: objective {cand.score:.4g}"
+    if cand.spread is not None:
+        text += f" (median of {cand.seeds} seeds, {cand.spread[0]:.4g}-{cand.spread[1]:.4g})"
+    return text
+
+
+def version_tags(winner: Candidate, objectives: list[str], protocol: dict, sweep: str) -> dict[str, str]:
+    """What a model version records of where it came from and how it was judged. fid, diversity and the
+    objectives' tags are the re-check's medians when one ran (ganpipe.metrics keeps the checkpoint's own)."""
+    judged = {**winner.metrics, **winner.medians}
     tags = {
         tracking.SOURCE_TAG: winner.source,
-        "ganpipe.sweep": tracking.get_run(c, winner.parent_run_id).data.tags.get("ganpipe.sweep", ""),
+        "ganpipe.sweep": sweep,
         "ganpipe.parent_run": winner.parent_run_id,
         "ganpipe.trial_id": winner.trial_id,
         "ganpipe.run_id": winner.run_id,
         "ganpipe.step": str(winner.step),
         "ganpipe.params": json.dumps(winner.params, sort_keys=True),
         "ganpipe.metrics": json.dumps(winner.metrics, sort_keys=True),
-        "ganpipe.fid": repr(winner.fid),
-        "ganpipe.diversity": repr(winner.diversity),
-        "ganpipe.rank_score": repr(winner.score),
+        "ganpipe.objectives": json.dumps(objectives),
+        "ganpipe.rank_score": repr(winner.score),  # what the champion comparison reads
+        "ganpipe.rank_seeds": str(winner.seeds),
         "ganpipe.protocol": json.dumps(protocol, sort_keys=True),
         "ganpipe.protocol_hash": protocol_hash(protocol),
     }
-    version = tracking.register_generator(uri, winner.run_id, model_name, model, example, metadata, tags).version
-    champion = tracking.version_by_alias(c, model_name, CHAMPION)
+    tags.update({f"ganpipe.{k}": repr(judged[k]) for k in dict.fromkeys([*objectives, "fid", "diversity"])
+                 if k in judged})
+    if winner.spread is not None:
+        tags["ganpipe.rank_spread"] = json.dumps(list(winner.spread))  # min, max objective over the seeds
+        tags["ganpipe.recheck_medians"] = json.dumps(winner.medians, sort_keys=True)
+    return tags
+
+
+def judge_against(champion, tags: dict[str, str]) -> tuple[str, str]:
+    """(alias, why) for a new version with `tags` against the current champion's version (or None): it
+    takes `champion` only on the same protocol and objectives with a strictly better rank score."""
     if champion is None:
-        outcome, why = CHAMPION, "no champion yet"
-    elif champion.tags.get("ganpipe.protocol_hash") != tags["ganpipe.protocol_hash"]:
-        outcome, why = CHALLENGER, f"champion v{champion.version} was judged on another evaluation protocol"
-    elif winner.fid < float(champion.tags.get("ganpipe.fid", "inf")):
-        outcome, why = CHAMPION, f"fid {winner.fid:.4g} beats champion v{champion.version} ({champion.tags['ganpipe.fid']})"
-    else:
-        outcome, why = CHALLENGER, (f"fid {winner.fid:.4g} does not beat champion v{champion.version} "
-                                    f"({float(champion.tags.get('ganpipe.fid', 'nan')):.4g})")
+        return CHAMPION, "no champion yet"
+    if champion.tags.get("ganpipe.protocol_hash") != tags["ganpipe.protocol_hash"]:
+        return CHALLENGER, f"champion v{champion.version} was judged on another evaluation protocol"
+    if champion.tags.get("ganpipe.objectives") != tags["ganpipe.objectives"]:
+        theirs = champion.tags.get("ganpipe.objectives", "[fid] (before objectives were recorded)")
+        return CHALLENGER, f"champion v{champion.version} was ranked by other objectives ({theirs})"
+    mine, theirs = float(tags["ganpipe.rank_score"]), float(champion.tags.get("ganpipe.rank_score", "inf"))
+    what = (f"objective {mine:.4g}" + (f" (median of {tags['ganpipe.rank_seeds']} seeds)"
+                                       if tags["ganpipe.rank_seeds"] != "1" else ""))
+    versus = f"champion v{champion.version} ({theirs:.4g}" + (
+        f", median of {champion.tags['ganpipe.rank_seeds']} seeds)" if champion.tags.get("ganpipe.rank_seeds", "1") != "1"
+        else ")")
+    if mine < theirs:
+        return CHAMPION, f"{what} beats {versus}"
+    return CHALLENGER, f"{what} does not beat {versus}"
+
+
+def register(c, uri: str, model_name: str, winner: Candidate, refused: list[str], objectives: list[str]) -> Decision:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = tracking.download_best_checkpoint(c, winner.run_id, Path(tmp))
+        protocol = read_checkpoint(path)["protocol"]
+        model, example, metadata = export_generator(path)  # G alone: no dataset, no evaluation protocol
+    sweep = tracking.get_run(c, winner.parent_run_id).data.tags.get("ganpipe.sweep", "")
+    tags = version_tags(winner, objectives, protocol, sweep)
+    version = tracking.register_generator(uri, winner.run_id, model_name, model, example, metadata, tags).version
+    outcome, why = judge_against(tracking.version_by_alias(c, model_name, CHAMPION), tags)
     tracking.set_alias(c, model_name, outcome, version)
     return Decision(outcome, f"{model_name} v{version} is {outcome}: {why}", model_name, version, winner, refused)

@@ -23,6 +23,7 @@ from ganpipe.config.schema import SweepConfig, TrialConfig
 from ganpipe.train.reporter import EvalReport, TrialResult
 from ganpipe.train.threads import set_threads
 from ganpipe.metrics.names import SUMMARY
+from ganpipe.objective import OBJECTIVE, describe
 from ganpipe.viz import save_samples_png
 
 TABLE_KEYS = (*SUMMARY, "coverage", "loss_d", "loss_g", "steps_per_sec")
@@ -97,7 +98,7 @@ def run_trial(sweep_path: str, overrides: list[str], out: str | None, threads: i
     # reads the data and the evaluation's feature network: data that cannot be read is bad input, refused
     # before the output folder exists
     with data_problems_as_config_errors(sweep.source or sweep_path):
-        trainer = make_trainer(cfg, device=device)
+        trainer = make_trainer(cfg, device=device, objectives=sweep.search.objectives)
     write_config(out_dir, cfg)
     print(f"trial {sweep.name}: {cfg.data.dataset}, {cfg.model.architecture}, {cfg.loss.name}, {cfg.optimizer.name}")
     if values:
@@ -124,9 +125,11 @@ def run_trial(sweep_path: str, overrides: list[str], out: str | None, threads: i
     if result.status == "diverged":
         print(f"DIVERGED: {result.message}")
     else:
-        m = result.metrics
-        modes = f", modes {m['modes']:.0f}/{trainer.evaluator.n_modes}" if "modes" in m else ""
-        print(f"finished {result.step} step{'s' * (result.step != 1)} in {summary['wall_seconds']:.1f} s: fid {m['fid']:.4g}, "
-              f"diversity {m['diversity']:.3f}{modes}")
+        print(f"finished {result.step} step{'s' * (result.step != 1)} in {summary['wall_seconds']:.1f} s")
+        for what, m in (("last", result.metrics), ("best", result.best)):
+            modes = f", modes {m['modes']:.0f}/{trainer.evaluator.n_modes}" if "modes" in m else ""
+            print(f"  {what} (step {m.get('step', result.step)}): objective {m[OBJECTIVE]:.4g}, fid {m['fid']:.4g}, "
+                  f"diversity {m['diversity']:.3f}{modes}")
+        print(f"  best = {describe(trainer.objectives)}")
     print(f"results: {out_dir / 'result.json'}")
     return result

@@ -88,8 +88,14 @@ BAD = [
     ("name: t\neval: {num_samples: -5}", "eval.num_samples", ">= 0"),
     ("name: t\nsearch: {sampler: grid}", "search.sampler", "unknown sampler 'grid'; valid: tpe, random, cmaes"),
     ("name: t\nsearch: {scheduler: {name: pbt}}", "search.scheduler.name", "valid: asha, none"),
-    ("name: t\nsearch: {scheduler: {metric: kl}}", "search.scheduler.metric", "valid: fid, diversity"),
-    ("name: t\nsearch: {objectives: [diversity]}", "search.objectives", "[fid] or [fid, diversity]"),
+    ("name: t\nsearch: {scheduler: {compare: mean}}", "search.scheduler.compare", "valid: best, last"),
+    ("name: t\nsearch: {scheduler: {metric: fid}}", "search.scheduler.metric", "unknown key 'metric'"),
+    ("name: t\nsearch: {objectives: [diversity]}", "search.objectives", "[mode_tv], [fid], [kid]"),
+    ("name: t\ndata: digits\nsearch: {objectives: [mode_tv]}", "search.objectives", "mode_tv is reported on ring8"),
+    ("name: t\ndata: digits\npromote: {max_mode_tv: 0.1}", "promote.max_mode_tv", "ring8 and grid25 only"),
+    ("name: t\ndata: digits-translation\nmodel: resnet\nsearch: {objectives: [kid]}", "search.objectives",
+     "kid is not reported for translation"),
+    ("name: t\npromote: {max_mode_tv: 1.5}", "promote.max_mode_tv", "in [0, 1]"),
     ("name: t\nsearch: {scheduler: {reduction_factor: 1}}", "search.scheduler.reduction_factor", "> 1"),
     ("name: t\nsearch: {num_samples: 0}", "search.num_samples", ">= 1"),
     ("name: t\nsearch: {max_concurrent: 0}", "search.max_concurrent", ">= 1"),
@@ -423,3 +429,13 @@ def test_one_trial_checks_against_its_first_values(tmp_path):
         load_sweep(path, ["loss.gp_weight=20"], single_trial=True)
     assert_problem(err.value.problems, "loss.gp_weight", "loss.name is ns (its first value): add --set loss.name=wgan-gp")
     assert load_sweep(path, ["loss.gp_weight=20", "loss=wgan-gp"], single_trial=True).trial.loss.gp_weight == 20
+
+
+@pytest.mark.parametrize("dataset,expected", [("ring8", ["mode_tv"]), ("grid25", ["mode_tv"]), ("digits", ["fid"]),
+                                              ("stacked-digits", ["fid"])])
+def test_objectives_default_to_the_datasets_proper_score(tmp_path, dataset, expected):
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: t\ndata: {dataset}\n")
+    assert load_sweep(path).search.objectives == expected
+    path.write_text(f"name: t\ndata: {dataset}\nsearch: {{objectives: [fid, diversity]}}\n")
+    assert load_sweep(path).search.objectives == ["fid", "diversity"]  # declared: kept

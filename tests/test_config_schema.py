@@ -36,7 +36,7 @@ def test_the_labelled_builtin_datasets_are_the_ones_with_classes():
 
 def test_the_named_choices_are_on_the_fields():
     assert schema.metadata("data.dataset")["choices"] == schema.DATASETS
-    assert schema.metadata("search.scheduler.metric") == {"what": "scheduler metric", "choices": ("fid", "diversity")}
+    assert schema.metadata("search.scheduler.compare") == {"what": "scheduler comparison", "choices": ("best", "last")}
     assert schema.metadata("loss.gp_weight")["only_when"] == ("loss.name", ("wgan-gp",))
     assert schema.metadata("no.such") == {} and schema.metadata("data") == {}
     assert set(schema.keys_with("only_when")) == {"loss.gp_weight", "optimizer.beta1", "optimizer.beta2",
@@ -48,7 +48,8 @@ def test_the_named_choices_are_on_the_fields():
     ("model.architecture", "vit", "unknown architecture 'vit'; valid: mlp, dcgan, resnet"),
     ("loss.name", "x", "unknown loss 'x'; valid: bce, ns, wgan-gp, hinge, lsgan"),
     ("optimizer.name", "sgd", "unknown optimizer 'sgd'; valid: adam, rmsprop"),
-    ("search.objectives", ["diversity"], "must be [fid] or [fid, diversity], got [diversity]"),
+    ("search.objectives", ["diversity"], "must be [] (the dataset's default), [mode_tv], [fid], [kid], "
+                                         "[fid, diversity] or [kid, diversity], got [diversity]"),
     ("data.image_size", 30, "must be 0 (native) or a size the networks can make, 4 or 7 times a power of 2 "
                             "(8, 14, 16, 28, 32, 64, ...), got 30"),
     ("data.image_size", -1, "must be >= 0, got -1"),

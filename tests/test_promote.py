@@ -12,29 +12,69 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from ganpipe.config.schema import PromoteConfig
-from ganpipe.promote import Candidate, gate, pareto_front, rank
+from ganpipe.objective import OBJECTIVE, objective
+from ganpipe.promote import Candidate, apply_recheck, gate, judge_against, rank, version_tags
 
 
 # ---- pure gate / rank ------------------------------------------------------------------
-def cand(trial, fid, diversity):
-    return Candidate(run_id=f"r{trial}", parent_run_id="p", trial_id=trial, params={}, fid=fid, diversity=diversity, step=100)
+def cand(trial, fid, diversity, objectives=("fid",), **more):
+    metrics = {"fid": fid, "diversity": diversity, **more}
+    metrics[OBJECTIVE] = objective(metrics, list(objectives))
+    return Candidate(run_id=f"r{trial}", parent_run_id="p", trial_id=trial, params={}, step=100, metrics=metrics)
 
 
-def test_gate_drops_non_finite_too_high_fid_and_too_low_diversity():
-    cands = [cand("a", 0.1, 1.0), cand("b", math.nan, 1.0), cand("c", 5.0, 1.0), cand("d", 0.2, 0.3),
-             cand("e", math.inf, 1.0)]
-    passed, refused = gate(cands, PromoteConfig(max_fid=1.0, min_diversity=0.5))
+def test_gate_drops_non_finite_too_high_fid_too_low_diversity_and_too_high_mode_tv():
+    cands = [cand("a", 0.1, 1.0, mode_tv=0.04), cand("b", math.nan, 1.0), cand("c", 5.0, 1.0), cand("d", 0.2, 0.3),
+             cand("e", math.inf, 1.0), cand("f", 0.1, 1.0, mode_tv=0.2)]
+    passed, refused = gate(cands, PromoteConfig(max_fid=1.0, min_diversity=0.5, max_mode_tv=0.05), ["fid"])
     assert [c.trial_id for c in passed] == ["a"]
-    assert len(refused) == 4
+    assert len(refused) == 5
     assert any("b: non-finite" in r for r in refused) and any("c: fid 5 > max_fid 1" in r for r in refused)
     assert any("d: diversity 0.3 < min_diversity 0.5" in r for r in refused)
+    assert any("f: mode_tv 0.2 > max_mode_tv 0.05" in r for r in refused)
 
 
-def test_rank_by_fid_and_pareto_front_first_with_two_objectives():
-    cands = [cand("a", 0.3, 0.9), cand("b", 0.1, 0.5), cand("c", 0.2, 0.4), cand("d", 0.5, 1.0)]
-    assert [c.trial_id for c in rank(list(cands), ["fid"])] == ["b", "c", "a", "d"]
-    assert {c.trial_id for c in pareto_front(cands)} == {"a", "b", "d"}
-    assert [c.trial_id for c in rank(list(cands), ["fid", "diversity"])] == ["b", "a", "d", "c"]
+def test_gate_refuses_a_candidate_whose_objective_is_not_finite():
+    c = cand("a", 0.1, 1.0, objectives=("mode_tv",), mode_tv=math.nan)
+    passed, refused = gate([c], PromoteConfig(), ["mode_tv"])
+    assert not passed and "mode_tv nan" in refused[0]
+
+
+def test_rank_follows_the_objective_one_or_two():
+    by_fid = [cand("a", 0.3, 0.9), cand("b", 0.1, 0.5), cand("c", 0.2, 0.4), cand("d", 0.5, 1.0)]
+    assert [c.trial_id for c in rank(by_fid)] == ["b", "c", "a", "d"]
+    two = ("fid", "diversity")  # diversity first (to the hundredth), fid between equals
+    both = [cand("a", 0.3, 0.9, two), cand("b", 0.1, 0.5, two), cand("c", 0.2, 0.4, two), cand("d", 0.5, 1.0, two),
+            cand("e", 0.4, 1.0, two), cand("f", 0.01, 0.904, two)]
+    assert [c.trial_id for c in rank(both)] == ["e", "d", "f", "a", "b", "c"]
+
+
+def test_a_recheck_ranks_by_its_median_and_the_champion_moves_only_on_the_median():
+    lucky, steady = cand("lucky", 0.01, 1.0), cand("steady", 0.02, 1.0)
+    ranked = rank([lucky, steady])
+    assert ranked[0] is lucky  # on the single lucky run
+    rechecked = {"rlucky": {"median": {OBJECTIVE: 0.05, "fid": 0.05}, "min": 0.01, "max": 0.3, "seeds": 3},
+                 "rsteady": {"median": {OBJECTIVE: 0.025, "fid": 0.025}, "min": 0.02, "max": 0.03, "seeds": 3}}
+    ranked = apply_recheck(ranked, rechecked)
+    assert [c.trial_id for c in ranked] == ["steady", "lucky"]
+    tags = version_tags(ranked[0], ["fid"], {"version": 1}, "s")
+    assert tags["ganpipe.rank_score"] == repr(0.025) and tags["ganpipe.fid"] == repr(0.025)
+    assert json.loads(tags["ganpipe.rank_spread"]) == [0.02, 0.03] and tags["ganpipe.rank_seeds"] == "3"
+    assert json.loads(tags["ganpipe.metrics"])["fid"] == 0.02  # the checkpoint's own evaluation, kept apart
+
+    class Version:  # what MLflow's get_model_version_by_alias returns, as far as the comparison reads it
+        def __init__(self, version, tags):
+            self.version, self.tags = version, tags
+
+    # a champion whose single lucky run (0.021) beats this median (0.025) keeps its alias
+    champion = Version("1", {**tags, "ganpipe.rank_score": repr(0.021), "ganpipe.rank_seeds": "1"})
+    outcome, why = judge_against(champion, tags)
+    assert outcome == "challenger" and "median of 3 seeds" in why
+    assert judge_against(Version("1", {**tags, "ganpipe.rank_score": repr(0.03)}), tags)[0] == "champion"
+    other = Version("1", {**tags, "ganpipe.objectives": json.dumps(["mode_tv"]), "ganpipe.rank_score": "1.0"})
+    outcome, why = judge_against(other, tags)
+    assert outcome == "challenger" and "other objectives" in why
+    assert judge_against(None, tags) == ("champion", "no champion yet")
 
 
 # ---- end to end -------------------------------------------------------------------------

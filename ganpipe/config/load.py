@@ -18,7 +18,14 @@ import ganpipe.config.schema as schema
 import ganpipe.config.yamlfile as yamlfile
 from ganpipe.config.errors import ConfigError, Problem
 from ganpipe.config.paths import absolute_paths
-from ganpipe.config.rules import FileChecks, check_conditional, check_only_when, check_search, check_translation
+from ganpipe.config.rules import (
+    FileChecks,
+    check_conditional,
+    check_objectives,
+    check_only_when,
+    check_search,
+    check_translation,
+)
 from ganpipe.config.schema import NAME_RE, fields_of
 from ganpipe.config.space import apply
 from ganpipe.config.validate import Validator
@@ -155,8 +162,12 @@ def load_sweep(path, overrides: Iterable[Override] = (), single_trial: bool = Fa
     check_conditional(v, trial, space, file_checks.labelled if file_checks is not None else None)
     check_translation(v, trial, space)
     check_only_when(v, raw, trial, space, single_trial)
+    search = sections["search"]
+    if isinstance(search, schema.SearchConfig) and not search.objectives:
+        search.objectives = schema.default_objectives(trial.data.dataset)  # resolved once, here
     if not single_trial:
-        check_search(v, sections["search"], trial, space)
+        check_search(v, search, trial, space)
+    check_objectives(v, search, sections["promote"], trial, space)
     if problems:
         raise ConfigError(problems)
     return schema.SweepConfig(name=name, description=description, trial=trial, space=space, source=file, **sections)

@@ -4,6 +4,8 @@ files holds is asked of `labelled`, which ganpipe.preflight supplies).
     check_conditional   model.conditional needs labelled data and an architecture with a conditional variant
     check_translation   translation datasets (CycleGAN) need resnet or dcgan
     check_only_when     a fixed value no trial will use (gp_weight without wgan-gp) is a mistake
+    check_search        ASHA's grace period fits the steps; cmaes has one objective
+    check_objectives    what is optimised and gated is what every trial's evaluation reports
 """
 from __future__ import annotations
 
@@ -148,8 +150,33 @@ def check_search(v: Validator, search: schema.SearchConfig, trial: schema.TrialC
     """ASHA's grace period fits in train.steps; cmaes optimises one objective."""
     _grace_period(v, search, trial, space)
     if search.sampler == "cmaes" and len(search.objectives) > 1:
-        v.problem("search.sampler", "cmaes optimises one objective; with objectives [fid, diversity] use tpe "
-                                    "or random, or set search.objectives=[fid]", related=("search.objectives",))
+        v.problem("search.sampler", f"cmaes optimises one objective; with objectives {search.objectives} use tpe "
+                                    "or random, or set one objective", related=("search.objectives",))
+
+
+def _datasets(trial: schema.TrialConfig, space: list[Param]) -> list[str]:
+    """Every dataset a trial of the sweep can train on."""
+    searched = next((p for p in space if p.path == "data.dataset"), None)
+    return list(searched.choices) if searched is not None and searched.kind == "choice" else [trial.data.dataset]
+
+
+def check_objectives(v: Validator, search, promote, trial: schema.TrialConfig, space: list[Param]) -> None:
+    """Only what every trial's evaluation reports can be optimised or gated on: mode_tv on the 2-D mixtures,
+    kid wherever a GAN's fid is (a translator's evaluation has fid only)."""
+    if not isinstance(search, schema.SearchConfig) or not isinstance(promote, schema.PromoteConfig):
+        return  # malformed sections: reported already
+    datasets = _datasets(trial, space)
+    others = [d for d in datasets if d not in schema.POINT_DATASETS]
+    if "mode_tv" in search.objectives and others:
+        v.problem("search.objectives", f"mode_tv is reported on {' and '.join(schema.POINT_DATASETS)} only, not on "
+                                       f"{', '.join(others)}: use [fid] or [kid]", related=("data.dataset",))
+    if promote.max_mode_tv < 1 and others:
+        v.problem("promote.max_mode_tv", f"gates on mode_tv, reported on {' and '.join(schema.POINT_DATASETS)} only, "
+                                         f"not on {', '.join(others)}: leave it out", related=("data.dataset",))
+    translators = [d for d in datasets if d in schema.TRANSLATION_DATASETS]
+    if "kid" in search.objectives and translators:
+        v.problem("search.objectives", f"kid is not reported for translation ({', '.join(translators)}): use [fid]",
+                  related=("data.dataset",))
 
 
 def _grace_period(v: Validator, search: schema.SearchConfig, trial: schema.TrialConfig, space: list[Param]) -> None:

@@ -33,6 +33,16 @@ TRANSLATION_ARCHITECTURES = ("resnet", "dcgan")  # ganpipe.nets.translation.TRAN
 LOSSES = ("bce", "ns", "wgan-gp", "hinge", "lsgan")  # ganpipe.losses.LOSSES
 OPTIMIZERS = ("adam", "rmsprop")  # ganpipe.train.optim.OPTIMIZERS
 PRDC_K = 5  # ganpipe.metrics.constants.K: k of the k-NN balls
+POINT_DATASETS = ("ring8", "grid25")  # 2-D mixtures: their evaluation reports mode_tv
+# what a sweep may optimise (ganpipe.objective says how each becomes the one number that ranks); [] = the
+# dataset's default (default_objectives)
+OBJECTIVE_SETS = ([], ["fid"], ["kid"], ["mode_tv"], ["fid", "diversity"], ["kid", "diversity"])
+
+
+def default_objectives(dataset: str) -> list[str]:
+    """mode_tv on the 2-D mixtures, where FID on raw coordinates cannot see a dropped mode (a blob scores
+    about as well as the real data); fid elsewhere."""
+    return ["mode_tv"] if dataset in POINT_DATASETS else ["fid"]
 # the special values of eval.features: the standard FID InceptionV3 instead of a trained classifier
 INCEPTION_NAMES = ("inception", "inception-v3", "inceptionv3", "inception_v3", "fid-inception")
 
@@ -149,8 +159,9 @@ class TrialConfig:
 @dataclass
 class SchedulerConfig:
     name: str = _f("asha", what="scheduler", choices=("asha", "none"))  # asha or none
-    # what ASHA compares at each rung: fid (min) or diversity (max)
-    metric: str = _f("fid", what="scheduler metric", choices=("fid", "diversity"))
+    # ASHA compares the sweep's objective (ganpipe.objective) at each rung: each trial's best so far
+    # (what its best checkpoint would bring to promotion) or its last evaluation
+    compare: str = _f("best", what="scheduler comparison", choices=("best", "last"))
     grace_period: int = _f(0, **_at_least(0))  # G steps before ASHA may stop a trial; 0 = one evaluation interval
     reduction_factor: float = _f(2.0, **_at_least(1, False))
 
@@ -162,8 +173,13 @@ class SearchConfig:
     seed: int = _f(0, **_at_least(0))
     # tpe: random trials before TPE models the results; 0 = Optuna's default (10)
     startup_trials: int = _f(0, **_at_least(0))
-    objectives: list[str] = _f(factory=lambda: ["fid"], test=(  # [fid] or [fid, diversity]
-        lambda o: o in (["fid"], ["fid", "diversity"]), "must be [fid] or [fid, diversity], got {value}"))
+    # what "best" means for checkpoints, ASHA, the results table and promotion (ganpipe.objective):
+    # [mode_tv], [fid], [kid], or a second objective [fid, diversity] / [kid, diversity];
+    # [] = the dataset's default (mode_tv on ring8 and grid25, else fid)
+    objectives: list[str] = _f(factory=list, test=(
+        lambda o: o in OBJECTIVE_SETS,
+        "must be [] (the dataset's default), [mode_tv], [fid], [kid], [fid, diversity] or [kid, diversity], "
+        "got {value}"))
     max_concurrent: int = _f(2, **_at_least(1))
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 
@@ -191,8 +207,10 @@ class PromoteConfig:
     # registered model; "" = the sweep name. MLflow refuses '/' and ':' in model names, and '@' would
     # split models:/NAME@ALIAS
     model_name: str = _f("", test=(lambda s: not s or NAME_RE.match(s), f"must be empty or {_NAME_TEXT}; got {{value}}"))
+    # the gate, on each trial's best checkpoint: finite metrics within these bounds
     max_fid: float = _f(float("inf"), range=(0, False, None, True), infinite=True)
     min_diversity: float = _f(0.0, **_at_least(0))
+    max_mode_tv: float = _f(1.0, range=(0, True, 1, True))  # ring8 / grid25 only; 1 = no bound
     recheck_top_k: int = _f(0, **_at_least(0))  # 0 = no seed re-check
     recheck_seeds: int = _f(3, **_at_least(1))
 

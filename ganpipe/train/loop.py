@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch.nn.utils import clip_grad_norm_
 
-from ganpipe.config.schema import TrialConfig
+from ganpipe.config.schema import TrialConfig, default_objectives
+from ganpipe.objective import OBJECTIVE, objective
 from ganpipe.train.ema import make_ema
 from ganpipe.data import get_dataset
 from ganpipe.losses import get_loss, gradient_penalty, interpolation_shape, r1_penalty
@@ -36,8 +37,11 @@ class Diverged(Exception):
 class Trainer:
     """Holds everything one trial trains and resumes: G, D, EMA of G, optimizers, RNGs, step."""
 
-    def __init__(self, cfg: TrialConfig, device: str = "cpu"):
+    def __init__(self, cfg: TrialConfig, device: str = "cpu", objectives: list[str] | None = None):
+        """objectives: the sweep's search.objectives, what makes an evaluation the trial's best
+        (ganpipe.objective); None = the dataset's default."""
         self.cfg, self.device = cfg, torch.device(device)
+        self.objectives = list(objectives or default_objectives(cfg.data.dataset))
         torch.manual_seed(cfg.train.seed)  # weight init
         self.dataset = get_dataset(cfg.data)
         self.n_classes = self.dataset.n_classes if cfg.model.conditional else 0  # 0 = unconditional
@@ -209,7 +213,8 @@ class Trainer:
                         steps_per_sec=n_since / t_train,
                         eval_seconds=time.perf_counter() - t1,
                     )
-                    if not self.best or metrics["fid"] < self.best["fid"]:
+                    metrics[OBJECTIVE] = objective(metrics, self.objectives)
+                    if not self.best or metrics[OBJECTIVE] < self.best[OBJECTIVE]:
                         self.best = {"step": self.step, **metrics}
                     reporter.on_eval(EvalReport(self.step, metrics, samples), self)
                     sum_d = sum_g = torch.zeros(())

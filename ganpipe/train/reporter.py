@@ -12,7 +12,8 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only
 
 @dataclass
 class EvalReport:
-    """One evaluation: `metrics` holds fid, diversity, mode figures, mean losses, steps/s."""
+    """One evaluation: `metrics` holds fid, diversity, mode figures, the sweep's `objective`
+    (ganpipe.objective), mean losses, steps/s."""
 
     step: int
     metrics: dict[str, float]
@@ -24,7 +25,7 @@ class TrialResult:
     status: str  # "finished" or "diverged"
     step: int  # last G step trained
     metrics: dict[str, float] = field(default_factory=dict)  # at the last evaluation
-    best: dict[str, float] = field(default_factory=dict)  # at the evaluation with the lowest fid
+    best: dict[str, float] = field(default_factory=dict)  # at the evaluation with the lowest objective
     message: str = ""
 
 

@@ -8,8 +8,7 @@ import yaml
 
 from ganpipe.config import describe
 from ganpipe.config.schema import SweepConfig
-
-OBJECTIVE_MODES = {"fid": "min", "diversity": "max"}
+from ganpipe.objective import describe as describe_objective
 
 
 def max_steps(sweep: SweepConfig) -> int:
@@ -35,11 +34,13 @@ def describe_plan(sweep: SweepConfig) -> str:
         "search space:",
         describe(sweep.space) if sweep.space else "  (none: every trial trains the same config)",
         "",
-        f"search: {s.sampler} sampler (seed {s.seed}), objectives "
-        + ", ".join(f"{o} ({OBJECTIVE_MODES[o]})" for o in s.objectives)
+        f"search: {s.sampler} sampler (seed {s.seed}), objectives {', '.join(s.objectives)}"
         + f", {s.num_samples} trials, at most {s.max_concurrent} at once",
+        f"best: {describe_objective(s.objectives)}; it picks each trial's best checkpoint, ranks the trials and "
+        "the promotion candidates",
         "scheduler: " + (
-            f"ASHA on {sched.metric} ({OBJECTIVE_MODES[sched.metric]}), grace {grace_period(sweep)} steps, "
+            f"ASHA on each trial's {'best' if sched.compare == 'best' else 'last'} objective, "
+            f"grace {grace_period(sweep)} steps, "
             f"reduction factor {sched.reduction_factor}, "
             f"max {max_steps(sweep)} steps" if sched.name == "asha" else "none (every trial trains its full budget)"
         ),
@@ -49,7 +50,7 @@ def describe_plan(sweep: SweepConfig) -> str:
         f"trial budget: {s.num_samples} trials x up to {max_steps(sweep)} G steps = "
         f"{s.num_samples * max_steps(sweep)} G steps",
         f"failures: up to {sweep.failure.max_failures} retries per trial; keep "
-        + (f"the best {sweep.failure.keep_checkpoints} checkpoints per trial by fid"
+        + (f"the best {sweep.failure.keep_checkpoints} checkpoints per trial by the objective"
            if sweep.failure.keep_checkpoints else "every checkpoint"),
     ]
     return "\n".join(lines)

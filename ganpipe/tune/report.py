@@ -11,13 +11,15 @@ import optuna
 from ganpipe import tracking
 from ganpipe.config.schema import SweepConfig
 from ganpipe.metrics.names import SUMMARY, is_evaluation_metric, is_reported
+from ganpipe.objective import OBJECTIVE, describe
 from ganpipe.tune.sweep_run import SweepRun
 
-SHOWN_METRICS = ("step", *SUMMARY)
+SHOWN_METRICS = ("step", OBJECTIVE, *SUMMARY)
 
 
 def results_table(sweep: SweepConfig, results, trials) -> list[dict]:
-    """One row per trial at its best evaluation (lowest fid), best first; failed trials last.
+    """One row per trial at its best evaluation under the sweep's objectives (the lowest `objective`, the
+    evaluation its best checkpoint holds), best first; failed trials last.
     trials: Tune's Trial objects (tune.ExperimentAnalysis(...).trials)."""
     # a Result names its trial only by path (ResultGrid builds it with path=trial.path)
     by_path = {t.path: t for t in trials}
@@ -28,15 +30,15 @@ def results_table(sweep: SweepConfig, results, trials) -> list[dict]:
         trial = by_path.get(result.path)
         row = {"trial_id": trial.trial_id if trial else None, "status": None,
                **{p.path: config.get(p.path, "") for p in sweep.space}}
-        if df is not None and "fid" in df and df["fid"].notna().any():
-            best = df.loc[df["fid"].idxmin()]
+        if df is not None and OBJECTIVE in df and df[OBJECTIVE].notna().any():
+            best = df.loc[df[OBJECTIVE].idxmin()]  # the first of equals: the earliest, as the trainer keeps
             row.update({k: best[k] for k in SHOWN_METRICS if k in best})
             row["mlflow_run_id"] = best.get("mlflow_run_id", "")
         row["status"] = "ERROR" if result.error else trial.status if trial else "TERMINATED"
         if result.error:
             row["error"] = str(result.error).strip().splitlines()[-1][:200]
         rows.append(row)
-    rows.sort(key=lambda r: (r["status"] == "ERROR", r.get("fid", math.inf)))
+    rows.sort(key=lambda r: (r["status"] == "ERROR", r.get(OBJECTIVE, math.inf)))
     return rows
 
 
@@ -83,9 +85,10 @@ def optuna_plots(study: optuna.Study, objectives: list[str], folder: Path) -> tu
     from optuna.visualization import matplotlib as ovm
 
     target = (lambda t: t.values[0]) if len(objectives) > 1 else None
+    name = f"best {objectives[0]}"  # the study holds each trial's best evaluation (ganpipe.tune.search)
     plots = {
-        "optuna_history.png": lambda: ovm.plot_optimization_history(study, target=target, target_name="fid"),
-        "optuna_importance.png": lambda: ovm.plot_param_importances(study, target=target, target_name="fid"),
+        "optuna_history.png": lambda: ovm.plot_optimization_history(study, target=target, target_name=name),
+        "optuna_importance.png": lambda: ovm.plot_param_importances(study, target=target, target_name=name),
     }
     if len(objectives) > 1:
         plots["optuna_pareto_front.png"] = lambda: ovm.plot_pareto_front(study, target_names=list(objectives))
@@ -130,7 +133,7 @@ def reconcile_metrics(results, run: SweepRun) -> int:
 
 
 def attach_best_checkpoints(results, run: SweepRun) -> int:
-    """Copy each finished trial's best checkpoint (Tune keeps the top-k by fid) into its MLflow run."""
+    """Copy each finished trial's best checkpoint (Tune keeps the top-k by the objective) into its MLflow run."""
     from ganpipe.train.checkpoint import FILENAME
 
     c = run.client()
@@ -138,14 +141,16 @@ def attach_best_checkpoints(results, run: SweepRun) -> int:
     for result in results:
         if result.error or not result.best_checkpoints:
             continue  # a failed or diverged trial is never a promotion candidate
-        checkpoint, metrics = min(result.best_checkpoints, key=lambda cm: cm[1].get("fid", math.inf))
+        # the earliest of equals, as the trainer's own best
+        checkpoint, metrics = min(result.best_checkpoints,
+                                  key=lambda cm: (cm[1].get(OBJECTIVE, math.inf), cm[1].get("step", 0)))
         run_id = metrics.get("mlflow_run_id")
         if not run_id or tracking.get_run(c, run_id).data.metrics.get("best_step") == metrics.get("step"):
             continue  # already attached (e.g. before a --resume that found nothing better)
         # else a first time, or a resumed trial that improved: the new best replaces the old (its best_*
         # metrics are logged at its later step, which MLflow shows as the latest)
         best = {k: metrics[k] for k in metrics
-                if isinstance(metrics.get(k), (int, float)) and (k == "step" or is_evaluation_metric(k))}
+                if isinstance(metrics.get(k), (int, float)) and (k in ("step", OBJECTIVE) or is_evaluation_metric(k))}
         with checkpoint.as_directory() as folder:
             tracking.log_best_checkpoint(c, run_id, Path(folder) / FILENAME, best)
         attached += 1
@@ -174,7 +179,7 @@ def log_sweep_report(sweep: SweepConfig, results, trials, run: SweepRun, exp_dir
         files, skipped = optuna_plots(study, sweep.search.objectives, Path(tmp))
         tracking.log_files(c, run.parent_run_id, files)
     notes += [f"plot skipped: {s}" for s in skipped]
-    finished = [r for r in rows if r["status"] != "ERROR" and "fid" in r]
+    finished = [r for r in rows if r["status"] != "ERROR" and OBJECTIVE in r]
     if finished:
         best = finished[0]
         tracking.log_metrics(c, run.parent_run_id, {f"best_{k}": float(best[k]) for k in SHOWN_METRICS if k in best})
@@ -182,5 +187,5 @@ def log_sweep_report(sweep: SweepConfig, results, trials, run: SweepRun, exp_dir
     unreported = len(rows) - len(finished) - failed
     counts = [f"{len(finished)} with results", f"{failed} failed"] + (
         [f"{unreported} stopped before their first evaluation"] if unreported else [])
-    header = f"ranked trials ({', '.join(counts)}):"
+    header = f"ranked trials by {describe(sweep.search.objectives)} at each one's best evaluation ({', '.join(counts)}):"
     return "\n".join([header, to_markdown(rows[:10])] + notes)

@@ -12,7 +12,8 @@ from ganpipe.config import suggest
 from ganpipe.config.schema import SweepConfig, TrialConfig
 from ganpipe.config.space import Param
 from ganpipe.tune.callbacks import CloseChildRuns, UploadStudy
-from ganpipe.tune.plan import OBJECTIVE_MODES, grace_period, max_steps
+from ganpipe.objective import BEST_OBJECTIVE, DIRECTIONS, OBJECTIVE
+from ganpipe.tune.plan import grace_period, max_steps
 from ganpipe.tune.storage import Location, StudyStorage
 from ganpipe.tune.sweep_run import SweepRun
 from ganpipe.tune.threads import ShareIdleCpus
@@ -58,9 +59,12 @@ def make_sampler(sweep: SweepConfig) -> optuna.samplers.BaseSampler:
 
 
 def make_searcher(sweep: SweepConfig, exp_dir: Location) -> ConcurrencyLimiter:
+    # the study learns each trial's best evaluation under the sweep's rule (ganpipe.objective), the one a
+    # promotion would take, not whatever its last evaluation happened to be
     objectives = sweep.search.objectives
-    metric = objectives[0] if len(objectives) == 1 else list(objectives)
-    mode = OBJECTIVE_MODES[metric] if isinstance(metric, str) else [OBJECTIVE_MODES[o] for o in metric]
+    metrics = [f"best_{o}" for o in objectives]
+    modes = [DIRECTIONS[o] for o in objectives]
+    metric, mode = (metrics[0], modes[0]) if len(objectives) == 1 else (metrics, modes)
     searcher = ResumableOptunaSearch(
         space=DefineByRun(sweep.space, sweep.trial),
         metric=metric,
@@ -77,7 +81,7 @@ def make_scheduler(sweep: SweepConfig):
     if sched.name == "none":
         return FIFOScheduler()
     return ASHAScheduler(
-        time_attr="step", metric=sched.metric, mode=OBJECTIVE_MODES[sched.metric],
+        time_attr="step", metric=BEST_OBJECTIVE if sched.compare == "best" else OBJECTIVE, mode="min",
         max_t=max_steps(sweep), grace_period=min(grace_period(sweep), max_steps(sweep)),
         reduction_factor=sched.reduction_factor,
     )
@@ -89,9 +93,10 @@ def make_trainable(sweep: SweepConfig, run: SweepRun, experiment: str):
 
 
 def progress_reporter(sweep: SweepConfig) -> tune.CLIReporter:
-    metrics = {"step": "step", "fid": "fid", "diversity": "diversity", "modes": "modes"}
+    metrics = {"step": "step", BEST_OBJECTIVE: "best objective", **{o: o for o in sweep.search.objectives},
+               "modes": "modes"}
     return tune.CLIReporter(
-        metric="fid", mode="min",  # the Tuner has no metric of its own (ASHA and the searcher have theirs)
+        metric=BEST_OBJECTIVE, mode="min",  # the Tuner has no metric of its own (ASHA and the searcher have theirs)
         metric_columns=metrics,
         # conditional params are absent from some trials' configs, which the table cannot show
         parameter_columns=[p.path for p in sweep.space if not p.when][:8],
@@ -116,8 +121,8 @@ def build_tuner(sweep: SweepConfig, exp_dir: Location, run: SweepRun, local_ray:
             search_alg=make_searcher(sweep, exp_dir),
             scheduler=make_scheduler(sweep),
             num_samples=sweep.search.num_samples,
-            # metric and mode are the scheduler's own (search.scheduler.metric); the searcher has its
-            # objectives and the checkpoints their score (fid), so Tune gets none here
+            # metric and mode are the scheduler's own (the objective); the searcher has its objectives
+            # and the checkpoints their score (the objective), so Tune gets none here
             # a finished trial's worker process takes the next trial: no new process, no re-import of
             # torch and MLflow, real statistics already cached (docs/benchmarks.md, core utilisation)
             reuse_actors=True,
@@ -128,7 +133,7 @@ def build_tuner(sweep: SweepConfig, exp_dir: Location, run: SweepRun, local_ray:
             failure_config=tune.FailureConfig(max_failures=sweep.failure.max_failures),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=sweep.failure.keep_checkpoints or None,
-                checkpoint_score_attribute="fid",
+                checkpoint_score_attribute=OBJECTIVE,  # top-k by the sweep's own rule
                 checkpoint_score_order="min",
             ),
             callbacks=callbacks(sweep, exp_dir, run, local_ray),
