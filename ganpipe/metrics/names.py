@@ -10,7 +10,8 @@ BASE = ("fid", "diversity", "precision", "recall", "density", "coverage", "modes
 CONDITIONAL = ("class_accuracy", "intra_fid")
 PER_CLASS_PREFIXES = ("fid_class_", "coverage_class_")
 TRANSLATION = ("content_kept", "cycle_error", "fid_source")
-LOOP_KEYS = ("loss_d", "loss_g", "steps_per_sec", "eval_seconds", "threads")  # threads: sweeps only
+# objective: the sweep's objectives as one number (ganpipe.objective), which the loop adds to each evaluation
+LOOP_KEYS = ("objective", "loss_d", "loss_g", "steps_per_sec", "eval_seconds", "threads")  # threads: sweeps only
 # one line of a results table: the headline numbers of whichever task ran
 SUMMARY = ("fid", "diversity", "modes", "high_quality", "kl", "class_accuracy", "intra_fid", "content_kept", "cycle_error")
 
