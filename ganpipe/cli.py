@@ -215,19 +215,24 @@ def _promote(args: argparse.Namespace) -> int:
     if tracking.store_missing(uri):
         raise ConfigError([Problem("--experiment", "experiment", f"no MLflow experiment named {args.experiment!r}: "
                                    f"the tracking store {uri} does not exist (--tracking-uri, $MLFLOW_TRACKING_URI)")])
-    c = tracking.client(uri)
-    _, parent = find_parent(c, args.experiment, args.parent_run)  # ConfigError: no such experiment or run
-    with tempfile.TemporaryDirectory() as tmp:  # the sweep as it ran, --set overrides included
-        text = tracking.read_text_artifact(c, parent.info.run_id, "sweep_config.json", Path(tmp))
-    if text is None:
-        raise ConfigError([Problem("--parent-run", "parent_run", f"run {parent.info.run_id} is no sweep's parent "
-                                   "run (it has no sweep_config.json); give the run `ganpipe sweep` started")])
-    ran = json.loads(text)
-    try:
-        decision = recheck_and_promote(uri, PromoteConfig(**ran["promote"]), ran["search"]["objectives"],
-                                       [parent.info.run_id], ResourcesConfig(**ran["resources"]), args.dry_run)
+    try:  # any other failure of the store (a 5xx, 401, timeout) stops here in one line, never read as "absent"
+        with tracking.failures_stop(f"tracking store {uri}"):
+            c = tracking.client(uri)
+            _, parent = find_parent(c, args.experiment, args.parent_run)  # ConfigError: no such experiment or run
+            with tempfile.TemporaryDirectory() as tmp:  # the sweep as it ran, --set overrides included
+                text = tracking.read_text_artifact(c, parent.info.run_id, "sweep_config.json", Path(tmp))
+            if text is None:
+                raise ConfigError([Problem("--parent-run", "parent_run", f"run {parent.info.run_id} is no sweep's "
+                                           "parent run (it has no sweep_config.json); give the run `ganpipe sweep` "
+                                           "started")])
+            ran = json.loads(text)
+            decision = recheck_and_promote(uri, PromoteConfig(**ran["promote"]), ran["search"]["objectives"],
+                                           [parent.info.run_id], ResourcesConfig(**ran["resources"]), args.dry_run)
     except PromotionRefused as err:
         print(f"promotion refused: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except tracking.TrackingUnavailable as err:
+        print(f"promotion stopped: {err}", file=sys.stderr)
         return EXIT_FAILED
     for line in decision.refused:
         print(f"gated out: {line}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,9 +214,26 @@ def open_pipeline(pipeline: Pipeline, opts: PipelineOptions) -> Context:
     return ctx
 
 
+def end_failed(ctx: Context, reason: str) -> None:
+    """End FAILED, with `reason`, every run of the pipeline still RUNNING: the stage runs (and their trials')
+    and the pipeline's own, as trials end. Never raises: the store may be the reason the stage failed."""
+    try:
+        c, run_id = ctx.client, ctx.state["run_id"]
+        experiment_id = tracking.get_run(c, run_id).info.experiment_id
+        for stage_run in tracking.children(c, experiment_id, run_id):
+            if stage_run.info.status == "RUNNING":
+                info = stage_run.info
+                tracking.close_running_children(c, info.experiment_id, info.run_id, "FAILED", reason)
+                tracking.end_run(c, info.run_id, "FAILED", reason, "failed")
+        tracking.end_run(c, run_id, "FAILED", reason, "failed")
+    except Exception as err:  # noqa: BLE001 - reported; the stage's own error is what propagates
+        print(f"ganpipe: could not mark the pipeline's runs FAILED ({type(err).__name__}: {err})", file=sys.stderr)
+
+
 def run_pipeline(pipeline: Pipeline, opts: PipelineOptions) -> int:
     ctx = open_pipeline(pipeline, opts)
     print(f"pipeline {pipeline.name}: {len(pipeline.stages)} stages, folder {ctx.folder}, MLflow {ctx.uri}")
+    stage = pipeline.stages[0]
     try:
         for stage in pipeline.stages:
             st = ctx.stage_state(stage)
@@ -240,11 +258,11 @@ def run_pipeline(pipeline: Pipeline, opts: PipelineOptions) -> int:
         return 130
     except StageFailed as err:
         ctx.save()
-        tracking.end_run(ctx.client, ctx.state["run_id"], "FAILED", str(err), "failed")
+        end_failed(ctx, str(err))
         print(f"\npipeline {pipeline.name} failed: {err}")
         return 1
-    except BaseException as err:
-        tracking.end_run(ctx.client, ctx.state["run_id"], "FAILED", f"{type(err).__name__}: {err}", "failed")
+    except BaseException as err:  # a stage raised: its runs and the pipeline's end FAILED with why
+        end_failed(ctx, f"stage {stage.name}: {type(err).__name__}: {err}")
         raise
     promoted = [s for s in ctx.state["stages"].values() if s["kind"] == "promote"]
     refused = any(s.get("outcome") == "refused" for s in promoted)

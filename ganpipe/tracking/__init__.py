@@ -4,6 +4,7 @@ Everything goes through an explicit `MlflowClient` (`client(uri)`), handed back 
 an opaque handle: no global active-run state, which is what makes it safe inside Ray workers, and no
 module outside this package calls MLflow itself.
 """
+from ganpipe.tracking.errors import TrackingFailed, TrackingUnavailable, failures_stop
 from ganpipe.tracking.registry import (
     BEST_CHECKPOINT,
     SOURCE_TAG,
@@ -60,4 +61,5 @@ from ganpipe.tracking.store import (
 from ganpipe.tracking.trial_run import RetryingSender, TrialRun
 
 # the submodules are attributes of the package too: none may share a name with a function exported here
-__all__ = [name for name in dir() if not name.startswith("_") and name not in ("registry", "runs", "store", "trial_run")]
+__all__ = [name for name in dir()
+           if not name.startswith("_") and name not in ("errors", "registry", "runs", "store", "trial_run")]

@@ -8,6 +8,7 @@ from pathlib import Path
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from ganpipe.tracking.errors import read_or_none
 from ganpipe.tracking.runs import log_metrics
 from ganpipe.tracking.store import TRACKING_URI_ENV
 
@@ -30,16 +31,15 @@ def find_version(c: MlflowClient, model_name: str, source: str):
     """The model version registered from `source` before, if any (promotion is idempotent)."""
     if not _model_exists(c, model_name):
         return None
-    found = c.search_model_versions(f"name = '{model_name}' and tags.`{SOURCE_TAG}` = '{source}'")
+    found = read_or_none(f"the versions of model {model_name!r}", lambda: c.search_model_versions(
+        f"name = '{model_name}' and tags.`{SOURCE_TAG}` = '{source}'"))
     return found[0] if found else None
 
 
 def registered_model(c: MlflowClient, model_name: str):
-    """The registered model (with its .aliases), or None."""
-    try:
-        return c.get_registered_model(model_name)
-    except MlflowException:
-        return None
+    """The registered model (with its .aliases), or None if there is none; TrackingUnavailable if the store
+    could not say."""
+    return read_or_none(f"registered model {model_name!r}", lambda: c.get_registered_model(model_name))
 
 
 def registered_model_names(c: MlflowClient, limit: int) -> list[str]:
@@ -71,18 +71,20 @@ def load_model(uri: str | None, source: str):
 
 
 def _model_exists(c: MlflowClient, model_name: str) -> bool:
-    try:
-        c.get_registered_model(model_name)
-        return True
-    except MlflowException:
-        return False
+    return registered_model(c, model_name) is not None
 
 
 def version_by_alias(c: MlflowClient, model_name: str, alias: str):
-    try:
-        return c.get_model_version_by_alias(model_name, alias)
-    except MlflowException:
+    """The version `alias` points to, or None if the model or the alias does not exist; TrackingUnavailable
+    if the store could not say (a 5xx, 401/403, a timeout: never taken for "no champion yet").
+
+    Read through the registered model's aliases: MLflow answers a missing alias of an existing model with
+    INVALID_PARAMETER_VALUE, the code of a malformed request too, so that code cannot mean "absent"."""
+    model = registered_model(c, model_name)
+    if model is None or alias not in model.aliases:
         return None
+    version = model.aliases[alias]
+    return read_or_none(f"version {version} of model {model_name!r}", lambda: c.get_model_version(model_name, version))
 
 
 def register_generator(uri: str, run_id: str, model_name: str, model, example, metadata: dict, tags: dict[str, str]):

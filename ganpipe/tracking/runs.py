@@ -12,6 +12,8 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from ganpipe.tracking.errors import read_or_none
+
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "ganpipe.trial_id"
 REASON_TAG = "ganpipe.reason"
@@ -40,11 +42,8 @@ def get_run(c: MlflowClient, run_id: str):
 
 
 def find_run(c: MlflowClient, run_id: str):
-    """The run, or None if the store has no such run."""
-    try:
-        return c.get_run(run_id)
-    except MlflowException:
-        return None
+    """The run, or None if the store has no such run; TrackingUnavailable if the store could not say."""
+    return read_or_none(f"run {run_id}", lambda: c.get_run(run_id))
 
 
 def set_tag(c: MlflowClient, run_id: str, key: str, value: str) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import shutil
 import sys
@@ -12,17 +13,38 @@ from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
 
+from ganpipe.tracking.errors import TrackingFailed, describe, transient
 from ganpipe.tracking.runs import PARENT_TAG, REASON_TAG, STATUS_TAG, TRIAL_TAG, log_metrics, reopen
 from ganpipe.tracking.store import client
 
 # ---- sending without blocking training -------------------------------------------------------
-class RetryingSender:
-    """A daemon thread that runs queued MLflow calls in order, retrying each with backoff until it works."""
+RETRY_FOR = float(os.environ.get("GANPIPE_TRACKING_RETRY_S", "600"))
+"""Seconds the sender keeps retrying transient failures (connection errors, timeouts, 408, 429, 5xx) of one
+call (no call getting through meanwhile) before it gives up on the run: 10 min by default, or
+$GANPIPE_TRACKING_RETRY_S. Each attempt is itself one MLflow call, which MLflow's HTTP client already
+retries on those failures (MLFLOW_HTTP_REQUEST_MAX_RETRIES=7 with backoff factor 2: ~4 min by default, and
+MLFLOW_HTTP_REQUEST_TIMEOUT=120 s per request), so a dead server fails a trial within RETRY_FOR plus one such
+call. A permanent error (400, 401/403, 404, a deleted run or experiment) fails it at once."""
 
-    def __init__(self, what: str, max_delay: float = 30.0):
+_STOP = object()
+
+
+class RetryingSender:
+    """A daemon thread that runs queued MLflow calls in order.
+
+    A transient failure is retried with backoff for up to `retry_for` seconds (RETRY_FOR). Any other
+    failure, or transient ones for longer, is final: the sender keeps the error (`.error`), drops the rest
+    of the queue, and flush() raises TrackingFailed with it. close() stops the thread.
+    """
+
+    def __init__(self, what: str, max_delay: float = 30.0, retry_for: float | None = None):
         self.what, self.max_delay = what, max_delay
+        self.retry_for = RETRY_FOR if retry_for is None else retry_for
+        self.error: str | None = None
         self.queue: queue.Queue = queue.Queue()
-        threading.Thread(target=self._loop, daemon=True, name="ganpipe-mlflow-sender").start()
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="ganpipe-mlflow-sender")
+        self.thread.start()
 
     def put(self, call) -> None:
         self.queue.put(call)
@@ -30,28 +52,56 @@ class RetryingSender:
     def _loop(self) -> None:
         while True:
             call = self.queue.get()
-            delay, warned = 1.0, False
-            while True:
-                try:
-                    call()
-                    break
-                except Exception as err:  # server down or restarting: keep the call, try again later
-                    if not warned:
-                        print(f"ganpipe: MLflow unreachable for {self.what} ({type(err).__name__}); "
-                              "retrying in the background", file=sys.stderr)
-                        warned = True
-                    time.sleep(delay)
-                    delay = min(delay * 2, self.max_delay)
-            self.queue.task_done()
+            try:
+                if call is _STOP:
+                    return
+                if self.error is None:  # after a final failure the queue is only drained
+                    self._send(call)
+            finally:
+                self.queue.task_done()
+
+    def _send(self, call) -> None:
+        since, delay, warned = time.monotonic(), 1.0, False
+        while True:
+            try:
+                call()
+                return
+            except Exception as err:  # noqa: BLE001 - sorted into transient and final below
+                waited = time.monotonic() - since
+                if not transient(err):
+                    self.error = f"MLflow refused a write to {self.what}: {describe(err)}"
+                elif self._stop.is_set():
+                    self.error = f"{self.what}: closed while MLflow was failing ({describe(err)})"
+                elif waited >= self.retry_for:
+                    self.error = (f"MLflow failed writes to {self.what} for {waited:.0f} s (the limit is "
+                                  f"{self.retry_for:g} s, $GANPIPE_TRACKING_RETRY_S): {describe(err)}")
+                if self.error:
+                    print(f"ganpipe: {self.error}; dropping what is queued for it", file=sys.stderr)
+                    return
+                if not warned:
+                    print(f"ganpipe: MLflow unreachable for {self.what} ({describe(err)}); retrying in the "
+                          f"background for up to {self.retry_for:g} s", file=sys.stderr)
+                    warned = True
+                self._stop.wait(min(delay, max(self.retry_for - waited, 0.01)))
+                delay = min(delay * 2, self.max_delay)
 
     def flush(self, timeout: float) -> bool:
-        """Wait until everything queued was sent; False if `timeout` seconds passed first."""
+        """True once everything queued was sent; False if `timeout` seconds passed first.
+        TrackingFailed if the sender gave up (the failure is final: nothing more will be sent)."""
         deadline = time.monotonic() + timeout
-        while self.queue.unfinished_tasks:
+        while self.queue.unfinished_tasks and self.error is None:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.05)
+        if self.error is not None:
+            raise TrackingFailed(self.error)
         return True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the thread: a call still failing gives up now, and what is left in the queue is dropped."""
+        self._stop.set()
+        self.queue.put(_STOP)
+        self.thread.join(timeout)
 
 
 # ---- one trial's child run --------------------------------------------------------------
@@ -110,8 +160,21 @@ class TrialRun:
             self.sender.put(lambda: (self.client.log_artifact(self.run_id, str(kept), "samples"),
                                      shutil.rmtree(kept.parent, ignore_errors=True)))
 
-    def flush(self, timeout: float = 600) -> bool:
-        return self.sender.flush(timeout)
+    def flush(self, timeout: float | None = None) -> bool:
+        """True once everything queued reached MLflow; False if `timeout` seconds passed first (default: the
+        sender's retry limit plus 5 min, one MLflow call with its own retries). TrackingFailed if the sender
+        gave up (a permanent error, or failures for longer than its limit): the trial must fail."""
+        return self.sender.flush(self.sender.retry_for + 300 if timeout is None else timeout)
+
+    def close(self, timeout: float = 10) -> None:
+        """At the trial's end, also after an error: send what is queued (up to `timeout` s), then stop the
+        sender's thread. Never raises (flush() first says whether everything was sent)."""
+        try:
+            self.sender.flush(timeout)
+        except TrackingFailed:
+            pass
+        finally:
+            self.sender.close()
 
     def log_restart(self, step: int) -> None:
         log_metrics(self.client, self.run_id, {"restarted_at_step": step}, step)

@@ -9,6 +9,7 @@ import logging
 import shutil
 import socket
 import tempfile
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from ray import tune
 
 from ganpipe.config import resolve_trial
 from ganpipe.config.schema import SweepConfig
-from ganpipe.tracking import TrialRun
+from ganpipe.tracking import TrackingFailed, TrialRun
 from ganpipe.tune.sweep_run import SweepRun
 from ganpipe.tune.threads import TrialThreads
 from ganpipe.train.checkpoint import FILENAME
@@ -64,6 +65,12 @@ class TuneReporter:
 def train_trial(params: dict, sweep: SweepConfig, tracking: SweepRun, experiment: str) -> None:
     """params: the values Optuna sampled (dotted keys); tracking: the sweep's run (its parent run);
     experiment: the Tune experiment's name."""
+    with ExitStack() as closing:  # the trial's run and its sender thread end with the trial, whatever happens
+        _train_trial(params, sweep, tracking, experiment, closing)  # (reuse_actors: one actor, many trials)
+
+
+def _train_trial(params: dict, sweep: SweepConfig, tracking: SweepRun, experiment: str,
+                 closing: ExitStack) -> None:
     # one "Checkpoint successfully created" line per evaluation per trial drowns the progress table
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     cfg = resolve_trial(sweep, params)
@@ -80,6 +87,7 @@ def train_trial(params: dict, sweep: SweepConfig, tracking: SweepRun, experiment
         trial_id=context.get_trial_id(), run_name=context.get_trial_name(),
         params=params, config=asdict(cfg), where=where,
     )
+    closing.callback(run.close)
     if run.diverged_before:  # a retry of a diverged trial would only diverge again
         raise TrialDiverged(run.diverged_before)
 
@@ -91,6 +99,7 @@ def train_trial(params: dict, sweep: SweepConfig, tracking: SweepRun, experiment
     else:
         trainer = make_trainer(cfg, device=device)
     result = trainer.train(TuneReporter(run, threads))
-    run.flush()  # the last evaluation's metrics and PNG reach MLflow before the trial ends
+    if not run.flush():  # the last evaluation's metrics and PNG reach MLflow before the trial ends (else raises)
+        raise TrackingFailed(f"MLflow did not take the last evaluation of run {run.run_id} in time")
     if result.status == "diverged":
         raise TrialDiverged(result.message)

@@ -1,0 +1,79 @@
+"""What an MLflow error means: absent, worth retrying, or a failure to stop on.
+
+Only RESOURCE_DOES_NOT_EXIST says that something is absent. A 5xx, a 401/403, a timeout or a dropped
+connection says nothing about the registry or the run, so a read that meets one raises TrackingUnavailable
+instead of answering "none" (promotion would otherwise crown a new champion over one it could not see).
+
+What MLflow 3.17 answers (sqlite store and `mlflow server` over REST alike):
+- a missing run, registered model, or alias of a missing model: RESOURCE_DOES_NOT_EXIST (404);
+- a missing alias of an existing model: INVALID_PARAMETER_VALUE (400), which is why aliases are read
+  from the registered model (registry.version_by_alias) rather than trusting that code;
+- a write to a deleted run or to a run of a deleted experiment: INVALID_PARAMETER_VALUE (400);
+- sqlite "database is locked" and other SQLAlchemy OperationalErrors: TEMPORARILY_UNAVAILABLE (503);
+- over HTTP, a non-JSON error page gets the code of its status (401 UNAUTHENTICATED, 403 PERMISSION_DENIED,
+  400 BAD_REQUEST, 404 ENDPOINT_NOT_FOUND); 408/429/5xx and connection errors are first retried by
+  MLflow's own HTTP client (MLFLOW_HTTP_REQUEST_MAX_RETRIES=7, backoff factor 2, up to ~4 min per call
+  by default), then end as INTERNAL_ERROR ("Max retries exceeded").
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from mlflow.exceptions import MlflowException
+
+TRANSIENT_STATUS = (408, 429)  # and every 5xx
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking store did not answer a read (server error, auth, timeout): not the same as "absent"."""
+
+
+class TrackingFailed(RuntimeError):
+    """A trial's run could not be written: a permanent error, or transient ones for longer than allowed."""
+
+
+def absent(err: BaseException) -> bool:
+    return isinstance(err, MlflowException) and err.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def http_status(err: BaseException) -> int | None:
+    """The HTTP status an error stands for, if it stands for one."""
+    if isinstance(err, MlflowException):
+        return err.get_http_status_code()
+    status = getattr(getattr(err, "response", None), "status_code", None)  # requests' HTTPError (artifacts)
+    return status if isinstance(status, int) else None
+
+
+def transient(err: BaseException) -> bool:
+    """Worth retrying: connection errors and timeouts, 408, 429 and 5xx. Not 400, 401/403, 404, nor a bug."""
+    status = http_status(err)
+    if status is not None:
+        return status in TRANSIENT_STATUS or status >= 500
+    return isinstance(err, (OSError, TimeoutError))  # refused, reset, timed out (requests' errors are OSErrors)
+
+
+def describe(err: BaseException) -> str:
+    """One line: the error's type, MLflow code or status, and first line."""
+    code = getattr(err, "error_code", None) or http_status(err)
+    first = (str(err).strip().splitlines() or [""])[0][:300]
+    return f"{type(err).__name__}{f' ({code})' if code else ''}: {first}"
+
+
+def read_or_none(what: str, call):
+    """call(), or None if MLflow says it does not exist; TrackingUnavailable for any other MLflow error."""
+    try:
+        return call()
+    except MlflowException as err:
+        if absent(err):
+            return None
+        raise TrackingUnavailable(f"could not read {what} from the tracking store: {describe(err)}") from err
+
+
+@contextmanager
+def failures_stop(what: str):
+    """For a command that must stop in one line: any MLflow error in the block becomes TrackingUnavailable
+    ("{what}: ..."). Absent things are answered before (read_or_none); what is left is a failure."""
+    try:
+        yield
+    except MlflowException as err:
+        raise TrackingUnavailable(f"{what}: {describe(err)}") from err
