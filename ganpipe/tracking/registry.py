@@ -88,25 +88,65 @@ def version_by_alias(c: MlflowClient, model_name: str, alias: str):
 
 
 def register_generator(uri: str, run_id: str, model_name: str, model, example, metadata: dict, tags: dict[str, str]):
-    """Log a model in the mlflow.pytorch flavour (pt2: loads without ganpipe installed) and register it.
+    """Log a model in the mlflow.pytorch flavour and register it.
 
-    `model` takes one float32 tensor like `example` (batch first, the batch is dynamic): z for a
-    generator, [z | class weights] for a conditional one, images for a translator (see
-    Trainer.export); `metadata` (the model's MLmodel metadata) says which and with what sizes.
+    `model` takes one float32 tensor like `example` (batch first, any batch size): z for a generator,
+    [z | class weights] for a conditional one, images for a translator (see Trainer.export); `metadata` (the
+    model's MLmodel metadata) says which and with what sizes. It is plain torch (a torch.fx GraphModule of
+    torch layers: ganpipe.train.export.plain_torch), saved in the "pickle" format with the standard pickle
+    module: mlflow.pytorch.load_model returns an ordinary nn.Module (.eval(), .to(), .parameters()) in any
+    process with torch, ganpipe not needed; a model whose pickle would import ganpipe is refused here.
+    (Versions registered before were "pt2": torch.export's loaded module refuses .eval() and .train().)
     """
+    import pickle
+
     import mlflow
     import torch
     from mlflow.models import infer_signature
 
+    _refuse_ganpipe_imports(pickle.dumps(model), model_name)
     with torch.no_grad():
         out = model(example)
     signature = infer_signature(example.numpy(), out.numpy())
-    with fluent_tracking_uri(uri), mlflow.start_run(run_id=run_id):
+    with fluent_tracking_uri(uri), mlflow.start_run(run_id=run_id), _without_pickle_warning():
         info = mlflow.pytorch.log_model(
             model, name="generator", signature=signature, input_example=example.numpy(), metadata=metadata,
-            serialization_format="pt2", pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            serialization_format="pickle", pickle_module=pickle,
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
         )
         return mlflow.register_model(info.model_uri, model_name, tags=tags)
+
+
+def _refuse_ganpipe_imports(data: bytes, model_name: str) -> None:
+    """ValueError if unpickling `data` would import anything from ganpipe (it is unpickled here, as a check)."""
+    import io
+    import pickle
+
+    class Unpickler(pickle.Unpickler):
+        def find_class(self, module: str, name: str):
+            if module.split(".")[0] == "ganpipe":
+                raise ValueError(f"model {model_name!r} would need ganpipe to load ({module}.{name}); "
+                                 "register a plain-torch module (ganpipe.train.export.plain_torch)")
+            return super().find_class(module, name)
+
+    Unpickler(io.BytesIO(data)).load()
+
+
+@contextmanager
+def _without_pickle_warning():
+    """mlflow.pytorch warns at every pickle-format save that unpickling runs code; the choice is made
+    (register_generator, README "Using a promoted generator"), so a promotion's output does not repeat it."""
+    import logging
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "Pickle or CloudPickle" not in record.getMessage()
+
+    logger = logging.getLogger("mlflow.pytorch")
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 @contextmanager

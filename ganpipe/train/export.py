@@ -1,5 +1,6 @@
 """What a promotion registers and `ganpipe sample` loads: the shipped generator as one module with one
 tensor input, an example input, and metadata (`ganpipe_kind` generator, conditional-generator or translator).
+The module is plain torch (plain_torch): it pickles, and loads, without ganpipe.
 
     model, example, metadata = export_generator(checkpoint_path)   # no Trainer, no Evaluator
     model, example, metadata = trainer.export()                    # the same code, on a live trainer
@@ -14,6 +15,7 @@ is the task's first source images: bundled data, read without its protocol or fe
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from ganpipe.config import trial_from_dict
 from ganpipe.config.schema import TrialConfig
 from ganpipe.metrics import fixed_labels
 from ganpipe.nets import LabelledSampler, build_networks
+from ganpipe.nets.images import ClassEmbedding
 from ganpipe.nets.translation import build_translation_networks
 from ganpipe.train.checkpoint import read_checkpoint
 from ganpipe.train.ema import make_ema
@@ -86,12 +89,12 @@ def gan_export(generator: nn.Module, latent_dim: int, data: DataFacts) -> tuple[
     z = torch.randn(EXAMPLE_SIZE, latent_dim, generator=torch.Generator().manual_seed(0))
     meta = {"ganpipe_kind": "generator", "latent_dim": latent_dim, "dataset": data.name}
     if not data.n_classes:
-        return generator.eval(), z, meta
+        return plain_torch(generator), z, meta
     k = data.n_classes
     onehot = nn.functional.one_hot(fixed_labels(EXAMPLE_SIZE, k), k).float()
     classes = list(data.classes) or [str(c) for c in range(k)]
     meta.update(ganpipe_kind="conditional-generator", n_classes=k, classes=classes)
-    return LabelledSampler(generator, latent_dim).eval(), torch.cat([z, onehot], dim=1), meta
+    return plain_torch(LabelledSampler(generator, latent_dim)), torch.cat([z, onehot], dim=1), meta
 
 
 def translator_export(g_ab: nn.Module, dataset) -> tuple[nn.Module, torch.Tensor, dict]:
@@ -100,7 +103,39 @@ def translator_export(g_ab: nn.Module, dataset) -> tuple[nn.Module, torch.Tensor
     example = source.to_float(source.images[:EXAMPLE_SIZE]).clone()
     meta = {"ganpipe_kind": "translator", "dataset": dataset.name, "source": source.name,
             "target": dataset.target.name, "image_shape": list(dataset.shape)}
-    return g_ab.eval(), example, meta
+    return plain_torch(g_ab), example, meta
+
+
+def plain_torch(model: nn.Module) -> torch.fx.GraphModule:
+    """`model` in eval mode as a torch.fx GraphModule of torch's own layers, with the same outputs.
+
+    ganpipe's modules are traced through (torch.fx.symbolic_trace): what is left is torch.nn layers under
+    the same names (so the same state_dict keys) and the forward as generated Python source, which is how
+    a GraphModule pickles. Loading it needs torch only, and it is an ordinary nn.Module: .eval(), .to(),
+    .parameters(), any batch size. A ClassEmbedding is only ever fed class weights here (LabelledSampler's
+    [z | weights]), so it is traced as y @ W; optional inputs (a G's y=None) are traced at their defaults
+    and dropped: the module takes the one tensor.
+    (TorchScript would load without ganpipe too, but torch 2.13 warns that torch.jit.trace and script are
+    deprecated; torch.export's "pt2" module refuses .eval() and .train().)
+    """
+    class Tracer(torch.fx.Tracer):  # local: a GraphModule keeps (and pickles) a module-level tracer class
+        def call_module(self, m, forward, args, kwargs):
+            if isinstance(m, ClassEmbedding):
+                return args[0] @ m.weight
+            return super().call_module(m, forward, args, kwargs)
+
+    model = model.eval()
+    optional = {p.name: p.default for p in list(inspect.signature(model.forward).parameters.values())[1:]
+                if p.default is not inspect.Parameter.empty}
+    graph = Tracer().trace(model, concrete_args=optional or None)
+    for node in reversed(graph.nodes):  # the optional inputs go: no placeholder, no fx-internal None check
+        if node.op == "call_function" and getattr(node.target, "__name__", "") == "_assert_is_none":
+            graph.erase_node(node)
+        elif node.op == "placeholder" and node.args and not node.users:  # has a default, is not read
+            graph.erase_node(node)
+        else:  # annotations are strings under `from __future__ import annotations`: fx would write them
+            node.type = None  # into the generated source, which then cannot pickle
+    return torch.fx.GraphModule(model, graph, type(model).__name__).eval()
 
 
 def _shipped(g: nn.Module, cfg: TrialConfig, payload: dict) -> nn.Module:
