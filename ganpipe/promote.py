@@ -285,7 +285,9 @@ def register(c, uri: str, model_name: str, winner: Candidate, refused: list[str]
         model, example, metadata = export_generator(path)  # G alone: no dataset, no evaluation protocol
     sweep = tracking.get_run(c, winner.parent_run_id).data.tags.get("ganpipe.sweep", "")
     tags = version_tags(winner, objectives, protocol, sweep)
+    # read before registering: a failed read (TrackingUnavailable) stops here with nothing registered or moved
+    champion = tracking.version_by_alias(c, model_name, CHAMPION)
     version = tracking.register_generator(uri, winner.run_id, model_name, model, example, metadata, tags).version
-    outcome, why = judge_against(tracking.version_by_alias(c, model_name, CHAMPION), tags)
+    outcome, why = judge_against(champion, tags)
     tracking.set_alias(c, model_name, outcome, version)
     return Decision(outcome, f"{model_name} v{version} is {outcome}: {why}", model_name, version, winner, refused)

@@ -114,6 +114,23 @@ def test_sweep_tracks_every_trial_once_with_conditional_params(tmp_path):
         k.data.tags["ganpipe.trial_id"] for k in kids)  # every trial ranked once, under its own id
     assert optuna_states(tmp_path) == Counter(COMPLETE=6)
 
+    # one rule for best (ring8's default objective, mode_tv): each trial is ranked by, and keeps for promotion,
+    # the evaluation that none of its others beat, the earliest of equals; the study learned that evaluation
+    by_run = {k.info.run_id: k for k in kids}
+    objectives = [float(row["objective"]) for row in ranked]
+    assert objectives == sorted(objectives)
+    for row in ranked:
+        history = c.get_metric_history(row["mlflow_run_id"], "objective")
+        best = min(history, key=lambda m: (m.value, m.step))
+        assert (float(row["objective"]), int(float(row["step"]))) == (best.value, best.step)
+        mode_tv = {m.step: m.value for m in c.get_metric_history(row["mlflow_run_id"], "mode_tv")}
+        assert best.value == mode_tv[best.step]
+        kept = by_run[row["mlflow_run_id"]].data.metrics
+        assert (kept["best_objective"], kept["best_step"], kept["best_mode_tv"]) == (best.value, best.step, best.value)
+    (db,) = (tmp_path / "ray_results").glob("*/optuna.db")
+    study = optuna.load_study(study_name=db.parent.name, storage=f"sqlite:///{db}")
+    assert sorted(t.value for t in study.trials) == objectives
+
 
 def test_diverged_trial_is_failed_not_scored(tmp_path):
     path = write_sweep(
@@ -274,11 +291,11 @@ def test_killed_trial_process_is_retried_from_its_checkpoint(tmp_path):
 
 
 def test_two_objectives_give_a_pareto_front(tmp_path):
-    # ASHA on diversity (quick.yaml's choice): Tune refuses results that lack the scheduler's metric
+    # ASHA on each trial's last objective: Tune refuses results that lack the scheduler's metric
     path = write_sweep(
         tmp_path, train={"steps": 100, "batch_size": 32}, eval={"every": 50, "num_samples": 500},
         search={"num_samples": 3, "max_concurrent": 2, "objectives": ["fid", "diversity"], "sampler": "random",
-                "scheduler": {"name": "asha", "metric": "diversity", "grace_period": 50}},
+                "scheduler": {"name": "asha", "compare": "last", "grace_period": 50}},
     )
     proc = ganpipe(tmp_path, "sweep", str(path))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -291,6 +308,9 @@ def test_two_objectives_give_a_pareto_front(tmp_path):
     study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{db}")
     assert [d.name for d in study.directions] == ["MINIMIZE", "MAXIMIZE"]
     assert all(len(t.values) == 2 for t in study.trials)
+    # each trial's two values are those of its best evaluation under the lexicographic rule
+    best = {(k.data.metrics["best_fid"], k.data.metrics["best_diversity"]) for k in kids}
+    assert {tuple(t.values) for t in study.trials} == best
 
 
 def test_unreachable_cluster_is_bad_input_and_touches_nothing(tmp_path):

@@ -16,6 +16,7 @@ from pathlib import Path
 from ganpipe import cluster, tracking
 from ganpipe.config import ConfigError, Problem, first_values, resolve_trial
 from ganpipe.pipeline.config import Pipeline, Stage
+from ganpipe.objective import OBJECTIVE
 from ganpipe.pipeline.narrow import narrowing_overrides
 from ganpipe.preflight import check_client_mode, check_data, check_local_resources, load_checked_sweep, parse_storage
 from ganpipe.promote import PromotionRefused, gathered, promote, rank, shortlist
@@ -103,8 +104,9 @@ def run_sweep_stage(ctx: Context, stage: Stage, st: dict) -> bool:
 
 def best_children(ctx: Context, parent_run_ids: list[str], objectives: list[str], top_k: int) -> list:
     """The top-k finished trials in promotion's order (ungated: a narrow stage searches around them)."""
-    found = [c for c in gathered(ctx.client, parent_run_ids)[0] if math.isfinite(c.fid)]
-    return rank(found, objectives)[:top_k]
+    found = [c for c in gathered(ctx.client, parent_run_ids)[0] if all(math.isfinite(c.metrics.get(o, math.nan))
+                                                                         for o in objectives)]
+    return rank(found)[:top_k]
 
 
 def run_narrow_stage(ctx: Context, stage: Stage, st: dict) -> bool:
@@ -137,25 +139,29 @@ def run_recheck_stage(ctx: Context, stage: Stage, st: dict) -> bool:
         st["status"] = "failed"
         raise StageFailed(f"stage {stage.name}: {why}")
     top = ranked[: stage.top_k]
-    results = recheck_candidates(ctx.uri, top, stage.seeds, sweep.resources, address=ctx.opts.address,
-                                 num_cpus=ctx.opts.num_cpus)
+    results = recheck_candidates(ctx.uri, top, stage.seeds, sweep.resources, sweep.search.objectives,
+                                 address=ctx.opts.address, num_cpus=ctx.opts.num_cpus)
     by_trial = {c.run_id: c.trial_id for c in top}
     tracking.log_texts(ctx.client, run_id, {"recheck.json": json.dumps(
         {by_trial[k]: {**v, "run_id": k} for k, v in results.items()}, indent=2, default=str)})
-    tracking.log_metrics(ctx.client, run_id, {f"median_fid.{by_trial[k]}": v["median_fid"] for k, v in results.items()})
+    tracking.log_metrics(ctx.client, run_id, {f"median_{OBJECTIVE}.{by_trial[k]}": v["median"][OBJECTIVE]
+                                              for k, v in results.items()})
     tracking.end_run(ctx.client, run_id, "FINISHED", ganpipe_status="finished")
-    st.update(status="done", run_id=run_id, scores={k: v["median_fid"] for k, v in results.items()})
+    # the summaries without each seed's metrics (in recheck.json): what the promote stage ranks by
+    st.update(status="done", run_id=run_id, rechecked={k: {key: v[key] for key in ("median", "min", "max", "seeds")}
+                                                       for k, v in results.items()})
     return True
 
 
 def run_promote_stage(ctx: Context, stage: Stage, st: dict) -> bool:
     sweep = load_checked_sweep(ctx.pipeline.sweep_path, ctx.pipeline.set + stage.set)
-    scores = next((s["scores"] for s in reversed(list(ctx.state["stages"].values()))
-                   if s["kind"] == "recheck" and s["status"] == "done"), None)
+    rechecked = next((s.get("rechecked") for s in reversed(list(ctx.state["stages"].values()))
+                      if s["kind"] == "recheck" and s["status"] == "done"), None)
     run_id = ctx.stage_run(stage)
     try:
-        if scores:  # a recheck stage ran: its medians rank, no second re-check
-            decision = promote(ctx.uri, sweep.promote, sweep.search.objectives, ctx.sweep_parents(), scores=scores)
+        if rechecked:  # a recheck stage ran: its medians rank, no second re-check
+            decision = promote(ctx.uri, sweep.promote, sweep.search.objectives, ctx.sweep_parents(),
+                               rechecked=rechecked)
         else:
             decision = recheck_and_promote(ctx.uri, sweep.promote, sweep.search.objectives, ctx.sweep_parents(),
                                            sweep.resources, address=ctx.opts.address, num_cpus=ctx.opts.num_cpus)

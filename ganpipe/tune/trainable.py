@@ -6,6 +6,7 @@ or when the sweep is restored, and continues the same MLflow child run.
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import socket
 import tempfile
@@ -19,6 +20,7 @@ from ray import tune
 
 from ganpipe.config import resolve_trial
 from ganpipe.config.schema import SweepConfig
+from ganpipe.objective import BEST_OBJECTIVE, OBJECTIVE
 from ganpipe.tracking import TrackingFailed, TrialRun
 from ganpipe.tune.sweep_run import SweepRun
 from ganpipe.tune.threads import TrialThreads
@@ -31,6 +33,13 @@ from ganpipe.viz import save_samples_png
 
 class TrialDiverged(RuntimeError):
     """Raised so Tune marks the trial ERROR and Optuna records it FAIL, never as a score."""
+
+
+def searched(trainer: Trainer) -> dict[str, float]:
+    """What the searcher and ASHA learn from a trial: its best evaluation so far under the sweep's objectives
+    (best_fid, best_diversity, ...: the checkpoint promotion would take) and that evaluation's objective."""
+    best = trainer.best
+    return {BEST_OBJECTIVE: best[OBJECTIVE], **{f"best_{o}": best.get(o, math.nan) for o in trainer.objectives}}
 
 
 class TuneReporter:
@@ -50,7 +59,7 @@ class TuneReporter:
             # and all the time it needs after the last evaluation. Metrics are reconciled by the driver.
             self.run.flush(600 if report.step >= trainer.cfg.train.steps else 10)
             tune.report(
-                {**metrics, "step": report.step, "mlflow_run_id": self.run.run_id},
+                {**metrics, "step": report.step, "mlflow_run_id": self.run.run_id, **searched(trainer)},
                 checkpoint=tune.Checkpoint.from_directory(str(folder)),
             )
         finally:
@@ -94,10 +103,11 @@ def _train_trial(params: dict, sweep: SweepConfig, tracking: SweepRun, experimen
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            trainer = trainer_from_checkpoint(Path(folder) / FILENAME, device=device)
+            trainer = trainer_from_checkpoint(Path(folder) / FILENAME, device=device,
+                                              objectives=sweep.search.objectives)
         run.log_restart(trainer.step)  # visible in MLflow: where a retried or restored trial picked up
     else:
-        trainer = make_trainer(cfg, device=device)
+        trainer = make_trainer(cfg, device=device, objectives=sweep.search.objectives)
     result = trainer.train(TuneReporter(run, threads))
     if not run.flush():  # the last evaluation's metrics and PNG reach MLflow before the trial ends (else raises)
         raise TrackingFailed(f"MLflow did not take the last evaluation of run {run.run_id} in time")
