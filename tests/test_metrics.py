@@ -189,7 +189,9 @@ def test_points_real_data_as_generator(name):
     assert m["diversity"] >= 0.95
     assert m["high_quality"] > 0.95
     assert m["kl"] < 0.05
-    assert set(m) == {"fid", "diversity", "precision", "recall", "density", "coverage", "modes", "kl", "high_quality"}
+    assert set(m) == {"fid", "kid", "diversity", "precision", "recall", "density", "coverage", "modes", "modes_covered",
+                      "kl", "high_quality", "mode_tv"}
+    assert m["modes_covered"] == m["diversity"] == m["modes"] / ds.n_modes
 
 
 def test_digits_disjoint_halves():

@@ -17,12 +17,19 @@ PROTOCOL_VERSION = 1
 PROTOCOL_SEED = 8191  # root of every protocol seed; change it and PROTOCOL_VERSION together
 LATENT_SEED = PROTOCOL_SEED  # fixed_latents
 REAL_SEED = PROTOCOL_SEED + 1  # dataset.eval_real
+KID_SEED = PROTOCOL_SEED + 2  # the subsets KID averages over (ganpipe.metrics.distances)
 
 # dataset kind/name -> (n_real, n_fake); digits' real side is the whole dataset (eval_real)
 DEFAULT_SIZES = {"points": (2500, 2500), "digits": (1797, 2000), "stacked-digits": (10000, 10000)}
 FILES_SIZES = (10000, 10000)  # datasets read from files: up to 10k real images (a fixed subset), 10k generated
-POINT_KEYS = BASE
-IMAGE_KEYS = POINT_KEYS[:-1]
+# KID: the mean over KID_SUBSETS subsets of min(1000, n_real, n_fake) real and fake samples; the counts keep
+# KID near a fifth of an evaluation's time or less (docs/metrics.md); change them and PROTOCOL_VERSION together
+KID_SUBSET_SIZE = 1000  # torchmetrics' default (Bińkowski et al. 2018)
+KID_SUBSETS = {"points": 1, "digits": 2, "stacked-digits": 5, "files": 5, "translation": 5}
+# what each kind of evaluation reports (names.BASE order): points have no label histogram, images no 3-std rule
+POINT_KEYS = tuple(k for k in BASE if k != "kl_floor")
+IMAGE_KEYS = tuple(k for k in BASE if k not in ("high_quality", "mode_tv"))
+MODE_KEYS = ("modes", "modes_covered", "kl", "kl_floor")  # images without classes (Inception) have none
 
 
 def fixed_labels(n: int, n_classes: int) -> torch.Tensor:

@@ -4,14 +4,15 @@ every eval of every trial, so FIDs compare across trials and sweeps (only under 
 
     ev = Evaluator(get_dataset("ring8"))
     z = fixed_latents(ev.num_samples, latent_dim)      # same z at every eval
-    metrics = ev.evaluate(generator(z))                # {"fid": ..., "diversity": ..., ...}
+    metrics = ev.evaluate(generator(z))                # {"fid": ..., "kid": ..., "diversity": ..., ...}
 
 Class-conditional generators are judged on balanced fixed labels (Evaluator(..., conditional=True)):
     y = fixed_labels(ev.num_samples, n_classes)
     metrics = ev.evaluate(generator(z, y), labels=y)   # + class_accuracy, intra_fid, fid_class_K, ...
 
 What the protocol holds fixed is in ganpipe.metrics.constants, the feature spaces in
-ganpipe.metrics.features, the cached real statistics in ganpipe.metrics.real_stats.
+ganpipe.metrics.features, the cached real statistics in ganpipe.metrics.real_stats, FID and KID
+(torchmetrics) in ganpipe.metrics.distances; what each metric means per dataset in docs/metrics.md.
 """
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ from ganpipe.metrics.constants import (
     DEFAULT_SIZES,
     FILES_SIZES,
     IMAGE_KEYS,
+    KID_SUBSETS,
     LATENT_SEED,
+    MODE_KEYS,
     POINT_KEYS,
     PROTOCOL_VERSION,
     REAL_SEED,
@@ -71,9 +74,11 @@ class Evaluator:
         self._files = from_files(self._extractor)
         if self._files:
             n_real, n_fake = min(FILES_SIZES[0], len(self.dataset)), FILES_SIZES[1]
+            kid_subsets = KID_SUBSETS["files"]
         else:
             size_key = "points" if self.dataset.kind == "points" else self.dataset.name
             n_real, n_fake = DEFAULT_SIZES[size_key]
+            kid_subsets = KID_SUBSETS[size_key]
         if num_samples < 0:
             raise ValueError(f"num_samples must be >= 0 (0 = default {n_fake}), got {num_samples}")
         self._n_fake = num_samples or n_fake
@@ -96,6 +101,7 @@ class Evaluator:
             self._init_conditional(n_real, key if real is None else None)
         self._extractor.to(self.device)
         self._real = self._real.to(self.device)
+        self._distances = self._real.distances.for_fakes(self._n_fake, kid_subsets, self.device)
         if conditional:
             self._real_by_class = {c: stats.to(self.device) for c, stats in self._real_by_class.items()}
 
@@ -154,7 +160,7 @@ class Evaluator:
 
     def _base_keys(self) -> tuple[str, ...]:
         if is_inception(self._extractor):  # no classes: no mode statistics
-            return tuple(k for k in IMAGE_KEYS if k not in ("modes", "kl"))
+            return tuple(k for k in IMAGE_KEYS if k not in MODE_KEYS)
         return POINT_KEYS if self.dataset.kind == "points" else IMAGE_KEYS
 
     def _keys(self) -> tuple[str, ...]:
@@ -166,9 +172,10 @@ class Evaluator:
         return keys
 
     def evaluate(self, fake: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, float]:
-        """(num_samples, *dataset.shape) float -> {fid, diversity, precision, recall, density,
-        coverage, modes, kl[, high_quality]}; all NaN if `fake` holds NaN or inf (or values
-        so large that squared feature norms overflow float32). A conditional evaluator also
+        """(num_samples, *dataset.shape) float -> {fid, kid, diversity, precision, recall, density, coverage,
+        modes, modes_covered, kl, then kl_floor (images) or high_quality, mode_tv (points)}; images without
+        classes (Inception) have no modes, modes_covered, kl, kl_floor. All NaN if `fake` holds NaN or inf
+        (or values so large that squared feature norms overflow float32). A conditional evaluator also
         takes the (num_samples,) labels the samples were generated for."""
         expected = (self._n_fake, *self.dataset.shape)
         if tuple(fake.shape) != expected:
@@ -192,11 +199,12 @@ class Evaluator:
                 if labels is not None:
                     out.update(self._class_metrics(feats, predicted, labels))
                 return out
-            except np.linalg.LinAlgError:
+            except (np.linalg.LinAlgError, torch.linalg.LinAlgError):
                 return nan
 
     def _class_metrics(self, feats: torch.Tensor, predicted: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-        """Does a "3" look like a 3 (class_accuracy), and how close is each class to the real one."""
+        """Does a "3" look like a 3 (class_accuracy), and how close is each class to the real one (the plain
+        float64 frechet_distance: ~200 samples a class, ten small FIDs, no torchmetrics state to keep)."""
         labels = labels.to(predicted.device)
         out = {"class_accuracy": float((predicted == labels).double().mean())}
         for c, real in self._real_by_class.items():
@@ -208,8 +216,7 @@ class Evaluator:
         return out
 
     def _metrics(self, fake: torch.Tensor, feats: torch.Tensor, labels: torch.Tensor | None) -> dict[str, float]:
-        mu, sigma = gaussian_stats(feats)
-        out = {"fid": frechet_distance_from_stats(self._real.mu, self._real.sigma, mu, sigma)}
+        out = self._distances(feats)  # fid, kid
         out.update(prdc(self._real.feats, feats, K, real_radii=self._real.radii))
         ds = self.dataset
         if ds.kind == "points":
@@ -219,7 +226,9 @@ class Evaluator:
         else:
             modes = {}
         out.update({key: float(value) for key, value in modes.items()})
+        if modes:
+            out["modes_covered"] = out["modes"] / self.n_modes
         # diversity in [0, 1]: mode coverage where modes are countable at scale, else k-NN coverage
         coverage_is_diversity = ds.name == "digits" or self._files
-        out["diversity"] = out["coverage"] if coverage_is_diversity else out["modes"] / ds.n_modes
+        out["diversity"] = out["coverage"] if coverage_is_diversity else out["modes_covered"]
         return {key: float(out[key]) for key in self._base_keys()}

@@ -6,7 +6,12 @@ The trace of the matrix square root uses the eigenvalue form: with A = S1^(1/2)
 (symmetric, via eigh), A S2 A is symmetric PSD and similar to S1 S2, so
 tr sqrt(S1 S2) = sum sqrt(eigvalsh(A S2 A)). Unlike `eigvals(S1 S2)` (non-symmetric,
 complex round-off) or `scipy.linalg.sqrtm` (slow, unstable on near-singular
-covariances), this is exact up to float64 round-off and never returns complex values.
+covariances), this never returns complex values. Eigenvalues below the numerical-rank
+tolerance (numpy.linalg.matrix_rank's: d * eps * the largest) are round-off of exact
+zeros and count as 0: a singular covariance (the dead ReLU units of a classifier's
+features) would otherwise add sqrt(1e-13) ~ 3e-7 per null direction, 1e-5 relative on
+digits. The Evaluator computes FID through torchmetrics (ganpipe.metrics.distances); this
+is the reference it is tested against, and what per-class FIDs use.
 """
 from __future__ import annotations
 
@@ -35,10 +40,16 @@ def gaussian_stats(feats) -> tuple[np.ndarray, np.ndarray]:
     return mu, sigma
 
 
+def _above_rank_tolerance(w: np.ndarray) -> np.ndarray:
+    """Mask of the eigenvalues w (d,) of a symmetric PSD matrix that are not round-off of an exact 0."""
+    return w > len(w) * np.finfo(np.float64).eps * max(float(w.max()), 0.0)
+
+
 def _sym_sqrt(sigma: np.ndarray) -> np.ndarray:
-    """Symmetric PSD square root of a (d, d) covariance; negative round-off eigenvalues -> 0."""
+    """Symmetric PSD square root of a (d, d) covariance; round-off and negative eigenvalues -> 0."""
     w, v = np.linalg.eigh((sigma + sigma.T) / 2)
-    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    keep = _above_rank_tolerance(w)
+    return (v[:, keep] * np.sqrt(w[keep])) @ v[:, keep].T
 
 
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
@@ -46,7 +57,7 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     a = _sym_sqrt(np.asarray(sigma1, dtype=np.float64))
     m = a @ np.asarray(sigma2, dtype=np.float64) @ a
     eig = np.linalg.eigvalsh((m + m.T) / 2)
-    return float(np.sqrt(np.clip(eig, 0.0, None)).sum())
+    return float(np.sqrt(eig[_above_rank_tolerance(eig)]).sum())
 
 
 def frechet_distance_from_stats(mu1, sigma1, mu2, sigma2) -> float:

@@ -6,14 +6,16 @@ Every task reports the base metrics of its protocol; class-conditional GANs add 
 """
 from __future__ import annotations
 
-BASE = ("fid", "diversity", "precision", "recall", "density", "coverage", "modes", "kl", "high_quality")
+BASE = ("fid", "kid", "diversity", "precision", "recall", "density", "coverage", "modes", "modes_covered", "kl",
+        "kl_floor", "high_quality", "mode_tv")
 CONDITIONAL = ("class_accuracy", "intra_fid")
 PER_CLASS_PREFIXES = ("fid_class_", "coverage_class_")
 TRANSLATION = ("content_kept", "cycle_error", "fid_source")
 # objective: the sweep's objectives as one number (ganpipe.objective), which the loop adds to each evaluation
 LOOP_KEYS = ("objective", "loss_d", "loss_g", "steps_per_sec", "eval_seconds", "threads")  # threads: sweeps only
 # one line of a results table: the headline numbers of whichever task ran
-SUMMARY = ("fid", "diversity", "modes", "high_quality", "kl", "class_accuracy", "intra_fid", "content_kept", "cycle_error")
+SUMMARY = ("fid", "kid", "mode_tv", "diversity", "modes", "modes_covered", "high_quality", "kl", "class_accuracy",
+           "intra_fid", "content_kept", "cycle_error")
 
 
 def is_evaluation_metric(key: str) -> bool:

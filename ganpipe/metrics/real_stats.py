@@ -1,6 +1,6 @@
-"""The real side of the protocol's comparisons, computed once per process: features, Gaussian statistics
-and k-NN radii of a dataset's fixed real set (and of each class of it), shared by every Evaluator of
-that dataset and feature space."""
+"""The real side of the protocol's comparisons, computed once per process: features, Gaussian statistics,
+k-NN radii and torchmetrics' FID / KID real states of a dataset's fixed real set (and the statistics of each
+class of it), shared by every Evaluator of that dataset and feature space."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ganpipe.metrics.constants import K
+from ganpipe.metrics.distances import RealDistances
 from ganpipe.metrics.fid import gaussian_stats
 from ganpipe.metrics.prdc import knn_radii
 
@@ -19,6 +20,7 @@ class RealStats:
     mu: np.ndarray  # (d,) float64
     sigma: np.ndarray  # (d, d) float64
     radii: torch.Tensor  # (n_real,) k-NN radii, self excluded
+    distances: RealDistances | None = None  # the whole real set's (FID, KID); per-class statistics have none
 
     def to(self, device: torch.device) -> "RealStats":
         if self.feats.device == device:  # the process-wide cached object itself
@@ -30,15 +32,16 @@ _REAL_CACHE: dict[tuple, RealStats] = {}
 _REAL_CLASS_CACHE: dict[tuple, dict[int, RealStats]] = {}
 
 
-def stats_of(feats: torch.Tensor) -> RealStats:
+def stats_of(feats: torch.Tensor, distances: bool = False) -> RealStats:
+    """(n, d) features -> their RealStats; distances: with torchmetrics' real states too."""
     mu, sigma = gaussian_stats(feats)
-    return RealStats(feats, mu, sigma, knn_radii(feats, K))
+    return RealStats(feats, mu, sigma, knn_radii(feats, K), RealDistances(feats) if distances else None)
 
 
 def real_stats(real: torch.Tensor, extractor) -> RealStats:
     """The statistics of the real images `real` in `extractor`'s feature space (not cached)."""
     feats, _ = extractor(real.to(torch.float32))
-    return stats_of(feats)
+    return stats_of(feats, distances=True)
 
 
 def per_class(stats: RealStats, labels: torch.Tensor, n_classes: int) -> dict[int, RealStats]:

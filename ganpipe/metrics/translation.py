@@ -3,12 +3,12 @@
 Every source image of A is translated at each evaluation; the translations are judged in
 the feature space of the target domain's classifier (ganpipe.metrics.styled_classifier):
 
-    fid            Fréchet distance of G_AB(A) to the real B images
+    fid, kid       Fréchet and kernel distances of G_AB(A) to the real B images (torchmetrics, as Evaluator's)
     fid_source     the same for the untranslated A images: the bar a translator must get under
     content_kept   the classifier recovers the source digit's label from its translation
     cycle_error    mean |G_BA(G_AB(a)) - a| (pixels in [-1, 1])
     diversity      coverage (k=5) of real B by the translations, as for other images
-    precision, recall, density, coverage, modes, kl   as for other images
+    precision, recall, density, coverage, modes, modes_covered, kl, kl_floor   as for other images
 
     ev = TranslationEvaluator(get_dataset("digits-translation"))
     metrics = ev.evaluate(g_ab(ev.source), g_ba(g_ab(ev.source)))
@@ -20,11 +20,11 @@ import math
 import numpy as np
 import torch
 
-from ganpipe.metrics.fid import frechet_distance_from_stats, gaussian_stats
+from ganpipe.metrics.distances import RealDistances
 from ganpipe.metrics.modes import label_mode_stats
 from ganpipe.metrics.prdc import knn_radii, prdc
 from ganpipe.metrics.names import TRANSLATION
-from ganpipe.metrics.constants import IMAGE_KEYS, PROTOCOL_VERSION, K, full_float32
+from ganpipe.metrics.constants import IMAGE_KEYS, KID_SUBSETS, PROTOCOL_VERSION, K, full_float32
 from ganpipe.metrics.features import ModelFeatures
 
 KEYS = (*IMAGE_KEYS, *TRANSLATION)
@@ -60,14 +60,15 @@ class TranslationEvaluator:
         key = (dataset.name, self._features.sha256, target.content_sha256, dataset.source.content_sha256)
         if key not in _CACHE:
             real, _ = self._features(target.to_float(target.images))
-            mu, sigma = gaussian_stats(real)
+            real_side = RealDistances(real)
             src, _ = self._features(self.source)
-            fid_source = frechet_distance_from_stats(mu, sigma, *gaussian_stats(src))
-            _CACHE[key] = (real, mu, sigma, knn_radii(real, K), fid_source)
-        real, self._mu, self._sigma, radii, self.fid_source = _CACHE[key]
+            fid_source = real_side.for_fakes(len(src), 1, torch.device("cpu"))(src)["fid"]
+            _CACHE[key] = (real, real_side, knn_radii(real, K), fid_source)
+        real, real_side, radii, self.fid_source = _CACHE[key]
         self.device = torch.device(device)
         self._features.to(self.device)
         self._real, self._radii = real.to(self.device), radii.to(self.device)
+        self._distances = real_side.for_fakes(len(self.source), KID_SUBSETS["translation"], self.device)
 
     @property
     def num_samples(self) -> int:
@@ -110,11 +111,12 @@ class TranslationEvaluator:
             if not torch.isfinite((feats * feats).sum(dim=1)).all():
                 return nan
             try:
-                out = {"fid": frechet_distance_from_stats(self._mu, self._sigma, *gaussian_stats(feats))}
-            except np.linalg.LinAlgError:
+                out = self._distances(feats)  # fid, kid
+            except (np.linalg.LinAlgError, torch.linalg.LinAlgError):
                 return nan
             out.update(prdc(self._real, feats, K, real_radii=self._radii))
         out.update({k: float(v) for k, v in label_mode_stats(predicted, self.n_modes).items()})
+        out["modes_covered"] = out["modes"] / self.n_modes
         out["diversity"] = out["coverage"]
         out["content_kept"] = float((predicted.cpu() == self.source_labels).double().mean())
         out["cycle_error"] = float((cycled - self.source).abs().mean())
