@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--workers", type=int, default=1)
 
+    p = sub.add_parser("report", help="the stability report of a sweep or pipeline: one HTML page with its PNGs")
+    p.add_argument("target", metavar="EXPERIMENT_OR_PARENT_RUN",
+                   help="an experiment (its latest pipeline, else sweep run) or a sweep's or pipeline's parent run id")
+    p.add_argument("-o", "--out", help="output folder; default ./report-RUN (RUN: the run's name)")
+    p.add_argument("--tracking-uri", help="default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
+
     p = sub.add_parser("ui", help="the MLflow UI on 127.0.0.1 for a tracking store")
     p.add_argument("--tracking-uri", help="default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db")
     p.add_argument("--port", type=int, default=5000)
@@ -159,6 +165,10 @@ def _run(args: argparse.Namespace) -> int:
         from ganpipe.ui import run_ui
 
         return run_ui(args.tracking_uri, args.host, args.port)
+    if args.command == "report":
+        from ganpipe.report.cli import run_report
+
+        return run_report(args.target, args.out, args.tracking_uri)
     if args.command == "features":
         return _features(args)
     raise AssertionError(args.command)

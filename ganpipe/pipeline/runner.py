@@ -273,6 +273,9 @@ def run_pipeline(pipeline: Pipeline, opts: PipelineOptions) -> int:
     promoted = [s for s in ctx.state["stages"].values() if s["kind"] == "promote"]
     refused = any(s.get("outcome") == "refused" for s in promoted)
     tracking.end_run(ctx.client, ctx.state["run_id"], "FINISHED", ganpipe_status="refused" if refused else "finished")
+    from ganpipe.report import log_report
+
+    print(log_report(ctx.uri, ctx.state["run_id"]))  # every stage's sweep on one page; a note if it fails
     print(f"\npipeline {pipeline.name} finished; state: {ctx.folder / STATE_FILE}")
     for s in promoted:
         print(f"  {s.get('message', '')}")

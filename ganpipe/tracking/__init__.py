@@ -5,6 +5,7 @@ an opaque handle: no global active-run state, which is what makes it safe inside
 module outside this package calls MLflow itself.
 """
 from ganpipe.tracking.errors import TrackingFailed, TrackingUnavailable, failures_stop
+from ganpipe.tracking.history import artifact_paths, download_artifact, log_folder, metric_history, versions_from_parent
 from ganpipe.tracking.registry import (
     BEST_CHECKPOINT,
     SOURCE_TAG,
@@ -62,4 +63,4 @@ from ganpipe.tracking.trial_run import RetryingSender, TrialRun
 
 # the submodules are attributes of the package too: none may share a name with a function exported here
 __all__ = [name for name in dir()
-           if not name.startswith("_") and name not in ("errors", "registry", "runs", "store", "trial_run")]
+           if not name.startswith("_") and name not in ("errors", "history", "registry", "runs", "store", "trial_run")]

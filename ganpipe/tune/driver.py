@@ -177,6 +177,10 @@ def finish_sweep(sweep: SweepConfig, results, run: SweepRun, exp_dir: Location, 
             (f"; Tune's error file of one: {t.error_file}" for t in trials if t.error_file), "")
         summary += f"\n{why}"
     end_sweep_run(run, ended, why)
+    if done:  # the stability report, logged to the parent run; a failure to make it is a note, never the sweep's
+        from ganpipe.report import log_report
+
+        summary += "\n" + log_report(run.uri, run.parent_run_id)
     print(summary)
     print(f"\nsweep {ended} in {seconds:.0f} s; Tune results: {exp_dir}")
     print(f"MLflow: {run.uri} (experiment {run.experiment_id}, parent run {run.parent_run_id})")

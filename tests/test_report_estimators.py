@@ -1,0 +1,66 @@
+"""The report's estimators against brute force: expected best of n trials (Lucic et al. 2018) by enumerating
+every draw without replacement; the bootstrap interval; the Pareto front."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from ganpipe.report.estimators import (
+    best_of_n_weights,
+    bootstrap_curve,
+    expected_best,
+    expected_best_curve,
+    pareto_front,
+)
+
+
+def brute_force(values, n):
+    draws = list(itertools.combinations(range(len(values)), n))
+    return sum(min(values[i] for i in d) for d in draws) / len(draws)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_expected_best_equals_the_mean_over_every_draw(seed):
+    rng = np.random.default_rng(seed)
+    values = list(rng.normal(size=int(rng.integers(1, 9))))
+    if seed == 0:
+        values = [0.3, 0.3, 0.1, 0.7, 0.1]  # ties
+    for n in range(1, len(values) + 1):
+        assert expected_best(values, n) == pytest.approx(brute_force(values, n), rel=1e-12, abs=1e-12)
+    assert expected_best_curve(values) == pytest.approx([brute_force(values, n) for n in range(1, len(values) + 1)])
+
+
+def test_endpoints_and_monotone():
+    values = [5.0, 1.0, 3.0, 2.0]
+    curve = expected_best_curve(values)
+    assert curve[0] == pytest.approx(np.mean(values)) and curve[-1] == 1.0
+    assert all(np.diff(curve) <= 1e-12)
+    assert best_of_n_weights(4, 2).sum() == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        best_of_n_weights(3, 4)
+
+
+def test_large_m_does_not_overflow():
+    values = np.linspace(0, 1, 3000)
+    assert expected_best(values, 1500) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_bootstrap_interval_brackets_the_estimate():
+    values = list(np.random.default_rng(1).normal(size=12))
+    low, high = bootstrap_curve(values, draws=400)
+    curve = expected_best_curve(values)
+    assert low.shape == high.shape == curve.shape == (12,)
+    assert all(low <= high) and all(low <= curve + 1e-9) and high[0] >= curve[0] - 0.5
+    assert bootstrap_curve([2.0, 2.0, 2.0])[0] == pytest.approx([2.0, 2.0, 2.0])  # no spread, no interval
+
+
+def test_pareto_front_by_brute_force():
+    rng = np.random.default_rng(3)
+    fid, div = rng.uniform(size=20), rng.uniform(size=20)
+    fid[4] = np.nan
+    expected = {i for i in range(20) if np.isfinite(fid[i]) and not any(
+        fid[j] <= fid[i] and div[j] >= div[i] and (fid[j] < fid[i] or div[j] > div[i]) for j in range(20) if j != 4)}
+    front = pareto_front(fid, div)
+    assert set(front) == expected and list(fid[front]) == sorted(fid[front])
