@@ -2,7 +2,9 @@
 
     frechet_distance(real (N, d), fake (M, d)) -> float     # float64, eigenvalue trace form
     coverage(real (N, d), fake (M, d), k=5) -> float        # Naeem et al. 2020
-    Evaluator(dataset).evaluate(fake) -> {"fid", "diversity", ...}
+    Evaluator(dataset).evaluate(fake) -> {"fid", "kid", "diversity", ..., "mode_tv" (points)}
+
+What each number means per dataset: docs/metrics.md.
 """
 from ganpipe.metrics.fid import frechet_distance
 from ganpipe.metrics.modes import label_mode_stats, point_mode_stats

@@ -22,8 +22,8 @@ KID_SEED = PROTOCOL_SEED + 2  # the subsets KID averages over (ganpipe.metrics.d
 # dataset kind/name -> (n_real, n_fake); digits' real side is the whole dataset (eval_real)
 DEFAULT_SIZES = {"points": (2500, 2500), "digits": (1797, 2000), "stacked-digits": (10000, 10000)}
 FILES_SIZES = (10000, 10000)  # datasets read from files: up to 10k real images (a fixed subset), 10k generated
-# KID: the mean over KID_SUBSETS subsets of min(1000, n_real, n_fake) real and fake samples; the counts keep
-# KID near a fifth of an evaluation's time or less (docs/metrics.md); change them and PROTOCOL_VERSION together
+# KID: the mean over KID_SUBSETS subsets of min(1000, n_real, n_fake) real and fake samples (whole sets cost 1-5
+# evaluations); these counts keep it to a few % of a trial's time (docs/metrics.md). Change with PROTOCOL_VERSION
 KID_SUBSET_SIZE = 1000  # torchmetrics' default (Bińkowski et al. 2018)
 KID_SUBSETS = {"points": 1, "digits": 2, "stacked-digits": 5, "files": 5, "translation": 5}
 # what each kind of evaluation reports (names.BASE order): points have no label histogram, images no 3-std rule
