@@ -80,7 +80,7 @@ def test_weights_from_the_torch_hub_cache_give_finite_2048d_fids_and_their_own_p
     assert ev._real.feats.shape == (40, 2048)
     same = ev.evaluate(ds.eval_real(40, 0)[:16])
     noise = ev.evaluate(torch.rand(16, 1, 28, 28) * 2 - 1)
-    assert set(same) == {"fid", "diversity", "precision", "recall", "density", "coverage"}  # no classes: no modes
+    assert set(same) == {"fid", "kid", "diversity", "precision", "recall", "density", "coverage"}  # no classes: no modes
     assert all(math.isfinite(v) for v in same.values()) and noise["fid"] > same["fid"]
     proto = ev.protocol
     assert proto["features"]["name"] == "fid-inception-v3" and len(proto["features"]["sha256"]) == 64
