@@ -125,9 +125,13 @@ def test_ci_pipeline_runs_every_stage_and_promotes(tmp_path):
     # new seeds only: the trials trained with train.seed 0, whose results were selected for being good
     assert all([r["seed"] for r in v["runs"]] == [1, 2] for v in recheck.values())
     champion = c.get_model_version_by_alias("ci-ring8", "champion")
-    best_recheck = min(recheck.values(), key=lambda v: v["median_fid"])
+    best_recheck = min(recheck.values(), key=lambda v: v["median"]["objective"])
     assert champion.tags["ganpipe.run_id"] == best_recheck["run_id"]  # the re-check decided
-    assert math.isclose(float(champion.tags["ganpipe.rank_score"]), best_recheck["median_fid"])
+    # ranked and tagged by the median of ring8's objective (mode_tv) over the seeds, with its spread
+    assert math.isclose(float(champion.tags["ganpipe.rank_score"]), best_recheck["median"]["objective"])
+    assert best_recheck["median"]["objective"] == best_recheck["median"]["mode_tv"]
+    assert json.loads(champion.tags["ganpipe.rank_spread"]) == [best_recheck["min"], best_recheck["max"]]
+    assert champion.tags["ganpipe.rank_seeds"] == "2" and json.loads(champion.tags["ganpipe.objectives"]) == ["mode_tv"]
 
     again = ganpipe(tmp_path, "run", str(ROOT / "pipelines" / "ci-ring8.yaml"), "--resume", "--num-cpus", "2")
     assert again.returncode == 0, again.stderr[-3000:]
@@ -141,7 +145,7 @@ def test_interrupted_pipeline_resumes_at_the_stage_where_it_stopped(tmp_path):
     pipe = {
         "name": "p-resume", "sweep": str(ROOT / "sweeps" / "ring8.yaml"),
         "set": ["train.steps=1500", "eval.every=500", "search.scheduler.name=none", "search.max_concurrent=1",
-                "promote.max_fid=100", "promote.min_diversity=0", "promote.model_name=p-resume"],
+                "promote.max_fid=100", "promote.min_diversity=0", "promote.max_mode_tv=1", "promote.model_name=p-resume"],
         "stages": [{"name": "broad", "kind": "sweep", "set": ["search.num_samples=2"]},
                    {"name": "narrow", "kind": "narrow", "top_k": 1, "set": ["search.num_samples=3"]},
                    {"name": "promote", "kind": "promote"}],
@@ -186,7 +190,8 @@ def test_chained_narrow_stages_and_a_recheck_gated_like_the_promote_stage(tmp_pa
                    {"name": "narrow", "kind": "narrow", "top_k": 1, "margin": 0, "set": ["search.num_samples=1"]},
                    {"name": "narrow2", "kind": "narrow", "top_k": 1, "margin": 1, "set": ["search.num_samples=1"]},
                    {"name": "recheck", "kind": "recheck", "top_k": 1, "seeds": 1},
-                   {"name": "promote", "kind": "promote", "set": ["promote.max_fid=1e9", "promote.min_diversity=0"]}],
+                   {"name": "promote", "kind": "promote", "set": ["promote.max_fid=1e9", "promote.min_diversity=0",
+                                                                  "promote.max_mode_tv=1"]}],
     }
     proc = ganpipe(tmp_path, "run", str(write(tmp_path, pipe)), "--num-cpus", "2")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
