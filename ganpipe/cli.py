@@ -21,8 +21,11 @@ def _add_set(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ganpipe import __version__
+
     parser = argparse.ArgumentParser(prog="ganpipe", description="Find stable GAN training settings.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"ganpipe {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("trial", help="train one trial in this process (no Ray), for debugging")
     p.add_argument("sweep", help="sweep YAML; search entries take their first choice / midpoint")
@@ -254,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in logs
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if not (sys.argv[1:] if argv is None else argv):  # bare `ganpipe`: what it can do, not an error
+        parser.print_help()
+        return 0
+    args = parser.parse_args(argv)
     try:
         return _run(args)
     except ConfigError as err:

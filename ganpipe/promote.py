@@ -103,18 +103,18 @@ def candidates(c, experiment_id: str, parent_run_id: str) -> tuple[list[Candidat
     """Trials with a best checkpoint, and why the other trials are not candidates."""
     found, skipped = [], []
     for run in tracking.children(c, experiment_id, parent_run_id):
-        tags, metrics = run.data.tags, run.data.metrics
+        tags = run.data.tags
         name = run.info.run_name
         if run.info.status != "FINISHED":
             skipped.append(f"{name}: {tags.get(tracking.STATUS_TAG, run.info.status.lower())} "
                            f"({tags.get(tracking.REASON_TAG, 'no reason recorded')})")
             continue
-        if f"best_{OBJECTIVE}" not in metrics:
-            skipped.append(f"{name}: no best checkpoint recorded" if "best_step" not in metrics else
+        best = tracking.best_values(run)  # the best checkpoint's metrics (tags; older runs: best_* metrics)
+        if OBJECTIVE not in best:
+            skipped.append(f"{name}: no best checkpoint recorded" if "step" not in best else
                            f"{name}: its best checkpoint was chosen before ganpipe judged by objectives (by fid "
                            "alone); re-run the sweep")
             continue
-        best = {k[len("best_"):]: v for k, v in metrics.items() if k.startswith("best_")}
         found.append(Candidate(
             run_id=run.info.run_id, parent_run_id=parent_run_id, trial_id=tags.get(tracking.TRIAL_TAG, ""),
             params=dict(run.data.params), step=int(best.pop("step", 0)), metrics=best,

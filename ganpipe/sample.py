@@ -164,4 +164,16 @@ def _write(path: Path, samples: torch.Tensor, x: torch.Tensor, meta: dict, sourc
     else:
         by_class = meta["ganpipe_kind"] == "conditional-generator" and label is None
         title = f"{source} (n={n}, seed {seed}" + (f", class {label})" if label is not None else ")")
-        save_samples_png(samples, path, title, max_images=n, ncol=int(meta["n_classes"]) if by_class else None)
+        save_samples_png(samples, path, title, max_images=n, ncol=int(meta["n_classes"]) if by_class else None,
+                         modes=_modes(meta) if samples.dim() == 2 else None)
+
+
+def _modes(meta: dict) -> tuple[torch.Tensor, float] | None:
+    """The true modes of the 2-D dataset a generator was trained on (its metadata names it), if known."""
+    from ganpipe.data import get_dataset
+    from ganpipe.viz import mode_marks
+
+    try:
+        return mode_marks(get_dataset(meta["dataset"]))
+    except (KeyError, ValueError, TypeError):  # an older model without a dataset name, or an unknown one
+        return None

@@ -44,7 +44,7 @@ class FolderReporter:
 
     def on_eval(self, report: EvalReport, trainer) -> None:
         save_samples_png(report.samples, self.out / "samples" / f"step-{report.step:07d}.png", f"step {report.step}",
-                         ncol=trainer.grid_columns)
+                         ncol=trainer.grid_columns, modes=trainer.sample_modes)
         with self.metrics_file.open("a") as f:
             f.write(json.dumps({"step": report.step, **report.metrics}) + "\n")
         self.last_metrics = report.metrics

@@ -39,12 +39,28 @@ def run_ui(cli_uri: str | None, host: str, port: int) -> int:
         raise ConfigError(problems)
     if uri.startswith(("http://", "https://")):
         print(f"{uri} is a tracking server: open it in a browser, it serves the UI itself")
+        print(trial_links(uri, uri.rstrip("/")))
         return 0
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # 2 processes instead of 9
-    print(f"MLflow UI for {uri} at http://{host}:{port} (runs table: Experiments -> an experiment -> Runs)")
+    address = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    print(f"MLflow UI for {uri} at {address}")
+    print(trial_links(uri, address), flush=True)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
            "--workers", "1"]
     try:
         return subprocess.call(cmd, env=env)
     except KeyboardInterrupt:
         return 0
+
+
+def trial_links(uri: str, address: str) -> str:
+    """One link per sweep experiment (the latest first): its trials, best objective first, with the best
+    checkpoint's objective, fid, diversity and modes and the searched parameters as columns."""
+    found = tracking.experiments_with_view(tracking.client(uri))
+    if not found:
+        return ("no sweep experiments yet; after a sweep: Experiments -> the sweep -> Training runs "
+                "(the trials are nested under the sweep's run)")
+    width = max(len(name) for name, _ in found)
+    return "\n".join(["trials of each sweep, best first:"]
+                     + [f"  {name:<{width}}  {address}{tracking.trials_view_path(eid)}" for name, eid in found]
+                     + [f"  models (aliases champion, challenger): {address}/#/models"])

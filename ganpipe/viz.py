@@ -25,16 +25,31 @@ def image_grid(images: torch.Tensor, ncol: int | None = None) -> np.ndarray:
     return grid[..., 0] if c == 1 else grid
 
 
+def mode_marks(dataset) -> tuple[torch.Tensor, float] | None:
+    """(centres (K, 2), std) of a 2-D Gaussian mixture's modes (ring8, grid25), else None."""
+    centers = getattr(dataset, "centers", None)
+    return None if centers is None else (centers, float(dataset.std))
+
+
 def save_samples_png(samples: torch.Tensor, path: str | Path, title: str = "", max_images: int = 64,
-                     ncol: int | None = None) -> Path:
+                     ncol: int | None = None, modes: tuple[torch.Tensor, float] | None = None) -> Path:
     """Scatter for (N, 2) points, grid for (N, C, H, W) images (`ncol` columns, default square);
-    returns the path. Conditional samples on fixed_labels with ncol=n_classes: one class a column."""
+    returns the path. Conditional samples on fixed_labels with ncol=n_classes: one class a column.
+    `modes`: (centres, std) of the true modes (mode_marks), drawn on a scatter as crosses in the circles that
+    count a sample as on the mode (3 std, the protocol's rule), so coverage shows by eye."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if samples.dim() == 2:
         fig, ax = plt.subplots(figsize=(5, 5))
         pts = samples.detach().cpu().numpy()
         ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5)
+        if modes is not None:
+            centers, std = np.asarray(modes[0], dtype=float), modes[1]
+            ax.scatter(centers[:, 0], centers[:, 1], marker="x", s=30, c="crimson", linewidths=1, zorder=3,
+                       label="true modes (3 std)")
+            for x, y in centers:
+                ax.add_patch(plt.Circle((x, y), 3 * std, fill=False, ec="crimson", lw=0.8, zorder=3))
+            ax.legend(loc="upper right", fontsize=7, framealpha=0.6)
         ax.set_aspect("equal")
     else:
         if ncol:

@@ -52,7 +52,7 @@ def finished_children(uri: str) -> list:
     assert len(kids) == 2 and all(k.info.status == "FINISHED" for k in kids), [k.data.tags for k in kids]
     for kid in kids:
         assert sorted(m.step for m in c.get_metric_history(kid.info.run_id, "fid")) == [100, 200]
-        assert "best_fid" in kid.data.metrics
+        assert "ganpipe.best.fid" in kid.data.tags
     return kids
 
 

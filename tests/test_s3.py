@@ -100,7 +100,7 @@ def test_sweep_with_s3_storage(tmp_path, s3_url, bucket):
     for kid in kids:
         assert kid.info.status == "FINISHED", kid.data.tags
         assert sorted(m.step for m in c.get_metric_history(kid.info.run_id, "fid")) == [100, 200, 300]
-        assert "best_fid" in kid.data.metrics  # the best checkpoint was read back from S3 and attached
+        assert "ganpipe.best.fid" in kid.data.tags  # the best checkpoint was read back from S3 and attached
         assert [a.path for a in c.list_artifacts(kid.info.run_id, "best_checkpoint")] == \
             ["best_checkpoint/checkpoint.pt"]
     artifacts = {a.path for a in c.list_artifacts(parents[0].info.run_id)}
@@ -154,7 +154,7 @@ def test_interrupted_s3_sweep_resumes_on_another_machine(tmp_path, s3_url, bucke
     for kid in kids:
         assert kid.info.status == "FINISHED"
         assert sorted(m.step for m in c.get_metric_history(kid.info.run_id, "fid")) == [500, 1000]
-        assert "best_fid" in kid.data.metrics
+        assert "ganpipe.best.fid" in kid.data.tags
     (snapshot,) = [k for k in keys(s3_url, bucket, "r/") if k.endswith("/optuna.db")]
     assert study_states(s3_url, bucket, snapshot) == Counter(COMPLETE=4)
 

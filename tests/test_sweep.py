@@ -125,8 +125,10 @@ def test_sweep_tracks_every_trial_once_with_conditional_params(tmp_path):
         assert (float(row["objective"]), int(float(row["step"]))) == (best.value, best.step)
         mode_tv = {m.step: m.value for m in c.get_metric_history(row["mlflow_run_id"], "mode_tv")}
         assert best.value == mode_tv[best.step]
-        kept = by_run[row["mlflow_run_id"]].data.metrics
-        assert (kept["best_objective"], kept["best_step"], kept["best_mode_tv"]) == (best.value, best.step, best.value)
+        kept = {k: float(v) for k, v in by_run[row["mlflow_run_id"]].data.tags.items()
+                if k.startswith("ganpipe.best.")}
+        assert (kept["ganpipe.best.objective"], kept["ganpipe.best.step"], kept["ganpipe.best.mode_tv"]) == (
+            best.value, best.step, best.value)
     (db,) = (tmp_path / "ray_results").glob("*/optuna.db")
     study = optuna.load_study(study_name=db.parent.name, storage=f"sqlite:///{db}")
     assert sorted(t.value for t in study.trials) == objectives
@@ -245,7 +247,9 @@ def test_sigint_during_the_last_trials_then_resume_gives_exact_totals(tmp_path):
         assert sorted(m.step for m in history) == [1000, 2000, 3000]  # each evaluation logged exactly once
         # the best checkpoint is the best of the whole trial, before and after the interruption
         best = min(history, key=lambda m: m.value)
-        assert kid.data.metrics["best_step"] == best.step and kid.data.metrics["best_fid"] == pytest.approx(best.value)
+        kept = kid.data.tags
+        assert float(kept["ganpipe.best.step"]) == best.step
+        assert float(kept["ganpipe.best.fid"]) == pytest.approx(best.value)
         assert kid.data.tags["ganpipe.status"] == "finished" and "ganpipe.reason" not in kid.data.tags
     assert optuna_states(tmp_path) == Counter(COMPLETE=3)
     assert "promotion:" in proc.stdout
@@ -309,7 +313,7 @@ def test_two_objectives_give_a_pareto_front(tmp_path):
     assert [d.name for d in study.directions] == ["MINIMIZE", "MAXIMIZE"]
     assert all(len(t.values) == 2 for t in study.trials)
     # each trial's two values are those of its best evaluation under the lexicographic rule
-    best = {(k.data.metrics["best_fid"], k.data.metrics["best_diversity"]) for k in kids}
+    best = {(float(k.data.tags["ganpipe.best.fid"]), float(k.data.tags["ganpipe.best.diversity"])) for k in kids}
     assert {tuple(t.values) for t in study.trials} == best
 
 

@@ -23,10 +23,12 @@ from ganpipe.tracking.registry import (
     version_by_alias,
 )
 from ganpipe.tracking.runs import (
+    BEST_PREFIX,
     PARENT_TAG,
     REASON_TAG,
     STATUS_TAG,
     TRIAL_TAG,
+    best_values,
     children,
     close_running_children,
     delete_run,
@@ -60,7 +62,9 @@ from ganpipe.tracking.store import (
     uri_source,
 )
 from ganpipe.tracking.trial_run import RetryingSender, TrialRun
+from ganpipe.tracking.views import experiments_with_view, set_trials_view, trials_view_path
 
 # the submodules are attributes of the package too: none may share a name with a function exported here
 __all__ = [name for name in dir()
-           if not name.startswith("_") and name not in ("errors", "history", "registry", "runs", "store", "trial_run")]
+           if not name.startswith("_")
+           and name not in ("errors", "history", "registry", "runs", "store", "trial_run", "views")]

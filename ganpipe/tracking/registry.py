@@ -5,11 +5,12 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ganpipe.tracking.errors import read_or_none
-from ganpipe.tracking.runs import log_metrics
+from ganpipe.tracking.runs import BEST_PREFIX
 from ganpipe.tracking.store import TRACKING_URI_ENV
 
 # ---- best checkpoints and the model registry -------------------------------------------
@@ -18,9 +19,10 @@ SOURCE_TAG = "ganpipe.source"  # "<run id>@<step>": which checkpoint a model ver
 
 
 def log_best_checkpoint(c: MlflowClient, run_id: str, checkpoint_file: Path, metrics: dict[str, float]) -> None:
-    """Keep a trial's best checkpoint with its run, so promotion needs nothing but MLflow."""
+    """Keep a trial's best checkpoint with its run, so promotion needs nothing but MLflow; its metrics become
+    the run's ganpipe.best.* tags (runs.BEST_PREFIX; runs.best_values reads them back)."""
     c.log_artifact(run_id, str(checkpoint_file), BEST_CHECKPOINT)
-    log_metrics(c, run_id, {f"best_{k}": float(v) for k, v in metrics.items()}, int(metrics.get("step", 0)))
+    c.log_batch(run_id, tags=[RunTag(BEST_PREFIX + k, repr(float(v))) for k, v in metrics.items()])
 
 
 def download_best_checkpoint(c: MlflowClient, run_id: str, folder: Path) -> Path:
@@ -108,13 +110,21 @@ def register_generator(uri: str, run_id: str, model_name: str, model, example, m
     with torch.no_grad():
         out = model(example)
     signature = infer_signature(example.numpy(), out.numpy())
-    with fluent_tracking_uri(uri), mlflow.start_run(run_id=run_id), _without_pickle_warning():
-        info = mlflow.pytorch.log_model(
-            model, name="generator", signature=signature, input_example=example.numpy(), metadata=metadata,
-            serialization_format="pickle", pickle_module=pickle,
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-        )
-        return mlflow.register_model(info.model_uri, model_name, tags=tags)
+    c = MlflowClient(uri) if uri else MlflowClient()
+    before = c.get_run(run_id).info  # start_run reopens the trial's run and ends it now: its end is put back below
+    try:
+        with fluent_tracking_uri(uri), mlflow.start_run(run_id=run_id), _without_pickle_warning():
+            info = mlflow.pytorch.log_model(
+                model, name="generator", signature=signature, input_example=example.numpy(), metadata=metadata,
+                serialization_format="pickle", pickle_module=pickle,
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            )
+            return mlflow.register_model(info.model_uri, model_name, tags=tags)
+    finally:  # a run's end time is its trial's end, not the promotion's
+        if before.status == "RUNNING":
+            c.update_run(run_id, status="RUNNING")
+        else:
+            c.set_terminated(run_id, status=before.status, end_time=before.end_time)
 
 
 def _refuse_ganpipe_imports(data: bytes, model_name: str) -> None:

@@ -18,6 +18,21 @@ PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "ganpipe.trial_id"
 REASON_TAG = "ganpipe.reason"
 STATUS_TAG = "ganpipe.status"  # finished | early-stopped | diverged | failed | killed
+# a trial's best checkpoint's metrics (ganpipe.best.fid, ganpipe.best.objective, ganpipe.best.step, ...) are tags:
+# as metrics they were single-point charts ahead of the curves on a run's page (MLflow 3.17 puts every metric
+# section named by a "prefix/" before the unprefixed curves, so no prefix sorts last). The best objective so
+# far is also a curve, `best_objective`, logged with every evaluation: what the runs table sorts by
+BEST_PREFIX = "ganpipe.best."
+
+
+def best_values(run) -> dict[str, float]:
+    """A run's best checkpoint's metrics from its tags ({} if none was attached); runs logged before they were
+    tags kept them as `best_*` metrics."""
+    found = {k[len(BEST_PREFIX):]: float(v) for k, v in run.data.tags.items() if k.startswith(BEST_PREFIX)}
+    metrics = run.data.metrics
+    if found or "best_step" not in metrics:
+        return found
+    return {k[len("best_"):]: v for k, v in metrics.items() if k.startswith("best_")}
 
 PAGE = 1000  # runs per search_runs page
 
@@ -69,9 +84,22 @@ def read_text_artifact(c: MlflowClient, run_id: str, path: str, folder: Path) ->
 
 
 # ---- the sweep's parent run ---------------------------------------------------------------
-def ensure_experiment(c: MlflowClient, name: str) -> str:
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"  # which view the MLflow UI (3.x) opens an experiment on
+TRAINING_KIND = "custom_model_development"  # its "Training runs" view; unset, 3.17 opens the GenAI overview
+DESCRIPTION_TAG = "mlflow.note.content"  # the experiment's description in the UI
+
+
+def ensure_experiment(c: MlflowClient, name: str, description: str = "") -> str:
+    """The experiment's id, created if new; either way it opens on MLflow's training-runs view, and a non-empty
+    `description` (the sweep's) becomes its description."""
     found = c.get_experiment_by_name(name)
-    return found.experiment_id if found is not None else c.create_experiment(name)
+    experiment_id = found.experiment_id if found is not None else c.create_experiment(name)
+    tags = found.tags if found is not None else {}
+    wanted = {EXPERIMENT_KIND_TAG: TRAINING_KIND, **({DESCRIPTION_TAG: description} if description else {})}
+    for key, value in wanted.items():
+        if tags.get(key) != value:
+            c.set_experiment_tag(experiment_id, key, value)
+    return experiment_id
 
 
 def start_parent_run(c: MlflowClient, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:

@@ -157,6 +157,12 @@ class Trainer:
             g.train(was_training)
 
     @property
+    def sample_modes(self) -> tuple[torch.Tensor, float] | None:
+        """(centres, std) of the true modes of 2-D mixture data, marked on scatter PNGs; else None."""
+        centers = getattr(self.dataset, "centers", None)
+        return None if centers is None else (centers, float(self.dataset.std))
+
+    @property
     def grid_columns(self) -> int | None:
         """Columns of the sample PNG: one per class for a conditional G, else square."""
         return self.n_classes or None

@@ -36,6 +36,7 @@ class TrainerView(Protocol):
     cfg: TrialConfig
     step: int
     grid_columns: int | None  # columns of a sample PNG
+    sample_modes: tuple[torch.Tensor, float] | None  # (centres, std) of 2-D data's true modes, for a scatter PNG
 
     def save_checkpoint(self, path) -> object:
         """Write a resumable checkpoint to `path` (a file, or a folder for the file inside); return the file."""

@@ -194,13 +194,18 @@ def promote_after_sweep(sweep: SweepConfig, run: SweepRun, opts: SweepOptions) -
     from ganpipe.promote import PromotionRefused
     from ganpipe.tune.recheck import recheck_and_promote
 
-    print("\npromotion:")
+    print("\npromotion:", flush=True)  # before MLflow's own registry lines, which go to stderr
     try:
         decision = recheck_and_promote(run.uri, sweep.promote, sweep.search.objectives, [run.parent_run_id],
                                        sweep.resources, address=opts.address, num_cpus=opts.num_cpus)
     except PromotionRefused as err:
-        print(f"  refused: {err}")
+        print(f"  refused: {err}", flush=True)
         return
-    print(f"  {decision.message}")
+    sys.stderr.flush()  # the decision comes last, after "Registered model ... Created version ..."
+    lines = [f"  {decision.message}"]
     if decision.outcome in ("champion", "challenger"):
-        print(f"  load it: mlflow.pytorch.load_model('models:/{decision.model_name}@{decision.outcome}')")
+        uri = f"models:/{decision.model_name}@{decision.outcome}"
+        lines += [f"  load it: mlflow.pytorch.load_model('{uri}')",
+                  f"  sample it: ganpipe sample {uri} -n 64 -o samples.png"
+                  + ("" if run.uri == tracking.resolve_uri(None) else f" --tracking-uri {run.uri}")]
+    print("\n".join(lines), flush=True)

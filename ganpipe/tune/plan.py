@@ -7,7 +7,7 @@ from dataclasses import asdict
 import yaml
 
 from ganpipe.config import describe
-from ganpipe.config.schema import SweepConfig
+from ganpipe.config.schema import SweepConfig, keys_with
 from ganpipe.objective import describe as describe_objective
 
 
@@ -22,14 +22,60 @@ def grace_period(sweep: SweepConfig) -> int:
     return sweep.search.scheduler.grace_period or sweep.trial.eval.every
 
 
+OFF_AT_ZERO = ("model.ema_decay", "loss.r1_weight", "train.grad_clip")  # 0 = no EMA, no R1, no clipping
+
+
+def read_by_trials(sweep: SweepConfig) -> tuple[dict, list[str]]:
+    """(the trial config as a nested dict without the keys no trial of the sweep reads, those keys' notes).
+    Unread: a key used only when another key has a value none of the trials gives it (the schema's
+    `only_when`: loss.gp_weight without wgan-gp, the CycleGAN weights without a translation dataset, the Adam
+    betas without adam), and the switches that are off (OFF_AT_ZERO at 0). Searched keys are left out too:
+    the search space lists them, and their schema defaults are no trial's values."""
+    config = asdict(sweep.trial)
+    searched = {p.path: p for p in sweep.space}
+
+    def value(key: str):
+        node = config
+        for part in key.split("."):
+            node = node[part]
+        return node
+
+    def drop(key: str) -> None:
+        section, _, leaf = key.rpartition(".")
+        node = config
+        for part in section.split("."):
+            node = node[part]
+        node.pop(leaf, None)
+
+    for key in searched:
+        if key.split(".")[0] in config:
+            drop(key)
+    unread = []
+    for key, (decider, allowed) in keys_with("only_when").items():
+        if key in searched or key.split(".")[0] not in config:
+            continue
+        p = searched.get(decider)
+        values = list(p.choices) if p is not None and p.kind == "choice" else None if p else [value(decider)]
+        if values is not None and not any(v in allowed for v in values):
+            drop(key)
+            unread.append(f"{key} (only with {decider} {' or '.join(map(str, allowed))})")
+    for key in OFF_AT_ZERO:
+        if key not in searched and value(key) == 0:
+            drop(key)
+            unread.append(f"{key} (0: off)")
+    return {k: v for k, v in config.items() if v}, unread
+
+
 def describe_plan(sweep: SweepConfig) -> str:
     s = sweep.search
     sched = s.scheduler
+    config, unread = read_by_trials(sweep)
     lines = [
         f"sweep {sweep.name}: {sweep.description}".rstrip(": "),
         "",
-        "resolved config (search entries at their defaults):",
-        yaml.safe_dump(asdict(sweep.trial), sort_keys=False).rstrip(),
+        "resolved config: the fixed values the trials read (searched keys: see the search space)",
+        yaml.safe_dump(config, sort_keys=False).rstrip(),
+        *(["not read by any trial: " + "".join(f"\n  {u}" for u in unread)] if unread else []),
         "",
         "search space:",
         describe(sweep.space) if sweep.space else "  (none: every trial trains the same config)",

@@ -11,7 +11,7 @@ import optuna
 from ganpipe import tracking
 from ganpipe.config.schema import SweepConfig
 from ganpipe.metrics.names import SUMMARY, is_evaluation_metric, is_reported
-from ganpipe.objective import OBJECTIVE, describe
+from ganpipe.objective import BEST_OBJECTIVE, OBJECTIVE, describe
 from ganpipe.tune.sweep_run import SweepRun
 
 SHOWN_METRICS = ("step", OBJECTIVE, *SUMMARY)
@@ -49,6 +49,42 @@ def to_markdown(rows: list[dict]) -> str:
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
     lines = ["| rank | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     lines += [f"| {i + 1} | " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for i, r in enumerate(rows)]
+    return "\n".join(lines)
+
+
+SCREEN_WIDTH = 120
+RUN_ID_CHARS = 8  # on screen; results.csv and results.md keep the full ids
+
+
+def to_screen(rows: list[dict], width: int = SCREEN_WIDTH) -> str:
+    """The ranked table for a terminal: at most `width` columns wide, run ids shortened, parameters named by
+    their last part (lr_g for optimizer.lr_g); the columns that do not fit are left out, last first, and named."""
+    if not rows:
+        return "(no trials)"
+    cols = list(dict.fromkeys(k for r in rows for k in r if k != "error"))
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    cells = [{c: fmt(r.get(c, ""))[:RUN_ID_CHARS] if c == "mlflow_run_id" else fmt(r.get(c, "")) for c in cols}
+             for r in rows]
+    head = {c: "run" if c == "mlflow_run_id" else c.partition(".")[0] if c.endswith(".name") else c.rpartition(".")[2]
+            for c in cols}
+    first = ("trial_id", "status", "step", OBJECTIVE, "mlflow_run_id", "mode_tv", "fid", "kid", "diversity", "modes")
+    order = ([c for c in first if c in cols] + [c for c in cols if "." in c]  # then the searched parameters
+             + [c for c in cols if c not in first and "." not in c])  # then the other metrics
+
+    def line(values: list[str], sizes: list[int]) -> str:
+        return "  ".join(v.ljust(n) for v, n in zip(values, sizes)).rstrip()
+
+    shown = [c for c in cols if c in order]
+    while True:
+        sizes = [len(str(len(rows)))] + [max(len(head[c]), *(len(x[c]) for x in cells)) for c in shown]
+        if sum(sizes) + 2 * len(shown) <= width or len(shown) <= 3:
+            break
+        shown.remove(order.pop())
+    lines = [line(["#", *(head[c] for c in shown)], sizes)]
+    lines += [line([str(i + 1), *(x[c] for c in shown)], sizes) for i, x in enumerate(cells)]
+    left = [c for c in cols if c not in shown]
+    if left:
+        lines.append(f"(also in results.csv: {', '.join(left)})")
     return "\n".join(lines)
 
 
@@ -126,7 +162,8 @@ def reconcile_metrics(results, run: SweepRun) -> int:
         for _, row in df.drop_duplicates("step").iterrows():
             if int(row["step"]) in have:
                 continue
-            metrics = {k: float(row[k]) for k in row.index if is_reported(k) and row[k] == row[k]}
+            metrics = {k: float(row[k]) for k in row.index
+                       if (is_reported(k) or k == BEST_OBJECTIVE) and row[k] == row[k]}
             tracking.log_metrics(c, run_id, metrics, int(row["step"]))
             added += 1
     return added
@@ -145,10 +182,11 @@ def attach_best_checkpoints(results, run: SweepRun) -> int:
         checkpoint, metrics = min(result.best_checkpoints,
                                   key=lambda cm: (cm[1].get(OBJECTIVE, math.inf), cm[1].get("step", 0)))
         run_id = metrics.get("mlflow_run_id")
-        if not run_id or tracking.get_run(c, run_id).data.metrics.get("best_step") == metrics.get("step"):
+        attached_step = tracking.best_values(tracking.get_run(c, run_id)).get("step") if run_id else None
+        if not run_id or attached_step == metrics.get("step"):
             continue  # already attached (e.g. before a --resume that found nothing better)
-        # else a first time, or a resumed trial that improved: the new best replaces the old (its best_*
-        # metrics are logged at its later step, which MLflow shows as the latest)
+        # else a first time, or a resumed trial that improved: the new best replaces the old (its
+        # ganpipe.best.* tags are overwritten)
         best = {k: metrics[k] for k in metrics
                 if isinstance(metrics.get(k), (int, float)) and (k in ("step", OBJECTIVE) or is_evaluation_metric(k))}
         with checkpoint.as_directory() as folder:
@@ -188,4 +226,4 @@ def log_sweep_report(sweep: SweepConfig, results, trials, run: SweepRun, exp_dir
     counts = [f"{len(finished)} with results", f"{failed} failed"] + (
         [f"{unreported} stopped before their first evaluation"] if unreported else [])
     header = f"ranked trials by {describe(sweep.search.objectives)} at each one's best evaluation ({', '.join(counts)}):"
-    return "\n".join([header, to_markdown(rows[:10])] + notes)
+    return "\n".join([header, to_screen(rows[:10])] + notes)

@@ -92,10 +92,26 @@ def make_trainable(sweep: SweepConfig, run: SweepRun, experiment: str):
     return tune.with_resources(trainable, {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu})
 
 
-def progress_reporter(sweep: SweepConfig) -> tune.CLIReporter:
+class ResultsReporter(tune.CLIReporter):
+    """Tune's table, whose "Result logdir" line names the sweep's results folder (the storage path). Ray prints
+    each trial's `local_experiment_path`, which since Ray's storage rework (2.7) is the driver's staging folder
+    in the Ray session (/tmp/ray/session_*/artifacts/...), whatever RunConfig.storage_path says."""
+
+    def __init__(self, results: str, **kwargs):
+        super().__init__(**kwargs)
+        self.results = results
+
+    def _progress_str(self, *args, **kwargs) -> str:
+        lines = super()._progress_str(*args, **kwargs).split("\n")
+        return "\n".join(f"Result logdir: {self.results}" if line.startswith("Result logdir: ") else line
+                         for line in lines)
+
+
+def progress_reporter(sweep: SweepConfig, results: str = "") -> tune.CLIReporter:
     metrics = {"step": "step", BEST_OBJECTIVE: "best objective", **{o: o for o in sweep.search.objectives},
                "modes": "modes"}
-    return tune.CLIReporter(
+    return ResultsReporter(
+        results,
         metric=BEST_OBJECTIVE, mode="min",  # the Tuner has no metric of its own (ASHA and the searcher have theirs)
         metric_columns=metrics,
         # conditional params are absent from some trials' configs, which the table cannot show
@@ -137,7 +153,7 @@ def build_tuner(sweep: SweepConfig, exp_dir: Location, run: SweepRun, local_ray:
                 checkpoint_score_order="min",
             ),
             callbacks=callbacks(sweep, exp_dir, run, local_ray),
-            progress_reporter=progress_reporter(sweep),
+            progress_reporter=progress_reporter(sweep, str(exp_dir)),
             verbose=1,
         ),
     )

@@ -55,7 +55,8 @@ def open_sweep_run(sweep: SweepConfig, yaml_text: str, uri: str, exp_dir: Locati
         state = read_state(exp_dir)
         tracking.reopen(c, state["parent_run_id"])
         return SweepRun(uri, state["experiment_id"], state["parent_run_id"])
-    experiment_id = tracking.ensure_experiment(c, experiment)
+    experiment_id = tracking.ensure_experiment(c, experiment, sweep.description)
+    tracking.set_trials_view(c, experiment_id, sweep.search.objectives, [p.path for p in sweep.space][:8])
     tags = {**sweep_tags(sweep, yaml_text, exp_dir), **parent_tags}
     parent = tracking.start_parent_run(c, experiment_id, exp_dir.name, tags)
     tracking.log_texts(c, parent, {

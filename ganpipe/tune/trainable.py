@@ -51,9 +51,10 @@ class TuneReporter:
         try:
             trainer.save_checkpoint(folder / FILENAME)
             png = save_samples_png(report.samples, folder / f"step-{report.step:07d}.png", f"step {report.step}",
-                                   ncol=trainer.grid_columns)
+                                   ncol=trainer.grid_columns, modes=trainer.sample_modes)
             metrics = {**report.metrics, "threads": torch.get_num_threads()}  # what this interval trained on
-            self.run.log_eval(report.step, metrics, png)  # queued; the sender keeps its own copy
+            # with the trial's best objective so far: a curve whose last value the MLflow runs table sorts by
+            self.run.log_eval(report.step, {**metrics, BEST_OBJECTIVE: trainer.best[OBJECTIVE]}, png)  # queued
             png.unlink()  # the checkpoint folder holds the checkpoint only
             # Tune may stop this actor right after a report (ASHA, last step): give the queue a moment,
             # and all the time it needs after the last evaluation. Metrics are reconciled by the driver.
