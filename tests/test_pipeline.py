@@ -71,15 +71,34 @@ def test_a_stage_problem_names_the_override_list_it_came_from(tmp_path):
 
 
 # ---- narrowing -------------------------------------------------------------------------------
-def test_narrowing_stays_inside_the_original_space_and_keeps_conditions():
-    sweep = load_sweep(ROOT / "sweeps" / "quick.yaml")
+BROAD_RING8 = """
+name: broad
+data: ring8
+model: {architecture: mlp, ema_decay: {choice: [0.999, 0.99]}}
+loss:
+  name: {choice: [hinge, ns, wgan-gp]}
+  gp_weight: {loguniform: [1.0, 20.0], when: {loss.name: wgan-gp}}
+optimizer:
+  lr_g: {loguniform: [3e-4, 3e-3]}
+  lr_d: {loguniform: [3e-4, 3e-3]}
+  beta1: {uniform: [0.0, 0.9]}
+train:
+  steps: 8000
+  n_disc: {int: [1, 5], when: {loss.name: wgan-gp}, default: 1}
+"""
+
+
+def test_narrowing_stays_inside_the_original_space_and_keeps_conditions(tmp_path):
+    path = tmp_path / "broad.yaml"
+    path.write_text(BROAD_RING8)
+    sweep = load_sweep(path)
     best = [
         {"loss.name": "wgan-gp", "loss.gp_weight": "5.0", "optimizer.lr_g": "0.001", "optimizer.lr_d": "0.0005",
          "optimizer.beta1": "0.1", "train.n_disc": "3", "model.ema_decay": "0.999"},
         {"loss.name": "hinge", "optimizer.lr_g": "0.002", "optimizer.lr_d": "0.0007", "optimizer.beta1": "0.3",
          "model.ema_decay": "0.999"},
     ]
-    narrow = load_sweep(ROOT / "sweeps" / "quick.yaml", narrowing_overrides(sweep.space, best, 0.1))
+    narrow = load_sweep(path, narrowing_overrides(sweep.space, best, 0.1))
     by_path = {p.path: p for p in narrow.space}
     old = {p.path: p for p in sweep.space}
     assert narrow.trial.model.ema_decay == 0.999  # one value left: fixed

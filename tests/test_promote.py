@@ -154,7 +154,7 @@ def test_champion_challenger_idempotence_and_gate(tmp_path):
     # 3. a worse sweep (barely trained) registers a challenger; champion stays
     out = sweep(tmp_path, "worse", train={"steps": 20, "batch_size": 64}, eval={"every": 20, "num_samples": 500},
                 optimizer={"lr_g": 1e-5, "lr_d": 1e-5}).stdout
-    assert "t-promote v2 is challenger: fid" in out and "does not beat champion v1" in out
+    assert "t-promote v2 is challenger: objective" in out and "does not beat champion v1" in out
     c, vs = versions(tmp_path, "t-promote")
     assert [str(v.version) for v in vs] == ["1", "2"]
     assert c.get_model_version_by_alias("t-promote", "champion").version in (1, "1")

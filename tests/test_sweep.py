@@ -159,7 +159,8 @@ def test_dry_run_starts_nothing(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "loss.gp_weight" in proc.stdout and "when loss.name = wgan-gp" in proc.stdout
     assert "resources per trial: cpu 1" in proc.stdout and "trial budget: 6 trials" in proc.stdout
-    assert "scheduler: ASHA on fid (min), grace 100 steps" in proc.stdout
+    assert "scheduler: ASHA on each trial's best objective, grace 100 steps" in proc.stdout
+    assert "best: mode_tv (min)" in proc.stdout  # ring8's default objective, resolved at load
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.yaml"]
 
 

@@ -185,4 +185,6 @@ def test_ctrl_c_leaves_a_result_with_what_the_trial_reached(tmp_path):
     assert result["status"] == "interrupted" and result["step"] >= 400
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert result["metrics"]["fid"] == rows[-1]["fid"]
-    assert result["best"]["fid"] == min(r["fid"] for r in rows)
+    # best = the sweep's objective (quick.yaml: mode_tv), the earliest of equals
+    assert result["best"]["objective"] == min(r["objective"] for r in rows)
+    assert result["best"]["objective"] == result["best"]["mode_tv"]
