@@ -145,6 +145,16 @@ def healthy(port: int) -> bool:
         return False
 
 
+def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM to a process started with start_new_session=True and its children (the MLflow UI serves from
+    child processes), SIGKILL if they outlive `timeout`."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 @contextmanager
 def mlflow_server(folder: Path, port: int, backend: str):
     proc = subprocess.Popen(

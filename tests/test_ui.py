@@ -1,13 +1,11 @@
 """`ganpipe ui` serves the MLflow UI on loopback for the sweep's store, and stops cleanly."""
-import os
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 
 import pytest
-from services import free_port
+from services import free_port, stop_group
 
 
 @pytest.mark.integration
@@ -35,11 +33,7 @@ def test_ui_serves_the_store_on_loopback(tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
             assert r.status == 200 and b"MLflow" in r.read()
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the UI runs its server in child processes
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc)  # the UI runs its server in child processes
 
 
 def test_ui_bad_input_exits_2_before_serving(tmp_path):

@@ -1,8 +1,6 @@
 """A new user's first look, in a real browser: a tiny sweep with promotion, then `ganpipe ui` and the pages its
 links open, rendered by headless Chromium (tests/browser.py). Screenshots are saved in the test's tmp_path."""
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -11,7 +9,7 @@ import urllib.request
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
-from services import free_port
+from services import free_port, stop_group
 
 import browser
 
@@ -63,11 +61,7 @@ def ui(swept):
                 time.sleep(1)
         yield port, "".join(lines)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the UI runs its server in child processes
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc)  # the UI runs its server in child processes
 
 
 def test_sweep_summary_ends_on_the_decision(swept):
