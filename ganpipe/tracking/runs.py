@@ -34,6 +34,7 @@ def best_values(run) -> dict[str, float]:
         return found
     return {k[len("best_"):]: v for k, v in metrics.items() if k.startswith("best_")}
 
+
 PAGE = 1000  # runs per search_runs page
 
 
