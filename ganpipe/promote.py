@@ -38,23 +38,21 @@ class Candidate:
     params: dict
     step: int
     metrics: dict = field(default_factory=dict)  # at the best evaluation: fid, diversity, objective, ...
-    # what ranks it: its objective, or the median objective over the seeds of a re-check
-    score: float = math.nan
-    spread: tuple[float, float] | None = None  # (min, max) objective over the re-check's seeds, if any
-    seeds: int = 1  # how many trainings `score` is the median of
-    medians: dict = field(default_factory=dict)  # each metric's median over the re-check's seeds, if any
+    recheck: dict | None = None  # a seed re-check's summary of this config (ganpipe.tune.recheck.summarize)
 
     @property
     def objective(self) -> float:
         return self.metrics.get(OBJECTIVE, math.nan)
 
     @property
-    def fid(self) -> float:
-        return self.metrics.get("fid", math.nan)
+    def score(self) -> float:
+        """What ranks it: the median objective over a re-check's seeds, else its best checkpoint's own."""
+        return self.recheck["median"][OBJECTIVE] if self.recheck else self.objective
 
     @property
-    def diversity(self) -> float:
-        return self.metrics.get("diversity", math.nan)
+    def seeds(self) -> int:
+        """How many trainings `score` is the median of."""
+        return self.recheck["seeds"] if self.recheck else 1
 
     @property
     def source(self) -> str:
@@ -151,11 +149,8 @@ def gate(cands: list[Candidate], cfg: PromoteConfig, objectives: list[str]) -> t
 
 
 def rank(cands: list[Candidate]) -> list[Candidate]:
-    """Best first by score: a re-check's median objective where one was measured (apply_recheck), else the
-    best checkpoint's own objective (ganpipe.objective); equal scores keep the earlier trial first."""
-    for cand in cands:
-        if cand.seeds == 1:
-            cand.score = cand.objective
+    """Best first by score (ganpipe.objective; a re-check's median where one ran); equal scores keep the earlier
+    trial first."""
     return sorted(cands, key=lambda c: c.score)
 
 
@@ -164,11 +159,8 @@ def apply_recheck(ranked: list[Candidate], rechecked: dict[str, dict]) -> list[C
     rechecked: child run id -> ganpipe.tune.recheck's summary ({"median": {...}, "min", "max", "seeds"})."""
     checked = [cand for cand in ranked if cand.run_id in rechecked]
     for cand in checked:
-        summary = rechecked[cand.run_id]
-        cand.score, cand.seeds = summary["median"][OBJECTIVE], summary["seeds"]
-        cand.spread = (summary["min"], summary["max"])
-        cand.medians = summary["median"]
-    return sorted(checked, key=lambda c: c.score) + [cand for cand in ranked if cand.run_id not in rechecked]
+        cand.recheck = rechecked[cand.run_id]
+    return rank(checked) + [cand for cand in ranked if cand.run_id not in rechecked]
 
 
 # ---- the whole step --------------------------------------------------------------------
@@ -198,16 +190,18 @@ def shortlist(uri: str, cfg: PromoteConfig, objectives: list[str],
 
 
 def promote(uri: str, cfg: PromoteConfig, objectives: list[str], parent_run_ids: list[str], dry_run: bool = False,
-            rechecked: dict[str, dict] | None = None) -> Decision:
+            rechecked: dict[str, dict] | None = None,
+            shortlisted: tuple[list[Candidate], list[str]] | None = None) -> Decision:
     """Promote the best trial of the sweeps whose parent runs are given.
 
     rechecked: a seed re-check's summary per child run id (ganpipe.tune.recheck): those candidates rank
     first, by their median objective, and the champion comparison uses that median.
+    shortlisted: shortlist(...) of the same arguments when the caller has it already (a re-check chose from it).
     """
     c = tracking.client(uri)
     parents = [tracking.get_run(c, run_id) for run_id in parent_run_ids]
     model_name = cfg.model_name or parents[-1].data.tags.get("ganpipe.sweep", "")
-    ranked, refused = shortlist(uri, cfg, objectives, parent_run_ids)
+    ranked, refused = shortlisted or shortlist(uri, cfg, objectives, parent_run_ids)
     if rechecked:
         ranked = apply_recheck(ranked, rechecked)
     winner = ranked[0]
@@ -223,17 +217,18 @@ def promote(uri: str, cfg: PromoteConfig, objectives: list[str], parent_run_ids:
 
 
 def _scored(cand: Candidate, objectives: list[str]) -> str:
-    """"objective 0.031 (median of 3 seeds, 0.029-0.045)" or "objective 0.031" """
+    """e.g. "mode_tv (min): objective 0.031 (median of 3 seeds, 0.029-0.045)" """
     text = f"{describe(objectives)}: objective {cand.score:.4g}"
-    if cand.spread is not None:
-        text += f" (median of {cand.seeds} seeds, {cand.spread[0]:.4g}-{cand.spread[1]:.4g})"
+    if cand.recheck:
+        text += f" (median of {cand.seeds} seeds, {cand.recheck['min']:.4g}-{cand.recheck['max']:.4g})"
     return text
 
 
 def version_tags(winner: Candidate, objectives: list[str], protocol: dict, sweep: str) -> dict[str, str]:
     """What a model version records of where it came from and how it was judged. fid, diversity and the
     objectives' tags are the re-check's medians when one ran (ganpipe.metrics keeps the checkpoint's own)."""
-    judged = {**winner.metrics, **winner.medians}
+    medians = winner.recheck["median"] if winner.recheck else {}
+    judged = {**winner.metrics, **medians}
     tags = {
         tracking.SOURCE_TAG: winner.source,
         "ganpipe.sweep": sweep,
@@ -251,9 +246,9 @@ def version_tags(winner: Candidate, objectives: list[str], protocol: dict, sweep
     }
     tags.update({f"ganpipe.{k}": repr(judged[k]) for k in dict.fromkeys([*objectives, "fid", "diversity"])
                  if k in judged})
-    if winner.spread is not None:
-        tags["ganpipe.rank_spread"] = json.dumps(list(winner.spread))  # min, max objective over the seeds
-        tags["ganpipe.recheck_medians"] = json.dumps(winner.medians, sort_keys=True)
+    if winner.recheck:
+        tags["ganpipe.rank_spread"] = json.dumps([winner.recheck["min"], winner.recheck["max"]])  # over the seeds
+        tags["ganpipe.recheck_medians"] = json.dumps(medians, sort_keys=True)
     return tags
 
 
@@ -267,15 +262,16 @@ def judge_against(champion, tags: dict[str, str]) -> tuple[str, str]:
     if champion.tags.get("ganpipe.objectives") != tags["ganpipe.objectives"]:
         theirs = champion.tags.get("ganpipe.objectives", "[fid] (before objectives were recorded)")
         return CHALLENGER, f"champion v{champion.version} was ranked by other objectives ({theirs})"
-    mine, theirs = float(tags["ganpipe.rank_score"]), float(champion.tags.get("ganpipe.rank_score", "inf"))
-    what = (f"objective {mine:.4g}" + (f" (median of {tags['ganpipe.rank_seeds']} seeds)"
-                                       if tags["ganpipe.rank_seeds"] != "1" else ""))
-    versus = f"champion v{champion.version} ({theirs:.4g}" + (
-        f", median of {champion.tags['ganpipe.rank_seeds']} seeds)" if champion.tags.get("ganpipe.rank_seeds", "1") != "1"
-        else ")")
-    if mine < theirs:
-        return CHAMPION, f"{what} beats {versus}"
-    return CHALLENGER, f"{what} does not beat {versus}"
+    mine, theirs = _rank_text(tags), f"champion v{champion.version} ({_rank_text(champion.tags)})"
+    if float(tags["ganpipe.rank_score"]) < float(champion.tags.get("ganpipe.rank_score", "inf")):
+        return CHAMPION, f"objective {mine} beats {theirs}"
+    return CHALLENGER, f"objective {mine} does not beat {theirs}"
+
+
+def _rank_text(tags: dict[str, str]) -> str:
+    """A version's rank score as its tags say it: "0.043" or "0.043, median of 3 seeds"."""
+    seeds = tags.get("ganpipe.rank_seeds", "1")
+    return f"{float(tags.get('ganpipe.rank_score', 'inf')):.4g}" + (f", median of {seeds} seeds" if seeds != "1" else "")
 
 
 def register(c, uri: str, model_name: str, winner: Candidate, refused: list[str], objectives: list[str]) -> Decision:

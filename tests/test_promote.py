@@ -57,6 +57,11 @@ def test_a_recheck_ranks_by_its_median_and_the_champion_moves_only_on_the_median
                  "rsteady": {"median": {OBJECTIVE: 0.025, "fid": 0.025}, "min": 0.02, "max": 0.03, "seeds": 3}}
     ranked = apply_recheck(ranked, rechecked)
     assert [c.trial_id for c in ranked] == ["steady", "lucky"]
+    assert [c.score for c in rank(ranked)] == [0.025, 0.05]  # ranking again keeps the medians
+    # a re-check of one seed is a re-check too: its score is that seed's, and re-checked candidates come first
+    one = apply_recheck(rank([cand("a", 0.01, 1.0), cand("b", 0.02, 1.0)]),
+                        {"ra": {"median": {OBJECTIVE: 0.5}, "min": 0.5, "max": 0.5, "seeds": 1}})
+    assert [(c.trial_id, c.score, c.seeds) for c in one] == [("a", 0.5, 1), ("b", 0.02, 1)]
     tags = version_tags(ranked[0], ["fid"], {"version": 1}, "s")
     assert tags["ganpipe.rank_score"] == repr(0.025) and tags["ganpipe.fid"] == repr(0.025)
     assert json.loads(tags["ganpipe.rank_spread"]) == [0.02, 0.03] and tags["ganpipe.rank_seeds"] == "3"
@@ -171,6 +176,21 @@ def test_champion_challenger_idempotence_and_gate(tmp_path):
     # 5. `ganpipe sample` from the alias
     proc = run(tmp_path, "sample", "models:/t-promote@champion", "-n", "16", "-o", "grid.png")
     assert proc.returncode == 0 and (tmp_path / "grid.png").stat().st_size > 0
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_sweeps_own_recheck_promotes_by_the_median_over_fresh_seeds(tmp_path):
+    out = sweep(tmp_path, "rechecked", promote={"enabled": True, "recheck_top_k": 1, "recheck_seeds": 2}).stdout
+    assert "re-check" in out and "objective over seeds" in out
+    c, (version,) = versions(tmp_path, "t-promote")
+    tags = version.tags
+    low, high = json.loads(tags["ganpipe.rank_spread"])
+    medians = json.loads(tags["ganpipe.recheck_medians"])
+    assert tags["ganpipe.rank_seeds"] == "2" and low <= float(tags["ganpipe.rank_score"]) <= high
+    assert float(tags["ganpipe.rank_score"]) == medians["objective"] == medians["mode_tv"]  # ring8's objective
+    assert float(tags["ganpipe.mode_tv"]) == medians["mode_tv"]  # the tag says the median, not the lucky run
+    assert float(tags["ganpipe.rank_score"]) == pytest.approx((low + high) / 2)
 
 
 @pytest.mark.integration

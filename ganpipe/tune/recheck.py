@@ -95,9 +95,9 @@ def recheck_and_promote(uri: str, cfg: PromoteConfig, objectives: list[str], par
                         num_cpus: int | None = None) -> Decision:
     """The promote: section of a sweep: re-check the top `recheck_top_k` with `recheck_seeds` seeds when asked
     (never in a dry run), then promote ranked by their median objectives."""
-    rechecked = None
+    rechecked, shortlisted = None, None
     if cfg.recheck_top_k > 0 and not dry_run:
-        ranked, _ = shortlist(uri, cfg, objectives, parent_run_ids)  # PromotionRefused before any training
-        rechecked = recheck_candidates(uri, ranked[:cfg.recheck_top_k], cfg.recheck_seeds, resources, objectives,
-                                       log, address, num_cpus)
-    return promote(uri, cfg, objectives, parent_run_ids, dry_run, rechecked=rechecked)
+        shortlisted = shortlist(uri, cfg, objectives, parent_run_ids)  # PromotionRefused before any training
+        rechecked = recheck_candidates(uri, shortlisted[0][:cfg.recheck_top_k], cfg.recheck_seeds, resources,
+                                       objectives, log, address, num_cpus)
+    return promote(uri, cfg, objectives, parent_run_ids, dry_run, rechecked=rechecked, shortlisted=shortlisted)

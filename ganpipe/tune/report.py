@@ -74,7 +74,7 @@ def to_screen(rows: list[dict], width: int = SCREEN_WIDTH) -> str:
     def line(values: list[str], sizes: list[int]) -> str:
         return "  ".join(v.ljust(n) for v, n in zip(values, sizes)).rstrip()
 
-    shown = [c for c in cols if c in order]
+    shown = list(cols)  # shown in the table's own order; `order` says which go first when space runs out
     while True:
         sizes = [len(str(len(rows)))] + [max(len(head[c]), *(len(x[c]) for x in cells)) for c in shown]
         if sum(sizes) + 2 * len(shown) <= width or len(shown) <= 3:

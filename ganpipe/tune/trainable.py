@@ -10,7 +10,6 @@ import math
 import shutil
 import socket
 import tempfile
-from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 
@@ -75,12 +74,6 @@ class TuneReporter:
 def train_trial(params: dict, sweep: SweepConfig, tracking: SweepRun, experiment: str) -> None:
     """params: the values Optuna sampled (dotted keys); tracking: the sweep's run (its parent run);
     experiment: the Tune experiment's name."""
-    with ExitStack() as closing:  # the trial's run and its sender thread end with the trial, whatever happens
-        _train_trial(params, sweep, tracking, experiment, closing)  # (reuse_actors: one actor, many trials)
-
-
-def _train_trial(params: dict, sweep: SweepConfig, tracking: SweepRun, experiment: str,
-                 closing: ExitStack) -> None:
     # one "Checkpoint successfully created" line per evaluation per trial drowns the progress table
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     cfg = resolve_trial(sweep, params)
@@ -97,20 +90,21 @@ def _train_trial(params: dict, sweep: SweepConfig, tracking: SweepRun, experimen
         trial_id=context.get_trial_id(), run_name=context.get_trial_name(),
         params=params, config=asdict(cfg), where=where,
     )
-    closing.callback(run.close)
-    if run.diverged_before:  # a retry of a diverged trial would only diverge again
-        raise TrialDiverged(run.diverged_before)
-
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            trainer = trainer_from_checkpoint(Path(folder) / FILENAME, device=device,
-                                              objectives=sweep.search.objectives)
-        run.log_restart(trainer.step)  # visible in MLflow: where a retried or restored trial picked up
-    else:
-        trainer = make_trainer(cfg, device=device, objectives=sweep.search.objectives)
-    result = trainer.train(TuneReporter(run, threads))
-    if not run.flush():  # the last evaluation's metrics and PNG reach MLflow before the trial ends (else raises)
-        raise TrackingFailed(f"MLflow did not take the last evaluation of run {run.run_id} in time")
-    if result.status == "diverged":
-        raise TrialDiverged(result.message)
+    try:  # the run's sender thread ends with the trial, whatever happens (reuse_actors: one actor, many trials)
+        if run.diverged_before:  # a retry of a diverged trial would only diverge again
+            raise TrialDiverged(run.diverged_before)
+        checkpoint = tune.get_checkpoint()
+        if checkpoint is not None:
+            with checkpoint.as_directory() as folder:
+                trainer = trainer_from_checkpoint(Path(folder) / FILENAME, device=device,
+                                                  objectives=sweep.search.objectives)
+            run.log_restart(trainer.step)  # visible in MLflow: where a retried or restored trial picked up
+        else:
+            trainer = make_trainer(cfg, device=device, objectives=sweep.search.objectives)
+        result = trainer.train(TuneReporter(run, threads))
+        if not run.flush():  # the last evaluation's metrics and PNG reach MLflow before the trial ends
+            raise TrackingFailed(f"MLflow did not take the last evaluation of run {run.run_id} in time")
+        if result.status == "diverged":
+            raise TrialDiverged(result.message)
+    finally:
+        run.close()
