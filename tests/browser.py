@@ -7,10 +7,12 @@ installs it). Two calls, each one chromium process that exits by itself:
 `tmp` is a folder of the test's own (e.g. pytest's tmp_path): chromium's profile goes under it, so runs never
 share state. `budget_ms` is Chromium's virtual time budget: how long the page may load and run its scripts
 before the dump or the screenshot (virtual time: a page that is done early ends early). `available()` says
-whether chromium is installed (for a skip that names why).
+whether the browser tests may run (for a skip that names why): chromium is installed, or this is CI ($CI set),
+where a missing chromium must fail those tests, not skip them.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -23,11 +25,15 @@ WINDOW = (1400, 900)
 
 
 def available() -> bool:
-    return shutil.which(CHROMIUM) is not None
+    """True where chromium is installed, and always in CI: there a missing chromium fails the test (in `_run`)
+    instead of a skip that would hide it."""
+    return shutil.which(CHROMIUM) is not None or bool(os.environ.get("CI"))
 
 
 def _run(args: list[str], url: str, tmp: Path, budget_ms: int, timeout: float,
          window: tuple[int, int] = WINDOW) -> subprocess.CompletedProcess:
+    if shutil.which(CHROMIUM) is None:
+        raise RuntimeError(f"{CHROMIUM} is not installed (.ci/run installs Debian's)")
     profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp)
     cmd = [CHROMIUM, *FLAGS, f"--window-size={window[0]},{window[1]}", f"--user-data-dir={profile}",
            f"--virtual-time-budget={budget_ms}", *args, url]

@@ -74,7 +74,38 @@ def test_a_sweep_logs_its_report_and_the_page_renders_in_a_browser(tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
 
 
-def test_the_estimators_page_and_study_note_without_a_study(tmp_path):
+def test_a_trials_best_is_its_lowest_objective_the_earliest_of_equals(tmp_path):
+    from ganpipe.report.data import _trial, ranked
+
+    c = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = c.create_experiment("t")
+    runs = []
+    for objective in ([3.0, 1.0, 1.0, 2.0], [1.0, 5.0, 5.0, 5.0]):
+        run_id = c.create_run(exp, tags={"ganpipe.status": "finished"}).info.run_id
+        for step, value in zip((100, 200, 300, 400), objective):
+            c.log_metric(run_id, "objective", value, step=step)
+            c.log_metric(run_id, "fid", 10.0 * value + step, step=step)
+        runs.append(_trial(c, c.get_run(run_id)))
+    first, second = runs
+    assert first.best == {"step": 200, "objective": 1.0, "fid": 210.0}
+    assert first.final == {"step": 400, "objective": 2.0, "fid": 420.0}
+    assert ranked(runs) == [second, first]  # equal best objectives: the earlier best step first
+
+
+def test_the_target_is_the_parent_run_named_or_the_experiments_latest_pipeline_else_sweep(tmp_path):
+    from ganpipe.report.data import find_target
+
+    c = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = c.create_experiment("t")
+    sweep, pipeline, later = (c.create_run(exp, tags={"ganpipe.kind": k}, start_time=ms).info.run_id
+                              for k, ms in (("sweep", 1000), ("pipeline", 2000), ("sweep", 3000)))
+    assert find_target(c, sweep).info.run_id == sweep
+    assert find_target(c, "t").info.run_id == pipeline  # a pipeline run is preferred to a later sweep run
+    c.delete_run(pipeline)
+    assert find_target(c, "t").info.run_id == later
+
+
+def test_a_missing_optuna_study_is_a_note(tmp_path):
     """No Optuna study (a moved folder): the page is still made, with a note; importance says why not."""
     from types import SimpleNamespace
 

@@ -43,8 +43,10 @@ def test_endpoints_and_monotone():
 
 
 def test_large_m_does_not_overflow():
-    values = np.linspace(0, 1, 3000)
-    assert expected_best(values, 1500) == pytest.approx(0.0, abs=1e-3)
+    # the best of n of 0, 1, ..., m - 1 drawn without replacement is (m - n) / (n + 1) on average
+    m, n = 3000, 1500
+    values = np.arange(m) / (m - 1)
+    assert expected_best(values, n) == pytest.approx((m - n) / ((n + 1) * (m - 1)), rel=1e-9)
 
 
 def test_bootstrap_interval_brackets_the_estimate():

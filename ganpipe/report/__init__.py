@@ -26,26 +26,29 @@ def method_factor(sweep) -> str | None:
 def build(uri: str, parent, out: Path) -> Path:
     """Write out/index.html and its PNGs for the parent run `parent`; returns the page's path."""
     from ganpipe.report import figures, findings, page
-    from ganpipe.report.data import gather
+    from ganpipe.report.data import gather, ranked
+
+    def drawn(*figs) -> list:  # the figures that were drawn (a figure function returns None for nothing to draw)
+        return [f for f in figs if f]
 
     out.mkdir(parents=True, exist_ok=True)
     data = gather(uri, parent, out, TOP_K)
     sections = []
     for i, sweep in enumerate(data.sweeps):
         slug = str(i + 1)
-        top = sorted((t for t in sweep.trials if t.best), key=lambda t: (t.score, t.best.get("step", 0)))[:TOP_K]
+        top = ranked(sweep.trials)[:TOP_K]
+        imp, imp_note = figures.importance(sweep, out, slug)
         sections.append({
             "sweep": sweep, "findings": findings.findings(sweep, data.coverage_key),
             "rates": findings.rate_rows(sweep, data.coverage_key), "top": top,
-            "budget": [f for f in [figures.budget(sweep, method_factor(sweep), out, slug)] if f],
-            "factors": [f for e in sweep.space if (f := figures.factor(sweep, e, data.coverage_key, out, slug))],
-            "curves": [f for f in [figures.curves(sweep, top, out, slug)] if f],
+            "budget": drawn(figures.budget(sweep, method_factor(sweep), out, slug)),
+            "factors": drawn(*(figures.factor(sweep, e, data.coverage_key, out, slug) for e in sweep.space)),
+            "importance": drawn(imp), "importance_note": imp_note,
+            "curves": drawn(figures.curves(sweep, top, out, slug)),
         })
-        imp, sections[-1]["importance_note"] = figures.importance(sweep, out, slug)
-        sections[-1]["importance"] = [imp] if imp else []
     front = figures.pareto(data.sweeps, out)
     index = out / "index.html"
-    index.write_text(page.render(data, sections, [page.figure(front)] if front else []))
+    index.write_text(page.render(data, sections, [page.figure(f) for f in drawn(front)]))
     return index
 
 

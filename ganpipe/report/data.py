@@ -44,6 +44,16 @@ class Trial:
         return self.best.get(OBJECTIVE, math.inf)
 
 
+def ranked(trials) -> list[Trial]:
+    """The trials that evaluated at least once, best first: lowest best objective, then the earliest best step."""
+    return sorted((t for t in trials if t.best), key=lambda t: (t.score, t.best["step"]))
+
+
+def finite_scores(trials) -> list[float]:
+    """The best objective of every trial that reached a finite one (what the expected-best estimators take)."""
+    return [t.score for t in trials if math.isfinite(t.score)]
+
+
 @dataclass
 class Sweep:
     name: str  # the stage's name in a pipeline, else the parent run's name
@@ -77,7 +87,7 @@ def find_target(c, target: str):
             raise ConfigError([Problem(TARGET, "run", f"run {target} is no sweep's or pipeline's parent run "
                                        f"(ganpipe.kind {run.data.tags.get('ganpipe.kind', 'missing')}); give "
                                        "the run `ganpipe sweep` or `ganpipe run` started, or its experiment")])
-        return find_parent(c, tracking.experiment_name(c, run.info.experiment_id), target)[1]
+        return run
     exp = tracking.find_experiment(c, target)
     if exp is not None and (pipeline := tracking.latest_run(c, exp.experiment_id, "pipeline")) is not None:
         return pipeline
@@ -104,7 +114,7 @@ def gather(uri: str, parent, out: Path, top_k: int = 3) -> ReportData:
     keys = {k for s in sweeps for t in s.trials for k in t.best}
     coverage_key = next((k for k in ("modes_covered", "coverage", "diversity") if k in keys), "diversity")
     for k, s in enumerate(sweeps, start=1):
-        for i, t in enumerate(sorted((t for t in s.trials if t.best), key=lambda t: t.score)[:top_k]):
+        for i, t in enumerate(ranked(s.trials)[:top_k]):
             t.sample = _last_sample(c, t, out, f"sample-{k}-{i + 1}.png")
     title = f"{tracking.experiment_name(c, info.experiment_id)} / {info.run_name}"
     return ReportData(title, info.run_id, tracking.experiment_name(c, info.experiment_id), uri, sweeps,
@@ -121,14 +131,15 @@ def _sweep(c, run, recheck: dict, notes: list) -> Sweep:
     config = json.loads(text)
     objectives = config["search"]["objectives"]
     trials = [_trial(c, child) for child in tracking.children(c, run.info.experiment_id, run.info.run_id)]
-    for version in tracking.versions_from_parent(c, run.info.run_id):  # a sweep's own re-check: the winner's
+    spreads = {}  # a sweep's own re-check (the winner's, on its model version); a pipeline's recheck stage wins
+    for version in tracking.versions_from_parent(c, run.info.run_id):
         vt = version.tags
         if "ganpipe.rank_spread" in vt:
             low, high = json.loads(vt["ganpipe.rank_spread"])
-            recheck.setdefault(vt.get("ganpipe.run_id"), {"seeds": int(vt.get("ganpipe.rank_seeds", 0)),
-                                                          "min": low, "max": high})
+            spreads[vt.get("ganpipe.run_id")] = {"seeds": int(vt.get("ganpipe.rank_seeds", 0)), "min": low, "max": high}
+    spreads.update(recheck)
     for t in trials:
-        t.recheck = recheck.get(t.run_id)
+        t.recheck = spreads.get(t.run_id)
     sweep = Sweep(name, run.info.run_id, objectives, config["space"], config["promote"]["min_diversity"], trials)
     sweep.study = _study(run, sweep.notes)
     return sweep

@@ -2,7 +2,6 @@
 writes one figure into `out` and returns a Figure (file, caption), or None when there is nothing to draw."""
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ganpipe.objective import OBJECTIVE, describe
+from ganpipe.report.data import finite_scores
 from ganpipe.report.estimators import bootstrap_curve, expected_best_curve, pareto_front
 
 DPI = 90
@@ -36,10 +36,6 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=DPI)
     _plt().close(fig)
     return path
-
-
-def finite_scores(trials) -> list[float]:
-    return [t.score for t in trials if t.best and math.isfinite(t.score)]
 
 
 def budget(sweep, method: str | None, out: Path, slug: str) -> Figure | None:

@@ -6,6 +6,7 @@ import math
 import statistics
 
 from ganpipe.objective import OBJECTIVE
+from ganpipe.report.data import finite_scores, ranked
 from ganpipe.report.estimators import bootstrap_curve, expected_best_curve
 
 ALL_MODES = 0.999  # modes_covered at or above: every mode covered (a fraction of the modes)
@@ -49,7 +50,7 @@ def rate_rows(sweep, coverage_key: str) -> list[dict]:
                        _frac(sum(collapsed(t, sweep.min_diversity) for t in trials), n)}
             if coverage_key == "modes_covered":
                 row["all modes covered at best"] = _frac(sum(all_modes(t, coverage_key) for t in trials), n)
-            scores = [t.score for t in trials if t.best and math.isfinite(t.score)]
+            scores = finite_scores(trials)
             row[f"median best {OBJECTIVE}"] = f"{statistics.median(scores):.4g}" if scores else "-"
             rows.append(row)
     return rows
@@ -93,12 +94,12 @@ def findings(sweep, coverage_key: str) -> list[str]:
         if parts:
             lines.append(f"{entry['path']} at each trial's best: " + "; ".join(parts))
     if evaluated:
-        best = min(evaluated, key=lambda t: (t.score, t.best.get("step", 0)))
+        best = ranked(evaluated)[0]
         setting = ", ".join(f"{e['path']}={shown(best.params[e['path']])}" for e in sweep.space if e["path"] in best.params)
         extra = ", ".join(f"{k} {best.best[k]:.4g}" for k in ("fid", "diversity", "mode_tv") if k in best.best)
         lines.append(f"best trial {best.trial_id}: {OBJECTIVE} {best.score:.4g} at step {best.best.get('step')}"
                      f" ({extra}) with {setting or 'no searched values'}")
-    scores = [t.score for t in evaluated if math.isfinite(t.score)]
+    scores = finite_scores(evaluated)
     if len(scores) >= 2:
         curve, (low, high) = expected_best_curve(scores), bootstrap_curve(scores)
         half = max(1, len(scores) // 2)

@@ -72,7 +72,8 @@ def samples(top: list) -> str:
 
 
 def render(data, sections: list[dict], overall: list[str]) -> str:
-    """sections: one per sweep, {"sweep", "findings", "rates", "figures", "importance_note", "top", "curves"}.
+    """sections: one per sweep, {"sweep", "findings", "rates", "top", "budget", "factors", "importance",
+    "importance_note", "curves"} (ganpipe.report.build).
     overall: HTML of what spans the sweeps (the Pareto front)."""
     parts = [f"<h1>Stability report: {esc(data.title)}</h1>",
              f'<p class="meta">experiment {esc(data.experiment)}, parent run <code>{esc(data.run_id)}</code>, '
