@@ -14,6 +14,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
+import scipy.stats
 import torch
 
 KL_EPS = 1e-12
@@ -68,15 +69,11 @@ def point_mode_stats(samples, centers, std: float) -> dict[str, float | int]:
 def kl_floor(n: int, n_modes: int) -> float:
     """E[KL(q || uniform)] of the histogram q of n uniform draws over n_modes bins: the KL a perfect
     generator shows at this sample size. Exact (each bin's count is Binomial(n, 1/n_modes), summed over
-    0..n): the (n_modes - 1) / 2n rule of thumb is its first-order term (0.04995 vs 0.05089 at 10,000
-    samples of 1,000 modes)."""
-    c = torch.arange(n + 1, dtype=torch.float64)
-    p = 1.0 / n_modes
-    log_pmf = (torch.lgamma(torch.tensor(n + 1.0, dtype=torch.float64)) - torch.lgamma(c + 1) - torch.lgamma(n - c + 1)
-               + c * math.log(p) + (n - c) * math.log1p(-p))
+    1..n; an empty bin adds 0): the (n_modes - 1) / 2n rule of thumb is its first-order term (0.04995 vs
+    0.05089 at 10,000 samples of 1,000 modes)."""
+    c = np.arange(1, n + 1)
     q = c / n
-    term = torch.where(c > 0, q * torch.log(q * n_modes), torch.zeros_like(q))
-    return float(n_modes * (log_pmf.exp() * term).sum())
+    return float(n_modes * np.sum(scipy.stats.binom.pmf(c, n, 1.0 / n_modes) * q * np.log(q * n_modes)))
 
 
 def label_mode_stats(labels, n_modes: int) -> dict[str, float | int]:
