@@ -11,17 +11,18 @@ What MLflow 3.17 answers (sqlite store and `mlflow server` over REST alike):
 - a write to a deleted run or to a run of a deleted experiment: INVALID_PARAMETER_VALUE (400);
 - sqlite "database is locked" and other SQLAlchemy OperationalErrors: TEMPORARILY_UNAVAILABLE (503);
 - over HTTP, a non-JSON error page gets the code of its status (401 UNAUTHENTICATED, 403 PERMISSION_DENIED,
-  400 BAD_REQUEST, 404 ENDPOINT_NOT_FOUND); 408/429/5xx and connection errors are first retried by
-  MLflow's own HTTP client (MLFLOW_HTTP_REQUEST_MAX_RETRIES=7, backoff factor 2, up to ~4 min per call
-  by default), then end as INTERNAL_ERROR ("Max retries exceeded").
+  400 BAD_REQUEST, 404 ENDPOINT_NOT_FOUND); 408, 429, 500, 502, 503, 504 and connection errors are first
+  retried by MLflow's own HTTP client (MLFLOW_HTTP_REQUEST_MAX_RETRIES=7, backoff factor 2, up to ~4 min per
+  call by default), then end as INTERNAL_ERROR ("Max retries exceeded"). `transient` retries the same statuses.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
 
 from mlflow.exceptions import MlflowException
+from mlflow.utils.request_utils import _TRANSIENT_FAILURE_RESPONSE_CODES
 
-TRANSIENT_STATUS = (408, 429)  # and every 5xx
+TRANSIENT_STATUS = _TRANSIENT_FAILURE_RESPONSE_CODES  # what MLflow's HTTP client retries: 408, 429, 500, 502-504
 
 
 class TrackingUnavailable(RuntimeError):
@@ -45,11 +46,12 @@ def http_status(err: BaseException) -> int | None:
 
 
 def transient(err: BaseException) -> bool:
-    """Worth retrying: connection errors and timeouts, 408, 429 and 5xx. Not 400, 401/403, 404, nor a bug."""
+    """Worth retrying: connection errors and timeouts, and the statuses MLflow's HTTP client retries (408, 429,
+    500, 502, 503, 504). Not 400, 401/403, 404, 501, nor a bug."""
     status = http_status(err)
     if status is not None:
-        return status in TRANSIENT_STATUS or status >= 500
-    return isinstance(err, (OSError, TimeoutError))  # refused, reset, timed out (requests' errors are OSErrors)
+        return status in TRANSIENT_STATUS
+    return isinstance(err, OSError)  # refused, reset, timed out (TimeoutError and requests' errors are OSErrors)
 
 
 def describe(err: BaseException) -> str:

@@ -30,9 +30,8 @@ def download_best_checkpoint(c: MlflowClient, run_id: str, folder: Path) -> Path
 
 
 def find_version(c: MlflowClient, model_name: str, source: str):
-    """The model version registered from `source` before, if any (promotion is idempotent)."""
-    if not _model_exists(c, model_name):
-        return None
+    """The model version registered from `source` before, if any (promotion is idempotent); a model not
+    registered yet has none (the search answers [])."""
     found = read_or_none(f"the versions of model {model_name!r}", lambda: c.search_model_versions(
         f"name = '{model_name}' and tags.`{SOURCE_TAG}` = '{source}'"))
     return found[0] if found else None
@@ -70,10 +69,6 @@ def load_model(uri: str | None, source: str):
     with fluent_tracking_uri(uri):
         info = mlflow.models.get_model_info(source)
         return mlflow.pytorch.load_model(source), dict(info.metadata or {}), info.signature.inputs.inputs[0].shape
-
-
-def _model_exists(c: MlflowClient, model_name: str) -> bool:
-    return registered_model(c, model_name) is not None
 
 
 def version_by_alias(c: MlflowClient, model_name: str, alias: str):

@@ -19,7 +19,7 @@ from ganpipe.tracking.store import client
 
 # ---- sending without blocking training -------------------------------------------------------
 RETRY_FOR = float(os.environ.get("GANPIPE_TRACKING_RETRY_S", "600"))
-"""Seconds the sender keeps retrying transient failures (connection errors, timeouts, 408, 429, 5xx) of one
+"""Seconds the sender keeps retrying transient failures (connection errors, timeouts, 408, 429, 500, 502-504) of one
 call (no call getting through meanwhile) before it gives up on the run: 10 min by default, or
 $GANPIPE_TRACKING_RETRY_S. Each attempt is itself one MLflow call, which MLflow's HTTP client already
 retries on those failures (MLFLOW_HTTP_REQUEST_MAX_RETRIES=7 with backoff factor 2: ~4 min by default, and

@@ -52,5 +52,6 @@ def trials_view_path(experiment_id: str) -> str:
 
 def experiments_with_view(c: MlflowClient, limit: int = 20) -> list[tuple[str, str]]:
     """(name, id) of the latest experiments that have a trials view, most recently created first."""
-    found = c.search_experiments(max_results=200, order_by=["creation_time DESC"])
-    return [(e.name, e.experiment_id) for e in found if VIEW_TAG in e.tags][:limit]
+    found = c.search_experiments(max_results=limit, filter_string=f"tags.`{VIEW_TAG}` LIKE '%'",
+                                 order_by=["creation_time DESC"])
+    return [(e.name, e.experiment_id) for e in found]

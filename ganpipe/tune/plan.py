@@ -42,10 +42,7 @@ def read_by_trials(sweep: SweepConfig) -> tuple[dict, list[str]]:
 
     def drop(key: str) -> None:
         section, _, leaf = key.rpartition(".")
-        node = config
-        for part in section.split("."):
-            node = node[part]
-        node.pop(leaf, None)
+        value(section).pop(leaf, None)
 
     for key in searched:
         if key.split(".")[0] in config:
@@ -55,8 +52,10 @@ def read_by_trials(sweep: SweepConfig) -> tuple[dict, list[str]]:
         if key in searched or key.split(".")[0] not in config:
             continue
         p = searched.get(decider)
-        values = list(p.choices) if p is not None and p.kind == "choice" else None if p else [value(decider)]
-        if values is not None and not any(v in allowed for v in values):
+        if p is not None and p.kind != "choice":
+            continue  # a searched range: some trial may give the decider an allowed value
+        values = [value(decider)] if p is None else p.choices
+        if not any(v in allowed for v in values):
             drop(key)
             unread.append(f"{key} (only with {decider} {' or '.join(map(str, allowed))})")
     for key in OFF_AT_ZERO:
