@@ -17,7 +17,7 @@ class EvalReport:
 
     step: int
     metrics: dict[str, float]
-    samples: torch.Tensor  # the generated evaluation samples (N, *shape), fixed z
+    samples: torch.Tensor | None  # the generated evaluation samples (N, *shape), fixed z; None: no PNG
 
 
 @dataclass

@@ -21,10 +21,10 @@ from ganpipe.config import resolve_trial
 from ganpipe.config.schema import SweepConfig
 from ganpipe.objective import BEST_OBJECTIVE, OBJECTIVE
 from ganpipe.tracking import TrackingFailed, TrialRun
+from ganpipe.tune import bench
 from ganpipe.tune.sweep_run import SweepRun
 from ganpipe.tune.threads import TrialThreads
 from ganpipe.train.checkpoint import FILENAME
-from ganpipe.train import make_trainer, trainer_from_checkpoint
 from ganpipe.train.loop import Trainer
 from ganpipe.train.reporter import EvalReport, TrialResult
 from ganpipe.viz import save_samples_png
@@ -49,12 +49,14 @@ class TuneReporter:
         folder = Path(tempfile.mkdtemp(prefix="ganpipe-ckpt-"))
         try:
             trainer.save_checkpoint(folder / FILENAME)
-            png = save_samples_png(report.samples, folder / f"step-{report.step:07d}.png", f"step {report.step}",
-                                   ncol=trainer.grid_columns, modes=trainer.sample_modes)
+            png = None if report.samples is None else save_samples_png(
+                report.samples, folder / f"step-{report.step:07d}.png", f"step {report.step}",
+                ncol=trainer.grid_columns, modes=trainer.sample_modes)
             metrics = {**report.metrics, "threads": torch.get_num_threads()}  # what this interval trained on
             # with the trial's best objective so far: a curve whose last value the MLflow runs table sorts by
             self.run.log_eval(report.step, {**metrics, BEST_OBJECTIVE: trainer.best[OBJECTIVE]}, png)  # queued
-            png.unlink()  # the checkpoint folder holds the checkpoint only
+            if png is not None:
+                png.unlink()  # the checkpoint folder holds the checkpoint only
             # Tune may stop this actor right after a report (ASHA, last step): give the queue a moment,
             # and all the time it needs after the last evaluation. Metrics are reconciled by the driver.
             self.run.flush(600 if report.step >= trainer.cfg.train.steps else 10)
@@ -85,11 +87,12 @@ def train_trial(params: dict, sweep: SweepConfig, tracking: SweepRun, experiment
         "ganpipe.node_ip": ray.util.get_node_ip_address(),
         "ganpipe.ray_node_id": ray.get_runtime_context().get_node_id(),
     }
-    run = TrialRun(
+    run = bench.NoTracking() if bench.tracking_off() else TrialRun(
         tracking.uri, tracking.experiment_id, tracking.parent_run_id,
         trial_id=context.get_trial_id(), run_name=context.get_trial_name(),
         params=params, config=asdict(cfg), where=where,
     )
+    make_trainer, trainer_from_checkpoint = bench.trainer_factories()  # ganpipe.train's, unless benchmarking
     try:  # the run's sender thread ends with the trial, whatever happens (reuse_actors: one actor, many trials)
         if run.diverged_before:  # a retry of a diverged trial would only diverge again
             raise TrialDiverged(run.diverged_before)
