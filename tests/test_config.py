@@ -86,7 +86,7 @@ BAD = [
     ("name: t\noptimizer: {lr_d: fast}", "optimizer.lr_d", "expected a number, got 'fast'"),
     ("name: t\neval: {every: 0}", "eval.every", ">= 1"),
     ("name: t\neval: {num_samples: -5}", "eval.num_samples", ">= 0"),
-    ("name: t\nsearch: {sampler: grid}", "search.sampler", "unknown sampler 'grid'; valid: tpe, random, cmaes"),
+    ("name: t\nsearch: {sampler: grid}", "search.sampler", "unknown sampler 'grid'; valid: tpe, tpe-group, random, cmaes, gp"),
     ("name: t\nsearch: {scheduler: {name: pbt}}", "search.scheduler.name", "valid: asha, none"),
     ("name: t\nsearch: {scheduler: {compare: mean}}", "search.scheduler.compare", "valid: best, last"),
     ("name: t\nsearch: {scheduler: {metric: fid}}", "search.scheduler.metric", "unknown key 'metric'"),
@@ -332,6 +332,31 @@ def test_suggest_conditional_params_with_optuna(tmp_path):
         assert 1e-4 <= cfg.optimizer.lr_g <= 1e-2 and 16 <= cfg.model.width <= 256
         study.tell(trial, 0.0)
     assert seen == {True, False}
+
+
+@pytest.mark.parametrize("name", ["tpe", "tpe-group", "random", "cmaes", "gp"])
+def test_every_sampler_searches_a_conditional_space(tmp_path, name):
+    """search.sampler names an Optuna sampler (ganpipe.tune.search.make_sampler); each one, past its start-up
+    trials, still suggests only the parameters a trial's choices make live."""
+    from ganpipe.tune.search import make_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sweep = load_sweep(write(tmp_path, SPACE_YAML), [f"search.sampler={name}", "search.startup_trials=3"])
+    sampler = make_sampler(sweep)
+    expected = {"tpe": optuna.samplers.TPESampler, "tpe-group": optuna.samplers.TPESampler,
+                "random": optuna.samplers.RandomSampler, "cmaes": optuna.samplers.CmaEsSampler,
+                "gp": optuna.samplers.GPSampler}[name]
+    assert type(sampler) is expected
+    if name == "tpe-group":
+        assert sampler._group and sampler._multivariate
+    study = optuna.create_study(sampler=sampler)
+    for _ in range(6):
+        trial = study.ask()
+        values = suggest(trial, sweep.space, sweep.trial)
+        assert ("loss.gp_weight" in values) == (values["loss.name"] == "wgan-gp")
+        cfg = resolve_trial(sweep, values)
+        study.tell(trial, abs(cfg.optimizer.lr_g - 1e-3) + (cfg.loss.name == "ns"))
+    assert len(study.trials) == 6
 
 
 def test_suggest_condition_on_a_fixed_key():

@@ -169,9 +169,12 @@ class SchedulerConfig:
 @dataclass
 class SearchConfig:
     num_samples: int = _f(8, **_at_least(1))  # trials
-    sampler: str = _f("tpe", what="sampler", choices=("tpe", "random", "cmaes"))  # tpe, random, cmaes
+    # tpe: Optuna's TPE (multivariate with one objective, Optuna's default since 5.0); tpe-group: multivariate
+    # TPE on each group of parameters that occur together (conditional spaces); random; cmaes (numeric
+    # parameters by CMA-ES, the others independently); gp: Gaussian-process Bayesian optimisation
+    sampler: str = _f("tpe", what="sampler", choices=("tpe", "tpe-group", "random", "cmaes", "gp"))
     seed: int = _f(0, **_at_least(0))
-    # tpe: random trials before TPE models the results; 0 = Optuna's default (10)
+    # tpe, tpe-group, gp: random trials before the model takes over; 0 = Optuna's default (10)
     startup_trials: int = _f(0, **_at_least(0))
     # what "best" means for checkpoints, ASHA, the results table and promotion (ganpipe.objective):
     # [mode_tv], [fid], [kid], or a second objective [fid, diversity] / [kid, diversity];

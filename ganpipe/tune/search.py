@@ -55,6 +55,11 @@ def make_sampler(sweep: SweepConfig) -> optuna.samplers.BaseSampler:
         # categorical and conditional params fall back to independent sampling
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     startup = {"n_startup_trials": sweep.search.startup_trials} if sweep.search.startup_trials else {}
+    if sweep.search.sampler == "gp":
+        # parameters outside the space every trial shares (conditional ones) are sampled independently
+        return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False, **startup)
+    if sweep.search.sampler == "tpe-group":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, **startup)
     return optuna.samplers.TPESampler(seed=seed, **startup)
 
 
