@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+import browser
 from conftest import interrupt_when, sqlite_runs
 
 from ganpipe.config import ConfigError, load_sweep
@@ -122,6 +124,23 @@ def all_runs(folder: Path, experiment: str):
     return c, c.search_runs([exp.experiment_id], max_results=1000)
 
 
+def assert_pipeline_report_renders(c, pipeline_run_id: str, folder: Path) -> None:
+    """The pipeline's parent run holds its stability report: one section per sweep stage, the re-check's seed
+    spread on the Pareto front, and headless Chromium decodes every figure (skipped only where chromium is
+    missing outside CI, as tests/browser.py says)."""
+    page = Path(c.download_artifacts(pipeline_run_id, "report", str(folder / "pipeline-report"))) / "index.html"
+    html = page.read_text()
+    for stage in ("broad", "narrow"):
+        assert f"<h2>{stage} <span class='meta'>" in html, stage
+    assert "Pareto front" in html and '<table class="findings">' in html
+    if not browser.available():
+        return
+    dom = browser.dump_dom(page.as_uri(), folder)
+    body = re.search(r"<body[^>]*>", dom).group(0)
+    shown, rendered = (int(re.search(rf'{k}="(\d+)"', body).group(1)) for k in ("data-images", "data-images-rendered"))
+    assert shown == rendered >= 2 * 3, body  # each stage's figures and samples, all decoded
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_ci_pipeline_runs_every_stage_and_promotes(tmp_path):
@@ -151,6 +170,8 @@ def test_ci_pipeline_runs_every_stage_and_promotes(tmp_path):
     assert best_recheck["median"]["objective"] == best_recheck["median"]["mode_tv"]
     assert json.loads(champion.tags["ganpipe.rank_spread"]) == [best_recheck["min"], best_recheck["max"]]
     assert champion.tags["ganpipe.rank_seeds"] == "2" and json.loads(champion.tags["ganpipe.objectives"]) == ["mode_tv"]
+
+    assert_pipeline_report_renders(c, pipeline.info.run_id, tmp_path)
 
     again = ganpipe(tmp_path, "run", str(ROOT / "pipelines" / "ci-ring8.yaml"), "--resume", "--num-cpus", "2")
     assert again.returncode == 0, again.stderr[-3000:]

@@ -13,6 +13,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ganpipe import tracking
 from ganpipe.config.errors import ConfigError, Problem
 from ganpipe.objective import OBJECTIVE
@@ -172,7 +174,7 @@ def _pipeline_recheck(c, runs: list) -> dict:
             for key in ("fid", "diversity"):
                 values = [m[key] for m in seeds if key in m]
                 if values:
-                    spread[key] = (min(values), max(values))
+                    spread[key] = (min(values), float(np.median(values)), max(values))
             found[entry["run_id"]] = spread
     return found
 

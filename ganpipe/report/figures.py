@@ -157,15 +157,20 @@ def pareto(sweeps, out: Path) -> Figure | None:
     for (_, t), f, d in zip(pts, fid, div):
         r = t.recheck or {}
         if "fid" in r and "diversity" in r:
-            ax.errorbar(f, d, xerr=[[f - r["fid"][0]], [r["fid"][1] - f]],
-                        yerr=[[d - r["diversity"][0]], [r["diversity"][1] - d]], color="gray", capsize=3, lw=1)
+            # the re-check's median with its range, joined to the trial's own point: a re-check trains fresh
+            # seeds, so the trial's (selected, often lucky) value may lie outside that range
+            (f_lo, f_med, f_hi), (d_lo, d_med, d_hi) = r["fid"], r["diversity"]
+            ax.plot([f, f_med], [d, d_med], ":", color="gray", lw=1)
+            ax.errorbar(f_med, d_med, xerr=[[f_med - f_lo], [f_hi - f_med]], yerr=[[d_med - d_lo], [d_hi - d_med]],
+                        fmt="o", mfc="none", color="gray", capsize=3, lw=1)
             spread = True
     ax.set(xlabel="fid (lower is better)", ylabel="diversity (higher is better)", title="fid x diversity")
     if np.nanmax(fid) / max(np.nanmin(fid[fid > 0]) if (fid > 0).any() else 1, 1e-9) > 50:
         ax.set_xscale("log")
     ax.legend(fontsize=8)
     caption = (f"Each trial at its best evaluation ({len(pts)} trials); dashed: the Pareto front"
-               + ("; gray bars: the range over a seed re-check's seeds" if spread else
+               + ("; gray circle with bars, dotted to its trial: the median and range of fid and diversity over a "
+                  "seed re-check's fresh seeds (the trial's own, selected seed may lie outside that range)" if spread else
                   "; no seed re-check data with fid and diversity (a pipeline's recheck stage logs them)"))
     return Figure(_save(fig, out / "pareto.png"), caption)
 
