@@ -18,6 +18,7 @@ from ganpipe import cluster, tracking
 from ganpipe.config import ConfigError, Problem, first_values, resolve_trial
 from ganpipe.config.schema import SweepConfig
 from ganpipe.preflight import check_client_mode, check_data, check_local_resources, parse_storage
+from ganpipe.tune import live
 from ganpipe.tune.interrupt import TuneInterrupt
 from ganpipe.tune.plan import describe_plan
 from ganpipe.tune.search import build_tuner, make_trainable
@@ -94,7 +95,9 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
         return SweepOutcome(0)
     exp_dir = exp_dir or new_experiment_dir(storage, sweep.name)
 
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table with our metric columns
+    # Tune's classic output engine, the one that calls a ProgressReporter (ganpipe.tune.live); the new one
+    # would drop it for its own per-result lines
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     started_here = cluster.connect_ray(opts.address, opts.num_cpus)
     client = bool(target and cluster.is_ray_client(target))
     try:
@@ -115,7 +118,7 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
             upload_study(exp_dir)
         start = time.perf_counter()
         try:
-            with TuneInterrupt(enabled=not client) as interrupt:
+            with TuneInterrupt(enabled=not client) as interrupt, live.output_guard():
                 results = tuner.fit()
         except BaseException as err:  # never leave the parent RUNNING on a driver error
             end_sweep_run(run, "failed", f"driver error: {err!r}")

@@ -1,5 +1,5 @@
 """The Tuner of a sweep: Optuna's define-by-run searcher, the ASHA scheduler, the trainable with its
-resources, checkpoints, callbacks and the progress table."""
+resources, checkpoints, callbacks and what it prints while it runs (ganpipe.tune.live, Tune's table at the end)."""
 from __future__ import annotations
 
 import optuna
@@ -12,6 +12,7 @@ from ganpipe.config import suggest
 from ganpipe.config.schema import SweepConfig, TrialConfig
 from ganpipe.config.space import Param
 from ganpipe.tune.callbacks import CloseChildRuns, UploadStudy
+from ganpipe.tune.live import SweepProgress
 from ganpipe.objective import BEST_OBJECTIVE, DIRECTIONS, OBJECTIVE
 from ganpipe.tune.plan import grace_period, max_steps
 from ganpipe.tune.storage import Location, StudyStorage
@@ -112,18 +113,22 @@ class ResultsReporter(tune.CLIReporter):
                          for line in lines)
 
 
-def progress_reporter(sweep: SweepConfig, results: str = "") -> tune.CLIReporter:
+def progress_reporter(sweep: SweepConfig, results: str = "") -> SweepProgress:
+    """The live view or event lines while the sweep runs, then this table once (ganpipe.tune.live)."""
     metrics = {"step": "step", BEST_OBJECTIVE: "best objective", **{o: o for o in sweep.search.objectives},
                "modes": "modes"}
-    return ResultsReporter(
+    table = ResultsReporter(
         results,
         metric=BEST_OBJECTIVE, mode="min",  # the Tuner has no metric of its own (ASHA and the searcher have theirs)
         metric_columns=metrics,
         # conditional params are absent from some trials' configs, which the table cannot show
         parameter_columns=[p.path for p in sweep.space if not p.when][:8],
-        max_report_frequency=15,
+        print_intermediate_tables=True,  # its one table, at the end, lists every trial
         sort_by_metric=True,
     )
+    return SweepProgress(table, sweep.name, sweep.search.objectives, sweep.search.num_samples, max_steps(sweep),
+                         scheduler="ASHA" if sweep.search.scheduler.name == "asha" else "",
+                         max_failures=sweep.failure.max_failures)
 
 
 def callbacks(sweep: SweepConfig, exp_dir: Location, run: SweepRun, local_ray: bool) -> list[tune.Callback]:
@@ -159,6 +164,6 @@ def build_tuner(sweep: SweepConfig, exp_dir: Location, run: SweepRun, local_ray:
             ),
             callbacks=callbacks(sweep, exp_dir, run, local_ray),
             progress_reporter=progress_reporter(sweep, str(exp_dir)),
-            verbose=1,
+            verbose=1,  # Tune calls the reporter and prints nothing of its own (its result lines start at 2)
         ),
     )
