@@ -112,6 +112,58 @@ def test_promote_stops_with_exit_1_in_one_line_when_the_store_fails(proxy, tmp_p
     assert err.startswith("promotion stopped: tracking store") and "503" in err, err
 
 
+MLMODEL = "flavors: {}\nrun_id: r\nartifact_path: generator\nutc_time_created: '2024-01-01 00:00:00.000000'\n"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("fault, match", [(503, "/mlflow-artifacts/"), (401, "/mlflow-artifacts/"),
+                                          ("reset", "/mlflow-artifacts/"), (503, "/mlflow-artifacts/artifacts/")])
+def test_a_failed_artifact_read_raises_instead_of_saying_absent(proxy, tmp_path, fault, match):
+    """MLflow itself answers a download that failed (5xx, 401, a dropped connection) as RESOURCE_DOES_NOT_EXIST
+    ("Failed to download artifacts from path ..."). Before: read_text_artifact said None and model_info
+    ModelNotFound for it, so `ganpipe promote` called a sweep's parent run "no sweep's parent run" (exit 2).
+    match "/mlflow-artifacts/artifacts/": the downloads fail, the listings (".../artifacts?path=") answer."""
+    c = tracking.client(proxy.url)
+    track = parent(proxy.url, f"artifacts-{fault}-{len(match)}")
+    run_id, name = track["parent_run_id"], f"art-{fault}-{len(match)}"
+    tracking.log_texts(c, run_id, {"sweep_config.json": "{}", "generator/MLmodel": MLMODEL})
+    c.create_registered_model(name)
+    c.create_model_version(name, f"runs:/{run_id}/generator", run_id=run_id)
+    assert tracking.read_text_artifact(c, run_id, "sweep_config.json", tmp_path) == "{}"
+    assert tracking.read_text_artifact(c, run_id, "generator/other.json", tmp_path) is None  # absent: None
+    assert tracking.read_text_artifact(c, "0" * 32, "sweep_config.json", tmp_path) is None  # no such run
+    for source in (f"models:/{name}/1", f"runs:/{run_id}/generator"):
+        assert tracking.model_info(proxy.url, source).run_id == "r"
+    for source in (f"models:/{name}/7", f"runs:/{run_id}/nothing", f"runs:/{'0' * 32}/generator"):
+        with pytest.raises(tracking.ModelNotFound):
+            tracking.model_info(proxy.url, source)
+
+    proxy.fail(fault, match=match, method="GET")
+    with pytest.raises(tracking.TrackingUnavailable, match=f"sweep_config.json of run {run_id}"):
+        tracking.read_text_artifact(c, run_id, "sweep_config.json", tmp_path)
+    for source in (f"models:/{name}/1", f"runs:/{run_id}/generator"):
+        with pytest.raises(tracking.TrackingUnavailable, match="could not read model"):
+            tracking.model_info(proxy.url, source)
+    proxy.clear()
+    assert tracking.read_text_artifact(c, run_id, "sweep_config.json", tmp_path) == "{}"
+
+
+@pytest.mark.integration
+def test_promote_stops_with_exit_1_when_the_sweep_config_cannot_be_downloaded(proxy, capsys):
+    """Before: exit 2, "run ... is no sweep's parent run (it has no sweep_config.json)", for a 503."""
+    from ganpipe import cli
+
+    c = tracking.client(proxy.url)
+    experiment_id = tracking.ensure_experiment(c, "no-config")
+    run_id = tracking.start_parent_run(c, experiment_id, "sweep", {"ganpipe.kind": "sweep"})
+    tracking.log_texts(c, run_id, {"sweep_config.json": "{}"})
+    proxy.fail(503, match="sweep_config.json")
+    assert cli.main(["promote", "--experiment", "no-config", "--tracking-uri", proxy.url]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("promotion stopped: ") and "sweep_config.json" in err and "503" in err, err
+
+
 # ---- defect 2: the sender retries what is transient, for a bounded time, and fails on the rest ---------
 @pytest.mark.integration
 @pytest.mark.parametrize("fault", [401, 403, 400])

@@ -17,6 +17,7 @@ What MLflow 3.17 answers (sqlite store and `mlflow server` over REST alike):
 """
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 
 from mlflow.exceptions import MlflowException
@@ -34,7 +35,12 @@ class TrackingFailed(RuntimeError):
 
 
 def absent(err: BaseException) -> bool:
-    return isinstance(err, MlflowException) and err.error_code == "RESOURCE_DOES_NOT_EXIST"
+    """MLflow says it does not exist: RESOURCE_DOES_NOT_EXIST, or a 404 from the artifact store over HTTP.
+    (MLflow also reports a download that failed for any reason as RESOURCE_DOES_NOT_EXIST: artifacts are
+    read through runs.read_text_artifact, which lists before it downloads.)"""
+    if isinstance(err, MlflowException):
+        return err.error_code == "RESOURCE_DOES_NOT_EXIST"
+    return isinstance(err, OSError) and http_status(err) == 404
 
 
 def http_status(err: BaseException) -> int | None:
@@ -54,18 +60,29 @@ def transient(err: BaseException) -> bool:
     return isinstance(err, OSError)  # refused, reset, timed out (TimeoutError and requests' errors are OSErrors)
 
 
+_RETRIED = re.compile(r"API request to (?P<url>\S+) failed with exception .*?Max retries exceeded.*\(Caused by "
+                      r"(?P<cause>.*)\)$")
+
+
 def describe(err: BaseException) -> str:
-    """One line: the error's type, MLflow code or status, and first line."""
+    """One line: the error's type, MLflow code or status, and first line (of MLflow's "The following failures
+    occurred while downloading one or more artifacts ...", the first failure's)."""
     code = getattr(err, "error_code", None) or http_status(err)
-    first = (str(err).strip().splitlines() or [""])[0][:300]
+    lines = [line for line in str(err).strip().splitlines() if line.strip()] or [""]
+    files = [i for i, line in enumerate(lines[:-1]) if line.startswith("##### File ")]
+    first = f"download failed: {lines[files[0] + 1]}" if files else lines[0]
+    retried = _RETRIED.search(first)  # the cause, not urllib3's pool and the URL again
+    first = (f"{first[:retried.start()]}API request to {retried['url']} failed: {retried['cause']}" if retried
+             else first)[:300]
     return f"{type(err).__name__}{f' ({code})' if code else ''}: {first}"
 
 
 def read_or_none(what: str, call):
-    """call(), or None if MLflow says it does not exist; TrackingUnavailable for any other MLflow error."""
+    """call(), or None if MLflow says it does not exist; TrackingUnavailable for any other MLflow error, or
+    HTTP or connection error (the artifact store's client raises requests' own)."""
     try:
         return call()
-    except MlflowException as err:
+    except (MlflowException, OSError) as err:
         if absent(err):
             return None
         raise TrackingUnavailable(f"could not read {what} from the tracking store: {describe(err)}") from err

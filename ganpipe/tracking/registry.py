@@ -9,7 +9,7 @@ from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from ganpipe.tracking.errors import read_or_none
+from ganpipe.tracking.errors import TrackingUnavailable, absent, describe, read_or_none
 from ganpipe.tracking.runs import BEST_PREFIX
 from ganpipe.tracking.store import TRACKING_URI_ENV
 
@@ -52,14 +52,25 @@ class ModelNotFound(LookupError):
 
 
 def model_info(uri: str, source: str):
-    """mlflow.models.get_model_info of a models:/ or runs:/ URI (or any URI MLflow opens) on store `uri`."""
+    """mlflow.models.get_model_info of a models:/ or runs:/ URI (or any URI MLflow opens) on store `uri`.
+    ModelNotFound if there is no such model, version, run or MLmodel file; TrackingUnavailable if the store
+    could not say."""
     import mlflow
 
     with fluent_tracking_uri(uri):
         try:
             return mlflow.models.get_model_info(source)
-        except MlflowException as err:
-            raise ModelNotFound(str(err).splitlines()[0]) from None
+        except (MlflowException, OSError) as err:  # OSError: requests' own, from an artifact store over HTTP
+            if not absent(err):
+                raise TrackingUnavailable(f"could not read model {source}: {describe(err)}") from err
+            why = str(err).splitlines()[0]
+        # MLflow answers an MLmodel it could not download (a 5xx, 401, a dropped connection) as absent too: the
+        # listing says which (it raises what went wrong; a missing run or version is absent again)
+        listed = read_or_none(f"model {source}", lambda: mlflow.artifacts.list_artifacts(artifact_uri=source)) or []
+    if any(Path(f.path).name == "MLmodel" for f in listed):
+        raise TrackingUnavailable(f"could not read model {source}: its MLmodel is listed, but MLflow could not "
+                                  f"download it ({why})")
+    raise ModelNotFound(why)
 
 
 def load_model(uri: str | None, source: str):

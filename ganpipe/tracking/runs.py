@@ -12,7 +12,7 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from ganpipe.tracking.errors import read_or_none
+from ganpipe.tracking.errors import TrackingUnavailable, describe, read_or_none
 
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "ganpipe.trial_id"
@@ -77,11 +77,32 @@ def metric_steps(c: MlflowClient, run_id: str, key: str) -> list[int]:
 
 
 def read_text_artifact(c: MlflowClient, run_id: str, path: str, folder: Path) -> str | None:
-    """A small text artifact of a run (downloaded into `folder`), or None if the run has none there."""
+    """A small text artifact of a run (downloaded into `folder`), or None if the run has none there;
+    TrackingUnavailable if the store could not say or the download failed."""
+    return None if not has_artifact(c, run_id, path) else downloaded(c, run_id, path, folder).read_text()
+
+
+def has_artifact(c: MlflowClient, run_id: str, path: str) -> bool:
+    """Whether the run has a file at artifact `path` (False for no such run); TrackingUnavailable if the store
+    could not say. Asked of the listing because MLflow answers a download that failed for any reason (a 5xx,
+    401, a dropped connection) as RESOURCE_DOES_NOT_EXIST."""
+    folder = path.rpartition("/")[0] or None
+    listed = read_or_none(f"{path} of run {run_id}", lambda: c.list_artifacts(run_id, folder)) or []
+    return any(f.path == path and not f.is_dir for f in listed)
+
+
+def downloaded(c: MlflowClient, run_id: str, path: str, folder: Path) -> Path:
+    """A run's artifact file that exists (has_artifact), downloaded into `folder`; TrackingUnavailable if not.
+    Read from the run's artifact store itself, whose error says what failed (MlflowClient.download_artifacts
+    reads through a runs:/ URI, which drops it)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
     try:
-        return Path(c.download_artifacts(run_id, path, str(folder))).read_text()
-    except (MlflowException, OSError):
-        return None
+        repo = get_artifact_repository(c.get_run(run_id).info.artifact_uri, tracking_uri=c.tracking_uri)
+        return Path(repo.download_artifacts(path, str(folder)))
+    except (MlflowException, OSError) as err:
+        raise TrackingUnavailable(f"could not read {path} of run {run_id} from the tracking store, which lists "
+                                  f"it: {describe(err)}") from err
 
 
 # ---- the sweep's parent run ---------------------------------------------------------------
