@@ -41,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"trials": 4, "reports": 5}
 EVERY = 100  # G steps between evaluations: train.steps = reports x EVERY
+CPUS = 2  # the in-process Ray's CPUs (--num-cpus of `ganpipe sweep`)
 
 
 # ---- processes, from /proc -------------------------------------------------------------------
@@ -142,16 +143,21 @@ def mlflow_server(root: Path, backend: str, workers: int):
         deadline = time.time() + 120
         while not healthy(port):
             if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"the MLflow server did not come up; see {root / 'mlflow-server.log'}")
+                log.flush()
+                tail = (root / "mlflow-server.log").read_text()[-3000:]
+                raise RuntimeError(f"the MLflow server did not come up (exit {proc.poll()}):\n{tail}")
             time.sleep(0.5)
         yield f"http://127.0.0.1:{port}", proc.pid
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+        for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 30)):
+            try:
+                os.killpg(proc.pid, sig)  # the group: the server's workers too
+                proc.wait(timeout=wait)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
         log.close()
 
 
@@ -171,7 +177,7 @@ def sweep_yaml(trials: int, reports: int, concurrency: int) -> dict:
         "eval": {"every": EVERY},
         "search": {"num_samples": trials, "sampler": "tpe", "objectives": ["mode_tv"],
                    "max_concurrent": concurrency, "scheduler": {"name": "none"}},
-        "resources": {"cpu": 1, "gpu": 0},
+        "resources": {"cpu": min(1.0, CPUS / concurrency), "gpu": 0},  # `concurrency` trials fit at once
     }
 
 
@@ -260,9 +266,16 @@ def child(args) -> None:
         return ended
 
     driver.build_tuner, driver.finish_sweep = build_tuner, finish_sweep
-    outcome = driver.run_sweep(sweep, path.read_text(), driver.SweepOptions(
-        tracking_uri=args.uri, storage=str(Path(args.work) / f"ray_results-{args.child}"), num_cpus=2,
-        experiment=experiment, promote=False, resume_hint=False))
+    opts = driver.SweepOptions(tracking_uri=args.uri, storage=str(Path(args.work) / f"ray_results-{args.child}"),
+                               num_cpus=CPUS, experiment=experiment, promote=False, resume_hint=False)
+    if args.profile:  # where the driver's time goes (its main thread runs Tune's controller loop)
+        import cProfile
+
+        profile = cProfile.Profile()
+        outcome = profile.runcall(driver.run_sweep, sweep, path.read_text(), opts)
+        profile.dump_stats(args.profile)
+    else:
+        outcome = driver.run_sweep(sweep, path.read_text(), opts)
     out["exit_code"] = outcome.exit_code
     if args.child == "on":
         out["rows_final"] = count_rows(args.pg, experiment)
@@ -288,8 +301,9 @@ def run_mode(mode: str, args, work: Path, sweep: Path, uri: str, pg: str, watche
     before = {name: tree_cpu(pid) for name, pid in watched.items()}
     t0 = time.perf_counter()
     with open(work / f"driver-{mode}.log", "w") as log:
+        profile = ["--profile", str(Path(args.profile).resolve())] if args.profile and mode == args.modes[0] else []
         proc = subprocess.run([sys.executable, __file__, "--child", mode, "--sweep", str(sweep), "--uri", uri,
-                               "--pg", pg, "--work", str(work), "--child-out", str(child_out)],
+                               "--pg", pg, "--work", str(work), "--child-out", str(child_out), *profile],
                               cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
@@ -308,9 +322,11 @@ def main(argv=None) -> int:
     p.add_argument("--tiny", action="store_true", help=f"the CI size: {TINY['trials']} trials x {TINY['reports']}")
     p.add_argument("--modes", nargs="+", default=["on", "off"], choices=["on", "off"])
     p.add_argument("--workers", type=int, default=1, help="MLflow server workers (`ganpipe server --workers`)")
-    p.add_argument("--concurrency", type=int, default=2, help="search.max_concurrent (trials at once)")
+    p.add_argument("--concurrency", type=int, default=2,
+                   help=f"trials at once: search.max_concurrent, resources.cpu = {CPUS} / this (at most 1)")
     p.add_argument("--out", type=Path)
     p.add_argument("--keep", action="store_true", help="keep the scratch folder (logs, Tune results)")
+    p.add_argument("--profile", help="cProfile the driver of the first mode into this file (a pstats dump)")
     for private in ("--child", "--sweep", "--uri", "--pg", "--work", "--child-out"):
         p.add_argument(private, help=argparse.SUPPRESS)
     args = p.parse_args(argv)

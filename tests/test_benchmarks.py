@@ -25,27 +25,64 @@ def test_overhead_benchmark_runs_tiny(tmp_path):
 @pytest.mark.integration
 def test_sweep_benchmarks_run_tiny(tmp_path):
     out = tmp_path / "s.json"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sweeps.py"), "--seeds", "1", "--trials", "2",
-                    "--steps", "200", "--datasets", "ring8", "--scale", "0.01", "--out", str(out)],
-                   check=True, capture_output=True, timeout=900)
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sweeps.py"), "--only", "utilisation", "--only", "peer",
+                    "--trials", "2", "--steps", "200", "--out", str(out)], check=True, capture_output=True, timeout=900)
     data = json.loads(out.read_text())
     for share in ("share_idle_cpus=False", "share_idle_cpus=True"):
         measured = data["utilisation"][share]
         assert 0 < measured["utilisation_after_startup"] <= 1.0 and measured["one_thread_equivalent_utilisation"] > 0
-    assert data["peer"]["optuna_n_jobs"]["best_fid"] > 0
-    seed0 = data["search"]["ring8"]["seeds"]["0"]
+    assert data["peer"]["judged_by"] == "objective"  # quick.yaml's mode_tv, in [0, 1]
+    assert 0 <= data["peer"]["optuna_n_jobs"]["best_objective"] <= 1
+    assert 0 <= data["peer"]["ganpipe_sweep"]["best_objective"] <= 1 and data["peer"]["wall_ratio_per_repeat"][0] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_search_benchmark_runs_tiny_and_ranks_by_the_objective(tmp_path):
+    """The issue-21 search benchmark on the broad grid25 space, tiny: three methods at one budget of training
+    steps, every best the sweep's objective (mode_tv), never the lowest fid."""
+    out = tmp_path / "s.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sweeps.py"), "--only", "search", "--seeds", "1",
+                    "--datasets", "grid25-broad", "--scale", "0.01", "--out", str(out)],
+                   check=True, capture_output=True, timeout=900)
+    data = json.loads(out.read_text())["search"]["grid25-broad"]
+    assert data["judged_by"] == "objective" and data["target"]["objective_max"] == 0.2
+    seed0 = data["seeds"]["0"]
     assert set(seed0) == {"budget", "tpe+asha", "random", "default"}
     budget = seed0["budget"]["steps"]
     assert seed0["random"]["steps_spent"] == seed0["default"]["steps_spent"] == budget  # equal compute budget
     assert seed0["tpe+asha"]["steps_spent"] <= budget
-    for method in ("tpe+asha", "random", "default"):  # per trial: its searched values and what it reached
-        records = seed0[method]["trial_records"]
-        assert len(records) == seed0[method]["trials"]
-        assert sum(r["steps"] for r in records) >= seed0[method]["steps_spent"]  # records count past the budget too
-        assert min(r["best_fid"] for r in records) <= seed0[method]["best_fid"]
-        if seed0[method]["steps_to_target"] is not None:  # the curve's hit is some trial's hit
-            assert any(r["reached_at_step"] is not None for r in records)
-    assert all({"loss.name", "optimizer.lr_g"} <= set(r["config"]) for r in seed0["random"]["trial_records"])
+    for method in ("tpe+asha", "random", "default"):
+        r, records = seed0[method], seed0[method]["trial_records"]
+        assert len(records) == r["trials"] and sum(x["steps"] for x in records) >= r["steps_spent"]
+        assert [c[1] for c in r["curve"]] == sorted((c[1] for c in r["curve"]), reverse=True)  # a best so far
+        for x in records:  # a trial's best is its lowest objective, here mode_tv; its fid may be any
+            assert x["best_objective"] == x["mode_tv_at_best"] and x["lowest_fid"] <= x["fid_at_best"]
+        if r["steps_to_target"] is not None:  # the curve's hit is some trial's hit
+            assert any(x["reached_at_step"] is not None for x in records)
+    # random search spends its budget on whole trials: its best is its trials' lowest best objective
+    assert seed0["random"]["best_objective"] == min(x["best_objective"] for x in seed0["random"]["trial_records"])
+    assert all({"loss.name", "optimizer.lr_g"} <= set(x["config"]) for x in seed0["random"]["trial_records"])
+    expected = seed0["random"]["expected_best"]  # Lucic et al.'s estimator over random search's trials
+    m = seed0["random"]["trials"]
+    assert len(expected["expected_best"]) == m and expected["budget_steps"][-1] == budget
+    assert expected["expected_best"][-1] == pytest.approx(seed0["random"]["best_objective"], abs=1e-6)
+    assert all(lo <= hi for lo, hi in zip(expected["low"], expected["high"]))
+    across = data["across_seeds"]
+    assert across["tpe+asha"]["seeds"] == ["0"] and len(across["tpe+asha"]["over_random"]) == 1
+    assert across["random_pooled"]["trials"] == m
+
+
+def test_search_benchmark_medians_count_a_missed_target_as_the_worst(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from sweeps import hit_ratio, median_or_none
+
+    assert median_or_none([3000, None, 1000]) == 3000 and median_or_none([None, None, 1000]) is None
+    assert median_or_none([1000, 3000]) == 2000 and median_or_none([]) is None
+    assert hit_ratio(1000, 4000, 64000) == 0.25
+    assert hit_ratio(1000, None, 64000) == "<= 0.0156"  # random search missed: at most 1000 / 64000
+    assert hit_ratio(None, 4000, 64000) == ">= 16.0000" and hit_ratio(None, None, 64000) is None
+    assert median_or_none([0.25, "<= 0.0156", ">= 16.0000"]) == 0.25
 
 
 @pytest.mark.slow
