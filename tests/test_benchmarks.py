@@ -161,3 +161,22 @@ def test_ema_cost_benchmark_runs_tiny():
                           check=True, capture_output=True, text=True, timeout=300)
     data = json.loads(proc.stdout)
     assert all(t["median_us"] > 0 for case in data.values() for t in case.values())
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_tracking_scale_benchmark_runs_tiny(tmp_path):
+    """benchmarks/tracking_scale.py at its CI size (4 trials x 5 reports, tracking on and off): every result
+    Tune received is in PostgreSQL exactly once, right after fit() and after the sweep's end."""
+    out = tmp_path / "ts.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tracking_scale.py"), "--tiny", "--out", str(out)],
+                   check=True, capture_output=True, timeout=900)
+    data = json.loads(out.read_text())
+    on, off = data["modes"]["on"], data["modes"]["off"]
+    assert on["results"] == off["results"] == data["results_expected"] == 4 * 5
+    assert on["trial_errors"] == off["trial_errors"] == 0 and on["exit_code"] == off["exit_code"] == 0
+    assert data["expected_rows"]["child_metrics"] == 4 * 5 * len(on["metric_keys"])
+    assert data["exact"] == {"rows_after_fit": True, "rows_final": True}
+    assert on["rows_final"]["child_metric_keys"] == on["metric_keys"]
+    assert on["rows_final"]["child_runs_by_status"] == {"FINISHED": 4}
+    assert on["driver_cpu_ms_per_result"] > 0 and data["fit_wall_ratio_on_over_off"] > 0
