@@ -47,11 +47,11 @@ def tracking_off() -> bool:
 
 
 # ---- a trainer that trains nothing --------------------------------------------------------------
-_KEYS: dict[str, dict[str, float]] = {}  # dataset -> an untrained generator's real metrics (once per process)
+_KEYS: dict[str, dict[str, float]] = {}  # data config -> the protocol's metrics of samples near the data
 
 
 def protocol_metrics(cfg) -> dict[str, float]:
-    """The evaluation protocol's metrics of random samples: the keys (and scale) a real evaluation reports.
+    """The evaluation protocol's metrics of samples near the data: the keys (and scale) a real evaluation reports.
     Computed once per process and dataset (a few seconds: the real statistics)."""
     key = json.dumps(asdict(cfg.data), sort_keys=True) + str(cfg.eval.num_samples)
     if key not in _KEYS:
@@ -68,7 +68,7 @@ def protocol_metrics(cfg) -> dict[str, float]:
 class NoTrainTrainer:
     """The Trainer's reporting without its training: evaluations at every `eval.every` G steps and at
     `train.steps` (the loop's cadence), each with the protocol's metric keys plus the loop's (losses,
-    steps/s, eval seconds, objective), values drawn around an untrained generator's, seeded by the config;
+    steps/s, eval seconds, objective), values drawn around protocol_metrics', seeded by the config;
     the best-so-far rule of ganpipe.objective; a small checkpoint (step, best, draws) that resumes it."""
 
     grid_columns = None
