@@ -226,6 +226,23 @@ def test_transient_failures_for_longer_than_the_limit_fail_the_trial_run(proxy, 
     run.close()
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("fault", ["lost", 504])
+def test_a_create_whose_answer_is_lost_leaves_one_trial_run(proxy, monkeypatch, fault):
+    """The server makes the run, its answer is lost (dropped, or a gateway's 504) and MLflow's client sends the
+    create again. Before: two child runs of one trial, the first left RUNNING with no metrics."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    track = parent(proxy.url, f"lost-create-{fault}")
+    proxy.fail(fault, match="/runs/create", times=1, forward=fault == 504)
+    run = trial_run(track, "t1")
+    run.close()
+    assert any(done in ("lost", "504 after forwarding") for _, path, done in proxy.seen if "/runs/create" in path)
+    c = tracking.client(proxy.url)
+    kids = tracking.children(c, track["experiment_id"], track["parent_run_id"])
+    assert [k.info.run_id for k in kids] == [run.run_id]
+    assert kids[0].data.params == {"lr": "0.0001"}
+
+
 # ---- defect 3: a closed TrialRun leaves no thread behind ------------------------------------------------
 def test_trial_runs_closed_at_trial_end_leave_no_threads(tmp_path):
     """With reuse_actors=True one worker runs trial after trial: before, each TrialRun left its sender thread."""

@@ -125,12 +125,27 @@ def register_generator(uri: str, run_id: str, model_name: str, model, example, m
                 serialization_format="pickle", pickle_module=pickle,
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             )
-            return mlflow.register_model(info.model_uri, model_name, tags=tags)
+            return one_version(c, model_name, mlflow.register_model(info.model_uri, model_name, tags=tags),
+                               tags.get(SOURCE_TAG, ""))
     finally:  # a run's end time is its trial's end, not the promotion's
         if before.status == "RUNNING":
             c.update_run(run_id, status="RUNNING")
         else:
             c.set_terminated(run_id, status=before.status, end_time=before.end_time)
+
+
+def one_version(c: MlflowClient, model_name: str, version, source: str):
+    """The first version registered from `source`, any later ones deleted. MLflow's HTTP client sends a request
+    again when its answer is lost (a gateway's 504 after the server created the version, a dropped connection),
+    so one registration can leave two versions of the same checkpoint."""
+    if not source:
+        return version
+    same = c.search_model_versions(f"name = '{model_name}' and tags.`{SOURCE_TAG}` = '{source}'")
+    first = min(same, key=lambda v: int(v.version), default=version)
+    for v in same:
+        if v.version != first.version:
+            c.delete_model_version(model_name, v.version)
+    return first
 
 
 def _refuse_ganpipe_imports(data: bytes, model_name: str) -> None:

@@ -112,11 +112,8 @@ class TrialRun:
                  params: dict, config: dict, where: dict[str, str] | None = None):
         """`where`: tags saying where this attempt runs (node); updated at every (re)start."""
         self.client = client(uri)
-        existing = self.client.search_runs(
-            [experiment_id],
-            filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{PARENT_TAG}` = '{parent_run_id}'",
-            max_results=1,
-        )
+        mine = f"tags.`{TRIAL_TAG}` = '{trial_id}' and tags.`{PARENT_TAG}` = '{parent_run_id}'"
+        existing = self.client.search_runs([experiment_id], filter_string=mine, max_results=1)
         if existing:
             self.run_id = existing[0].info.run_id
             self.tags = existing[0].data.tags
@@ -125,12 +122,25 @@ class TrialRun:
                 self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in where.items()])
         else:
             tags = {PARENT_TAG: parent_run_id, TRIAL_TAG: trial_id, **(where or {})}
-            self.run_id = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+            created = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+            self.run_id = self._first_run(experiment_id, mine, created)
             self.tags = tags
             self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
             self.client.log_text(self.run_id, json.dumps(config, indent=2), "config.json")
         self.last_step = self._last_logged_step()
         self.sender = RetryingSender(f"run {self.run_id}")
+
+    def _first_run(self, experiment_id: str, mine: str, created: str) -> str:
+        """The trial's first child run, any later ones deleted. MLflow's HTTP client sends a create again when its
+        answer is lost (a gateway's 504 after the server made the run, a dropped connection): two runs."""
+        same = self.client.search_runs([experiment_id], filter_string=mine, max_results=10)
+        if len(same) < 2:
+            return created
+        first = min(same, key=lambda r: (r.info.start_time, r.info.run_id))
+        for run in same:
+            if run.info.run_id != first.info.run_id:
+                self.client.delete_run(run.info.run_id)
+        return first.info.run_id
 
     @property
     def diverged_before(self) -> str:
