@@ -95,7 +95,8 @@ def _handler(proxy: FaultProxy):
         def _any(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             rule = proxy._rule(self.command, self.path)
-            done = "forwarded" if rule is None else f"{rule.fault} after forwarding" if rule.forward else str(rule.fault)
+            done = ("forwarded" if rule is None else f"{rule.fault} after forwarding" if rule.forward
+                    else str(rule.fault))
             with proxy.lock:
                 proxy.seen.append((self.command, self.path, done))
             if rule is not None and rule.fault == "reset":

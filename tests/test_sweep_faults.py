@@ -25,7 +25,7 @@ from services import free_port, mlflow_server
 from ganpipe import cli, promote, tracking
 from ganpipe.config.schema import PromoteConfig
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]  # each sweep also stops at 420 s
 
 NAME = "faults"  # the sweep, its experiment and its registered model
 SWEEP = {
@@ -241,8 +241,8 @@ def test_promotion_stops_on_a_failed_read_and_moves_nothing(server, ranked, monk
 def test_promotion_through_a_transient_window_registers_one_version(server, ranked, monkeypatch, capsys):
     """Every registry call answered 503 for 3 s (MLflow's retries, 0, 2 and 4 s apart here, cross it), and the
     new version's creation answered 504 after the server made it (a gateway that gave up waiting): MLflow's
-    client sends it again. Exactly one new version, from the winner's best checkpoint, with the alias its score earns; promoting
-    again changes nothing."""
+    client sends it again. Exactly one new version, from the winner's best checkpoint, with the alias its score
+    earns; promoting again changes nothing."""
     before, champ = versions(server), alias(server, promote.CHAMPION)
     for key, value in {**MLFLOW_RETRIES, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3"}.items():
         monkeypatch.setenv(key, value)
