@@ -158,6 +158,9 @@ def _run(args: argparse.Namespace) -> int:
             if "--label" not in str(e):
                 raise
             raise ConfigError([Problem("--label", "label", str(e))]) from None
+        except tracking.TrackingUnavailable as err:
+            print(f"sampling stopped: {err}", file=sys.stderr)
+            return EXIT_FAILED
         print(f"wrote {path}")
         return 0
     if args.command == "server":

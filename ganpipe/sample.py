@@ -80,6 +80,8 @@ def _model_problems(source: str, uri: str) -> list[Problem]:
                     f"mlflow artifacts download -r {run_id} -a {tracking.BEST_CHECKPOINT} -d DIR, then "
                     "ganpipe sample DIR")
         return [Problem(source, "source", f"{err}{hint}")]
+    except tracking.TrackingUnavailable:  # the store failed to answer: no fact about the source (exit 1)
+        raise
     except Exception as err:  # noqa: BLE001 - a URI MLflow cannot even parse (http://x, s3:/...) fails otherwise
         return [Problem(source, "source", f"not a model MLflow can open ({type(err).__name__}: {err}); "
                                           f"expected {SOURCES}")]

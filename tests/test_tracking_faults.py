@@ -164,6 +164,21 @@ def test_promote_stops_with_exit_1_when_the_sweep_config_cannot_be_downloaded(pr
     assert err.startswith("promotion stopped: ") and "sweep_config.json" in err and "503" in err, err
 
 
+@pytest.mark.integration
+def test_sample_stops_with_exit_1_when_the_model_cannot_be_read(proxy, capsys):
+    """Before: exit 2, "not a model MLflow can open (TrackingUnavailable: ...)", as if the source were wrong."""
+    from ganpipe import cli
+
+    c = tracking.client(proxy.url)
+    track = parent(proxy.url, "sample-faulty")
+    tracking.log_texts(c, track["parent_run_id"], {"generator/MLmodel": MLMODEL})
+    proxy.fail(503, match="/mlflow-artifacts/", method="GET")
+    source = f"runs:/{track['parent_run_id']}/generator"
+    assert cli.main(["sample", source, "--tracking-uri", proxy.url]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("sampling stopped: ") and "503" in err, err
+
+
 # ---- defect 2: the sender retries what is transient, for a bounded time, and fails on the rest ---------
 @pytest.mark.integration
 @pytest.mark.parametrize("fault", [401, 403, 400])
