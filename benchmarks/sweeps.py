@@ -380,7 +380,7 @@ def expected_best_vs_budget(records: list[dict], steps: int, draws: int = 500) -
     return {"budget_steps": [n * steps for n in range(1, len(values) + 1)],
             "expected_best": [round(float(x), 6) for x in expected_best_curve(finite)],
             "low": [round(float(x), 6) for x in low], "high": [round(float(x), 6) for x in high],
-            "p_reached": [round(1 - float(x), 4) for x in expected_best_curve(missed)]}
+            "p_reached": [round(max(0.0, 1 - float(x)), 4) for x in expected_best_curve(missed)]}
 
 
 def across_seeds(data: dict, methods) -> dict:
