@@ -6,6 +6,9 @@ process is simply torn down; the driver sees every ending, so it closes runs her
 
 UploadStudy keeps a snapshot of the Optuna study in the experiment folder when that is
 in S3 (the study itself is a sqlite file on the driver's disk, see ganpipe.tune.storage).
+
+NoTensorBoardFiles takes the place of the TensorBoard logger Tune adds to every run where
+tensorboardX is installed, so Tune does not add it (its CSV and JSON loggers stay).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import time
 from pathlib import Path
 
 from ray import tune
+from ray.tune.logger import TBXLoggerCallback
 
 from ganpipe import tracking
 from ganpipe.config import resolve_trial
@@ -102,3 +106,21 @@ class UploadStudy(tune.Callback):
 
     def on_experiment_end(self, trials, **info):
         self._upload(force=True)
+
+
+class NoTensorBoardFiles(TBXLoggerCallback):
+    """Writes nothing. Tune adds a TBXLoggerCallback unless one is among the callbacks; its event files
+    duplicate what MLflow shows and cost the driver 7.5 ms of CPU per result, a quarter of its time at scale
+    (docs/benchmarks.md, tracking at scale)."""
+
+    def __init__(self):  # no tensorboardX writer
+        self._trial_writer, self._trial_result = {}, {}
+
+    def log_trial_start(self, trial):
+        pass
+
+    def log_trial_result(self, iteration, trial, result):
+        pass
+
+    def log_trial_end(self, trial, failed: bool = False):
+        pass

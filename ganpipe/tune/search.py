@@ -11,7 +11,7 @@ from ray.tune.search.optuna import OptunaSearch
 from ganpipe.config import suggest
 from ganpipe.config.schema import SweepConfig, TrialConfig
 from ganpipe.config.space import Param
-from ganpipe.tune.callbacks import CloseChildRuns, UploadStudy
+from ganpipe.tune.callbacks import CloseChildRuns, NoTensorBoardFiles, UploadStudy
 from ganpipe.tune.live import SweepProgress
 from ganpipe.objective import BEST_OBJECTIVE, DIRECTIONS, OBJECTIVE
 from ganpipe.tune.plan import grace_period, max_steps
@@ -22,19 +22,17 @@ from ganpipe.tune.trainable import train_trial
 
 
 class ResumableOptunaSearch(OptunaSearch):
-    """OptunaSearch that tolerates what a SIGKILLed driver leaves behind.
+    """OptunaSearch that tells the study only each trial's end (the name is kept: resumed sweeps unpickle it).
 
-    The searcher's state is restored from Tune's last experiment snapshot, while the
-    Optuna study (sqlite) already holds what happened after it: a trial the snapshot
-    thinks is running may be COMPLETE in the study. Reporting to it again is harmless to
-    skip; raising would end the whole resumed sweep.
+    OptunaSearch writes every result to the study as an intermediate value, for Optuna's pruners. ganpipe
+    stops trials with ASHA and keeps the curves in MLflow, so nothing reads them, and the write cost the
+    driver 16 ms of CPU per result in the sqlite study, half its time at scale (docs/benchmarks.md, tracking
+    at scale). Not writing them also spares a resumed sweep the trials the study already holds COMPLETE
+    while Tune's older snapshot thinks them running: a report to one raised and ended the sweep.
     """
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        try:
-            super().on_trial_result(trial_id, result)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass
+        pass
 
 
 class DefineByRun:
@@ -132,7 +130,7 @@ def progress_reporter(sweep: SweepConfig, results: str = "") -> SweepProgress:
 
 
 def callbacks(sweep: SweepConfig, exp_dir: Location, run: SweepRun, local_ray: bool) -> list[tune.Callback]:
-    found = [CloseChildRuns(sweep, run)]
+    found = [CloseChildRuns(sweep, run), NoTensorBoardFiles()]
     if sweep.resources.share_idle_cpus and local_ray:  # a cluster's CPUs may belong to other jobs too
         found.append(ShareIdleCpus(exp_dir.name, sweep.search.num_samples, sweep.resources.cpu))
     if exp_dir.remote:
