@@ -308,14 +308,18 @@ def search(folder: Path, seed: int, case: dict, scale: float = 1.0, methods=DEFA
             continue
         sub = folder / method
         sub.mkdir()
-        if method == "default":  # the default config (first choice / midpoint) trained once for the whole budget
+        if method == "default":  # the default config (first choice / midpoint) trained once for the whole budget,
+            # on one thread like every trial of the other methods: alone, it would take the idle CPU as a second
+            # thread (resources.share_idle_cpus), which changes no step; on a loaded 2-core machine it trained
+            # grid25-broad's default at 3.6 steps/s on two threads, and at 260 on one a few minutes later
             from ganpipe.config import first_values, load_sweep
 
             sweep = load_sweep(case["sweep"], case["sets"])
             defaults = [f"{k}={v}" for k, v in first_values(sweep.space, sweep.trial).items()]
             wall, _, dfs = run_sweep(sub, case["sets"] + defaults + [
                 "search.num_samples=1", "search.scheduler.name=none", "search.sampler=random",
-                f"train.steps={budget}", f"eval.every={max(every, steps // 4)}", f"train.seed={seed}"], case["sweep"])
+                f"train.steps={budget}", f"eval.every={max(every, steps // 4)}", f"train.seed={seed}",
+                "resources.share_idle_cpus=false"], case["sweep"])
         else:
             # ASHA stops most trials early, so a search with it runs more of them; it is interrupted once the
             # budget is spent, and steps past the budget do not count
