@@ -9,7 +9,9 @@ from ganpipe.objective import OBJECTIVE
 from ganpipe.report.data import finite_scores, ranked
 from ganpipe.report.estimators import bootstrap_curve, expected_best_curve
 
-ALL_MODES = 0.999  # modes_covered at or above: every mode covered (a fraction of the modes)
+MOST_MODES = 0.99  # modes_covered at or above: 990 of stacked-digits' 1000 modes; all of ring8's 8 and grid25's 25
+# ("all 1000" is rare even for a perfect generator at 10,000 samples, so it would tell the settings apart by luck)
+KEPT = ">= 99 % of modes"
 
 
 def groups(sweep, entry: dict) -> dict[str, list]:
@@ -34,8 +36,8 @@ def collapsed(t, min_diversity: float) -> bool:
     return not t.best or not t.best.get("diversity", -math.inf) >= min_diversity
 
 
-def all_modes(t, coverage_key: str) -> bool:
-    return coverage_key == "modes_covered" and t.best.get("modes_covered", 0.0) >= ALL_MODES
+def most_modes(t, coverage_key: str) -> bool:
+    return coverage_key == "modes_covered" and t.best.get("modes_covered", 0.0) >= MOST_MODES
 
 
 def rate_rows(sweep, coverage_key: str) -> list[dict]:
@@ -49,7 +51,7 @@ def rate_rows(sweep, coverage_key: str) -> list[dict]:
                    f"best diversity < {sweep.min_diversity:g} (promote.min_diversity)":
                        _frac(sum(collapsed(t, sweep.min_diversity) for t in trials), n)}
             if coverage_key == "modes_covered":
-                row["all modes covered at best"] = _frac(sum(all_modes(t, coverage_key) for t in trials), n)
+                row[f"covered {KEPT} at best"] = _frac(sum(most_modes(t, coverage_key) for t in trials), n)
             scores = finite_scores(trials)
             row[f"median best {OBJECTIVE}"] = f"{statistics.median(scores):.4g}" if scores else "-"
             rows.append(row)
@@ -83,8 +85,8 @@ def findings(sweep, coverage_key: str) -> list[str]:
         for label, trials in groups(sweep, entry).items():
             value = label.split("=", 1)[1]
             if coverage_key == "modes_covered":
-                kept = sum(all_modes(t, coverage_key) for t in trials)
-                parts.append(f"{value}: {kept}/{len(trials)} covered all modes")
+                kept = sum(most_modes(t, coverage_key) for t in trials)
+                parts.append(f"{value}: {kept}/{len(trials)} covered {KEPT}")
             else:
                 kept = sum(not collapsed(t, sweep.min_diversity) for t in trials)
                 parts.append(f"{value}: {kept}/{len(trials)} reached diversity >= {sweep.min_diversity:g}")
