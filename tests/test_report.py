@@ -66,7 +66,7 @@ def test_a_sweep_logs_its_report_and_the_page_renders_in_a_browser(tmp_path):
     assert shown == rendered >= len(pngs), body  # every figure and sample decoded (naturalWidth > 0)
     assert 'data-natural-width="0"' not in dom
     findings = re.search(r'<table class="findings">.*?</table>', dom, re.S).group(0)
-    assert re.search(r"loss\.name at each trial's best: hinge: \d+/\d+ covered >= 99 % of modes", findings), findings
+    assert re.search(r"loss\.name at each trial's best: hinge: \d+/\d+ covered &gt;= 99 % of modes", findings), findings
     assert "4 trials: 4 evaluated at least once" in findings
 
     shot = browser.screenshot(page.as_uri(), tmp_path / "report.png", tmp_path)
