@@ -97,7 +97,7 @@ def test_a_cross_key_problem_names_the_set_that_caused_it(tmp_path):
 
 def test_file_problems_come_with_the_config_problems_in_one_error(tmp_path):
     found = problems(sweep_file(tmp_path, {"dataset": "mnist"}, search={"sampler": "nope"}))
-    assert ("search.sampler", "unknown sampler 'nope'; valid: tpe, random, cmaes") in found
+    assert ("search.sampler", "unknown sampler 'nope'; valid: tpe, tpe-group, random, cmaes, gp") in found
     assert any(k == "data.root" and "required for mnist" in m for k, m in found)
 
 
