@@ -173,3 +173,12 @@ def mlflow_server(folder: Path, port: int, backend: str):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+
+
+def sqlite_mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on a sqlite store in a fresh folder, for a module's fixture
+    (`yield from sqlite_mlflow_server(tmp_path_factory)`); yields its port."""
+    folder = tmp_path_factory.mktemp("server")
+    port = free_port()
+    with mlflow_server(folder, port, f"sqlite:///{folder / 'server.db'}"):
+        yield port

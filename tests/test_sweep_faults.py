@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from faultproxy import FaultProxy
-from services import free_port, mlflow_server
+from services import sqlite_mlflow_server
 
 from ganpipe import cli, promote, tracking
 from ganpipe.config.schema import PromoteConfig
@@ -47,10 +47,7 @@ NOT_MLFLOW_METRICS = {"restarted_at_step"}  # logged by a retried trial only
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A real `mlflow server` (sqlite backend) for the module; yields its port."""
-    folder = tmp_path_factory.mktemp("server")
-    port = free_port()
-    with mlflow_server(folder, port, f"sqlite:///{folder / 'server.db'}"):
-        yield port
+    yield from sqlite_mlflow_server(tmp_path_factory)
 
 
 def direct(port: int):

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from faultproxy import FaultProxy
-from services import free_port, mlflow_server
+from services import sqlite_mlflow_server
 
 from ganpipe import tracking
 from ganpipe.tracking import trial_run as trial_run_module
@@ -24,10 +24,7 @@ READS = ("/registered-models/", "/model-versions/")  # every registry read the p
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A real `mlflow server` (sqlite backend), shared by this module's tests; yields its port."""
-    folder = tmp_path_factory.mktemp("server")
-    port = free_port()
-    with mlflow_server(folder, port, f"sqlite:///{folder / 'server.db'}"):
-        yield port
+    yield from sqlite_mlflow_server(tmp_path_factory)
 
 
 @pytest.fixture
