@@ -76,6 +76,20 @@ def cpu_seconds(pid: int, with_reaped: bool = True) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of a process's live threads, summed by thread name (/proc/PID/task/TID/comm)."""
+    by_name: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            text = (task / "stat").read_text()
+        except OSError:  # the thread ended between the listing and the read
+            continue
+        st = text[text.rindex(")") + 2:].split()
+        by_name[name] = by_name.get(name, 0.0) + (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
+    return by_name
+
+
 def tree_cpu(pid: int) -> float:
     return cpu_seconds(pid) + sum(cpu_seconds(p) for p in descendants(pid))
 
@@ -245,17 +259,22 @@ def child(args) -> None:
 
     def build_tuner(*a, **k):
         tuner = real_build(*a, **k)
-        out["_start"], out["_others0"] = clock(), others()
+        out["_start"], out["_others0"], out["_threads0"] = clock(), others(), thread_cpu(os.getpid())
         return tuner
 
     def finish_sweep(sweep_, results, run, exp_dir, seconds, *a, **k):
         (t0, c0), (t1, c1) = out.pop("_start"), clock()
         o0, o1 = out.pop("_others0"), others()
+        h0, h1 = out.pop("_threads0"), thread_cpu(os.getpid())
         n = sum(len(r.metrics_dataframe) for r in results if r.metrics_dataframe is not None)
         out.update(fit_wall_s=t1 - t0, driver_cpu_s=c1 - c0, results=n,
                    driver_cpu_ms_per_result=1000 * (c1 - c0) / n, fit_wall_ms_per_result=1000 * (t1 - t0) / n,
                    trial_errors=sum(1 for r in results if r.error),
-                   ray_cpu_s={k_: round(o1[k_] - o0.get(k_, 0.0), 2) for k_ in o1})
+                   ray_cpu_s={k_: round(o1[k_] - o0.get(k_, 0.0), 2) for k_ in o1},
+                   # which of the driver's threads spent it (threads that ended during fit() are not here)
+                   driver_thread_cpu_ms_per_result=dict(sorted(
+                       ((k_, round(1000 * (h1[k_] - h0.get(k_, 0.0)) / n, 3)) for k_ in h1
+                        if h1[k_] - h0.get(k_, 0.0) > 0), key=lambda kv: -kv[1])))
         if args.child == "off":  # nothing to report on: no child runs
             end_sweep_run(run, "finished")
             return "finished"

@@ -180,3 +180,5 @@ def test_tracking_scale_benchmark_runs_tiny(tmp_path):
     assert on["rows_final"]["child_metric_keys"] == on["metric_keys"]
     assert on["rows_final"]["child_runs_by_status"] == {"FINISHED": 4}
     assert on["driver_cpu_ms_per_result"] > 0 and data["fit_wall_ratio_on_over_off"] > 0
+    # the driver's CPU split by its threads: Tune's loop runs on the main thread ("python")
+    assert on["driver_thread_cpu_ms_per_result"].get("python", 0) > 0

@@ -138,6 +138,18 @@ def callbacks(sweep: SweepConfig, exp_dir: Location, run: SweepRun, local_ray: b
     return found
 
 
+def checkpoint_config(keep: int) -> tune.CheckpointConfig:
+    """keep > 0: Tune keeps each trial's best `keep` checkpoints by the objective (and always its latest).
+    keep == 0: every checkpoint, in the order reported, with no score: Tune would otherwise re-score every
+    kept checkpoint (flattening its whole result) on each new one, O(reports) of driver time per result
+    (2.7 ms of 4.7 at 100 reports per trial, docs/benchmarks.md section 8); nothing needs the order, since
+    attach_best_checkpoints picks the best itself."""
+    if not keep:
+        return tune.CheckpointConfig(num_to_keep=None)
+    return tune.CheckpointConfig(num_to_keep=keep, checkpoint_score_attribute=OBJECTIVE,  # the sweep's own rule
+                                 checkpoint_score_order="min")
+
+
 def build_tuner(sweep: SweepConfig, exp_dir: Location, run: SweepRun, local_ray: bool) -> tune.Tuner:
     return tune.Tuner(
         make_trainable(sweep, run, exp_dir.name),
@@ -155,11 +167,7 @@ def build_tuner(sweep: SweepConfig, exp_dir: Location, run: SweepRun, local_ray:
             name=exp_dir.name,
             storage_path=exp_dir.parent.uri,
             failure_config=tune.FailureConfig(max_failures=sweep.failure.max_failures),
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=sweep.failure.keep_checkpoints or None,
-                checkpoint_score_attribute=OBJECTIVE,  # top-k by the sweep's own rule
-                checkpoint_score_order="min",
-            ),
+            checkpoint_config=checkpoint_config(sweep.failure.keep_checkpoints),
             callbacks=callbacks(sweep, exp_dir, run, local_ray),
             progress_reporter=progress_reporter(sweep, str(exp_dir)),
             verbose=1,  # Tune calls the reporter and prints nothing of its own (its result lines start at 2)
