@@ -40,6 +40,10 @@ from ganpipe.tune.live_state import Snap, SweepState, clock, duration, values_te
 
 MAX_WIDTH = 120  # the view never needs more; a wider terminal gets the same lines
 TICK = 1.0  # seconds between redraws when nothing happens (elapsed time, rate, ETA)
+# seconds between looks at every trial: Tune asks after each step of its loop (about twice per result), and a
+# look is O(trials); at 300 trials looking every step cost 1.2 ms of driver CPU per result (docs/benchmarks.md
+# section 8). Events that fall between two looks still come out (a trial's report carries its best so far).
+LOOK_EVERY = 0.5
 
 
 # -- the terminal view (pure) -----------------------------------------------------------------------------
@@ -198,7 +202,7 @@ class SweepProgress(tune.ProgressReporter, RemoteReporterMixin):
         self.state = SweepState(name, list(objectives), num_samples, steps, scheduler, max_failures)
         self.live = on_terminal()  # the driver's; kept under Ray Client, where Tune runs on the head node
         self._events: list[str] = []
-        self._drawn = 0.0
+        self._drawn = self._looked = 0.0
 
     def setup(self, start_time=None, total_samples=None, metric=None, mode=None, **kwargs):
         self.table.setup(start_time=start_time, total_samples=total_samples, metric=metric, mode=mode, **kwargs)
@@ -210,7 +214,9 @@ class SweepProgress(tune.ProgressReporter, RemoteReporterMixin):
 
     def should_report(self, trials, done: bool = False) -> bool:
         now = time.time()
-        self._events += self.state.update([self._snap(t) for t in trials], now)
+        if done or now - self.__dict__.get("_looked", 0.0) >= LOOK_EVERY:  # (a reporter pickled before it had one)
+            self._events += self.state.update([self._snap(t) for t in trials], now)
+            self._looked = now
         if done:
             return True
         if not self.live:
@@ -219,8 +225,9 @@ class SweepProgress(tune.ProgressReporter, RemoteReporterMixin):
 
     def report(self, trials, done: bool, *sys_info: str) -> None:
         now = time.time()
-        if done:
-            frame = Frame(self.summary(now) + "\n" + self.table._progress_str(trials, True, *sys_info), None)
+        if done:  # (in lines: the events of the last look first)
+            events = "" if self.live or not self._events else "\n".join(self._events) + "\n"
+            frame = Frame(events + self.summary(now) + "\n" + self.table._progress_str(trials, True, *sys_info), None)
         elif self.live:
             frame = Frame("", render(self.state, now, terminal_width()))
         else:
