@@ -182,3 +182,22 @@ def test_tracking_scale_benchmark_runs_tiny(tmp_path):
     assert on["driver_cpu_ms_per_result"] > 0 and data["fit_wall_ratio_on_over_off"] > 0
     # the driver's CPU split by its threads: Tune's loop runs on the main thread ("python")
     assert on["driver_thread_cpu_ms_per_result"].get("python", 0) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_champions_benchmark_runs_tiny(tmp_path):
+    """benchmarks/champions.py at its CI size: pipelines/ci-ring8.yaml once (seed 0), its champion scored under
+    the published protocol in a fresh interpreter, and the table with the published row beside it."""
+    out = tmp_path / "c.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "champions.py"), "--tiny", "--out", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    case = json.loads(out.read_text())["cases"]["ci-ring8"]
+    (run,) = case["runs"]
+    assert run["exit_code"] == 0 and run["outcome"] != "refused" and run["wall_s"] > 0
+    assert run["model_uri"].startswith("models:/ci-ring8/")
+    score = run["score"]  # what score_champion.py measured: 2,500 samples, 3 std
+    assert score["n"] == 2500 and score["of"] == 8 and 0 <= score["modes"] <= 8 and 0 <= score["high_quality"] <= 1
+    assert case["summary"]["median"]["modes"] == score["modes"] and case["summary"]["promoted"] == 1
+    assert "PacGAN2" in json.loads(out.read_text())["table"]
