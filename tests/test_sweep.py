@@ -338,3 +338,15 @@ def test_a_trial_alone_takes_the_idle_cpu_as_a_second_thread(tmp_path):
     c, _, (kid,) = runs(tmp_path, "t-sweep")
     threads = [int(m.value) for m in sorted(c.get_metric_history(kid.info.run_id, "threads"), key=lambda m: m.step)]
     assert threads == [1, 2, 2], threads  # evaluations at steps 100, 200, 300: what each interval trained on
+
+
+def test_checkpoints_are_scored_only_when_some_are_dropped():
+    """Keeping every checkpoint (the default) gives Tune no score: scoring made it re-score every kept
+    checkpoint on each new one. Keeping the best k ranks them by the sweep's objective."""
+    from ganpipe.objective import OBJECTIVE
+    from ganpipe.tune.search import checkpoint_config
+
+    every = checkpoint_config(0)
+    assert every.num_to_keep is None and every.checkpoint_score_attribute is None
+    best = checkpoint_config(3)
+    assert (best.num_to_keep, best.checkpoint_score_attribute, best.checkpoint_score_order) == (3, OBJECTIVE, "min")
