@@ -255,6 +255,21 @@ def test_a_create_whose_answer_is_lost_leaves_one_trial_run(proxy, monkeypatch, 
     assert kids[0].data.params == {"lr": "0.0001"}
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("fault", ["lost", 504])
+def test_a_parent_run_whose_create_answer_is_lost_is_made_once(proxy, monkeypatch, fault):
+    """The same for a sweep's (or pipeline's, or stage's) own run: before, the resent create made a second
+    parent run and the first stayed RUNNING for good."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    c = tracking.client(proxy.url)
+    experiment_id = tracking.ensure_experiment(c, f"lost-parent-{fault}")
+    proxy.fail(fault, match="/runs/create", times=1, forward=fault == 504)
+    run_id = tracking.start_parent_run(c, experiment_id, "sweep", {"ganpipe.kind": "sweep"})
+    assert any(done in ("lost", "504 after forwarding") for _, path, done in proxy.seen if "/runs/create" in path)
+    runs = c.search_runs([experiment_id])  # active runs only: a deleted copy is not among them
+    assert [r.info.run_id for r in runs] == [run_id] and runs[0].data.tags["ganpipe.kind"] == "sweep"
+
+
 # ---- defect 3: a closed TrialRun leaves no thread behind ------------------------------------------------
 def test_trial_runs_closed_at_trial_end_leave_no_threads(tmp_path):
     """With reuse_actors=True one worker runs trial after trial: before, each TrialRun left its sender thread."""

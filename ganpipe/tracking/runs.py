@@ -6,6 +6,7 @@ child run per Tune trial, found again by its trial id. Every search pages throug
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 
 from mlflow.entities import Metric
@@ -124,8 +125,23 @@ def ensure_experiment(c: MlflowClient, name: str, description: str = "") -> str:
     return experiment_id
 
 
+CREATED_TAG = "ganpipe.created"  # a token set at creation: finds the copies a resent create made
+
+
 def start_parent_run(c: MlflowClient, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
-    return c.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    """A new sweep, pipeline or stage run. MLflow's HTTP client sends a create again when its answer is lost (a
+    gateway's 504 after the server made the run, a dropped connection): the first run is kept, the copies
+    deleted (as TrialRun does for a trial's run), so no copy is left RUNNING."""
+    token = uuid.uuid4().hex
+    created = c.create_run(experiment_id, run_name=run_name, tags={**tags, CREATED_TAG: token}).info.run_id
+    same = c.search_runs([experiment_id], filter_string=f"tags.`{CREATED_TAG}` = '{token}'", max_results=10)
+    if len(same) < 2:
+        return created
+    first = min(same, key=lambda r: (r.info.start_time, r.info.run_id))
+    for run in same:
+        if run.info.run_id != first.info.run_id:
+            c.delete_run(run.info.run_id)
+    return first.info.run_id
 
 
 def log_texts(c: MlflowClient, run_id: str, files: dict[str, str]) -> None:
