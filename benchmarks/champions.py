@@ -54,11 +54,20 @@ def run_pipeline(case: dict, seed: int, folder: Path, extra_sets: list[str]) -> 
     promote = next((s for s in stages.values() if s.get("kind") == "promote"), {})
     out = {"seed": seed, "exit_code": proc.returncode, "wall_s": round(wall, 1), "sets": sets,
            "outcome": promote.get("outcome", "no promote stage ran"), "message": promote.get("message", "")}
-    if proc.returncode not in (0, 1) or (proc.returncode == 1 and promote.get("outcome") != "refused"):
+    refused_early = refused_before_promotion(proc.stdout)
+    if refused_early:  # a recheck stage with no candidate through the gate ends the pipeline before promote
+        out.update(outcome="refused", message=refused_early)
+    if proc.returncode not in (0, 1) or (proc.returncode == 1 and out["outcome"] != "refused"):
         out["error"] = (proc.stdout + proc.stderr)[-2000:]
     if promote.get("version"):
         out["model_uri"] = f"models:/{promote['model']}/{promote['version']}"
     return out
+
+
+def refused_before_promotion(stdout: str) -> str:
+    """The pipeline's last line when a stage before promote found no candidate through the gate, else ''."""
+    failed = [ln for ln in stdout.splitlines() if ln.startswith("pipeline ") and " failed: " in ln]
+    return failed[-1] if failed and "no candidate passes the gate" in failed[-1] else ""
 
 
 def score(model_uri: str, dataset: str, folder: Path, z_seed: int) -> dict:
