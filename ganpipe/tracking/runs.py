@@ -128,20 +128,27 @@ def ensure_experiment(c: MlflowClient, name: str, description: str = "") -> str:
 CREATED_TAG = "ganpipe.created"  # a token set at creation: finds the copies a resent create made
 
 
-def start_parent_run(c: MlflowClient, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
-    """A new sweep, pipeline or stage run. MLflow's HTTP client sends a create again when its answer is lost (a
-    gateway's 504 after the server made the run, a dropped connection): the first run is kept, the copies
-    deleted (as TrialRun does for a trial's run), so no copy is left RUNNING."""
-    token = uuid.uuid4().hex
-    created = c.create_run(experiment_id, run_name=run_name, tags={**tags, CREATED_TAG: token}).info.run_id
-    same = c.search_runs([experiment_id], filter_string=f"tags.`{CREATED_TAG}` = '{token}'", max_results=10)
-    if len(same) < 2:
+def create_run_once(c: MlflowClient, experiment_id: str, run_name: str, tags: dict[str, str], same: str) -> str:
+    """Create a run and return the first run matching the filter `same` (this one, unless a copy exists).
+    MLflow's HTTP client sends a create again when its answer is lost (a gateway's 504 after the server made the
+    run, a dropped connection): two runs, the one whose answer was lost left RUNNING. The first is kept, the
+    later copies deleted."""
+    created = c.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    found = c.search_runs([experiment_id], filter_string=same, max_results=10)
+    if len(found) < 2:
         return created
-    first = min(same, key=lambda r: (r.info.start_time, r.info.run_id))
-    for run in same:
+    first = min(found, key=lambda r: (r.info.start_time, r.info.run_id))
+    for run in found:
         if run.info.run_id != first.info.run_id:
             c.delete_run(run.info.run_id)
     return first.info.run_id
+
+
+def start_parent_run(c: MlflowClient, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
+    """A new sweep, pipeline or stage run, made once even when its create is sent twice."""
+    token = uuid.uuid4().hex
+    return create_run_once(c, experiment_id, run_name, {**tags, CREATED_TAG: token},
+                           same=f"tags.`{CREATED_TAG}` = '{token}'")
 
 
 def log_texts(c: MlflowClient, run_id: str, files: dict[str, str]) -> None:

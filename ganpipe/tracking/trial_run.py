@@ -14,7 +14,8 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunTag
 
 from ganpipe.tracking.errors import TrackingFailed, describe, transient
-from ganpipe.tracking.runs import PARENT_TAG, REASON_TAG, STATUS_TAG, TRIAL_TAG, log_metrics, reopen
+from ganpipe.tracking.runs import (PARENT_TAG, REASON_TAG, STATUS_TAG, TRIAL_TAG, create_run_once, log_metrics,
+                                   reopen)
 from ganpipe.tracking.store import client
 
 # ---- sending without blocking training -------------------------------------------------------
@@ -122,25 +123,12 @@ class TrialRun:
                 self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in where.items()])
         else:
             tags = {PARENT_TAG: parent_run_id, TRIAL_TAG: trial_id, **(where or {})}
-            created = self.client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
-            self.run_id = self._first_run(experiment_id, mine, created)
+            self.run_id = create_run_once(self.client, experiment_id, run_name, tags, same=mine)
             self.tags = tags
             self.client.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
             self.client.log_text(self.run_id, json.dumps(config, indent=2), "config.json")
         self.last_step = self._last_logged_step()
         self.sender = RetryingSender(f"run {self.run_id}")
-
-    def _first_run(self, experiment_id: str, mine: str, created: str) -> str:
-        """The trial's first child run, any later ones deleted. MLflow's HTTP client sends a create again when its
-        answer is lost (a gateway's 504 after the server made the run, a dropped connection): two runs."""
-        same = self.client.search_runs([experiment_id], filter_string=mine, max_results=10)
-        if len(same) < 2:
-            return created
-        first = min(same, key=lambda r: (r.info.start_time, r.info.run_id))
-        for run in same:
-            if run.info.run_id != first.info.run_id:
-                self.client.delete_run(run.info.run_id)
-        return first.info.run_id
 
     @property
     def diverged_before(self) -> str:
