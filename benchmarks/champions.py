@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -22,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from score_champion import MIXTURES  # beside this script (benchmarks/ is on sys.path when it runs)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORER = ROOT / "benchmarks" / "score_champion.py"
@@ -80,9 +83,7 @@ def score(model_uri: str, dataset: str, folder: Path, z_seed: int) -> dict:
 
 def summarise(case: dict, runs: list[dict]) -> dict:
     """Medians over the seeds; a refused or failed run counts as 0 modes, 0 % high-quality and KL log(K)."""
-    import math
-
-    of = next((r["score"]["of"] for r in runs if "score" in r), 8 if case["dataset"] == "ring8" else 25)
+    of = len(MIXTURES[case["dataset"]][0])
     scores = [r.get("score") or {"modes": 0, "high_quality": 0.0, "kl": math.log(of)} for r in runs]
     med = {k: statistics.median(s[k] for s in scores) for k in ("modes", "high_quality", "kl")}
     goal = case["goal"]

@@ -45,12 +45,13 @@ CPUS = 2  # the in-process Ray's CPUs (--num-cpus of `ganpipe sweep`)
 
 
 # ---- processes, from /proc -------------------------------------------------------------------
-def _stat(pid: int) -> list[str] | None:
+def _stat(pid: int, task: str = "") -> list[str] | None:
+    """Fields of /proc/PID/stat (or of one thread's, /proc/PID/task/TID/stat) from the state on (field 3 of proc(5))."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        text = Path(f"/proc/{pid}{task}/stat").read_text()
+    except OSError:  # gone (a process, or a thread that ended between a listing and this read)
         return None
-    return text[text.rindex(")") + 2:].split()  # fields from the state on (field 3 of proc(5))
+    return text[text.rindex(")") + 2:].split()
 
 
 def descendants(pid: int) -> list[int]:
@@ -80,13 +81,13 @@ def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds of a process's live threads, summed by thread name (/proc/PID/task/TID/comm)."""
     by_name: dict[str, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
+        st = _stat(pid, f"/task/{task.name}")
         try:
             name = (task / "comm").read_text().strip()
-            text = (task / "stat").read_text()
-        except OSError:  # the thread ended between the listing and the read
-            continue
-        st = text[text.rindex(")") + 2:].split()
-        by_name[name] = by_name.get(name, 0.0) + (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            st = None
+        if st is not None:
+            by_name[name] = by_name.get(name, 0.0) + (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
     return by_name
 
 

@@ -41,8 +41,8 @@ from ganpipe.tune.live_state import Snap, SweepState, clock, duration, values_te
 MAX_WIDTH = 120  # the view never needs more; a wider terminal gets the same lines
 TICK = 1.0  # seconds between redraws when nothing happens (elapsed time, rate, ETA)
 # seconds between looks at every trial: Tune asks after each step of its loop (about twice per result), and a
-# look is O(trials); at 300 trials looking every step cost 1.2 ms of driver CPU per result (docs/benchmarks.md
-# section 8). Events that fall between two looks still come out (a trial's report carries its best so far).
+# look is O(trials); at 300 trials looking every step cost 1.2 ms per result under cProfile (docs/benchmarks.md
+# section 8b). Events that fall between two looks still come out (a trial's report carries its best so far).
 LOOK_EVERY = 0.5
 
 

@@ -142,7 +142,7 @@ def checkpoint_config(keep: int) -> tune.CheckpointConfig:
     """keep > 0: Tune keeps each trial's best `keep` checkpoints by the objective (and always its latest).
     keep == 0: every checkpoint, in the order reported, with no score: Tune would otherwise re-score every
     kept checkpoint (flattening its whole result) on each new one, O(reports) of driver time per result
-    (2.7 ms of 4.7 at 100 reports per trial, docs/benchmarks.md section 8); nothing needs the order, since
+    (2.7 ms per result under cProfile at 100 reports per trial, docs/benchmarks.md section 8b); nothing needs the order, since
     attach_best_checkpoints picks the best itself."""
     if not keep:
         return tune.CheckpointConfig(num_to_keep=None)
