@@ -1,9 +1,11 @@
 """The benchmark scripts run at a tiny size, so they cannot rot (their numbers come from full runs)."""
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,3 +203,31 @@ def test_champions_benchmark_runs_tiny(tmp_path):
     assert score["n"] == 2500 and score["of"] == 8 and 0 <= score["modes"] <= 8 and 0 <= score["high_quality"] <= 1
     assert case["summary"]["median"]["modes"] == score["modes"] and case["summary"]["promoted"] == 1
     assert "PacGAN2" in json.loads(out.read_text())["table"]
+
+
+@pytest.mark.slow
+def test_stacked_digits_scorer_counts_modes_in_a_fresh_interpreter(tmp_path):
+    """score_champion.py's Stacked-digits protocol (26,000 samples, its own digit classifier, 1,000 modes) on
+    samples whose answer is known: real stacked digits cover every mode at the real data's KL, and a generator
+    collapsed onto one digit triple covers one mode at KL log(1000)."""
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images / 8.0 - 1.0
+    rng = np.random.default_rng(7)
+    real = images[rng.integers(len(images), size=(26000, 3))]
+    one = np.repeat(images[[0, 1, 2]][None], 26000, axis=0)
+
+    def scored(samples):
+        np.save(tmp_path / "s.npy", samples.astype(np.float32))
+        proc = subprocess.run([sys.executable, "-I", str(ROOT / "benchmarks" / "score_champion.py"),
+                               str(tmp_path / "s.npy"), "--dataset", "stacked-digits", "--json"],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    full = scored(real)
+    assert full["modes"] == 1000 and full["n"] == 26000 and full["classifier_held_out_accuracy"] > 0.95
+    # multinomial sampling alone puts KL near (K - 1) / 2N = 0.019 for a perfect generator
+    assert 0.012 < full["kl"] < 0.03 and 0.012 < full["kl_floor"] < 0.03, full
+    collapsed = scored(one)
+    assert collapsed["modes"] == 1 and abs(collapsed["kl"] - math.log(1000)) < 1e-6, collapsed

@@ -250,5 +250,12 @@ def test_chained_narrow_stages_and_a_recheck_gated_like_the_promote_stage(tmp_pa
     pipe["stages"] = [{"name": "broad", "kind": "sweep", "set": ["search.num_samples=1"]}, *pipe["stages"][3:]]
     proc = ganpipe(tmp_path, "run", str(write(tmp_path, pipe)), "--num-cpus", "2")
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "stage recheck: no candidate passes the gate" in proc.stdout + proc.stderr
+    # a refusal is a judgement, not a failure: the pipeline finishes (report logged) and its state says why
+    assert "stage recheck: promotion refused: no candidate passes the gate" in proc.stdout, proc.stdout[-3000:]
     assert "Traceback" not in proc.stderr
+    _, runs = all_runs(tmp_path, "p-gate")
+    pipeline_run = next(r for r in runs if r.data.tags.get("ganpipe.kind") == "pipeline")
+    assert pipeline_run.info.status == "FINISHED" and pipeline_run.data.tags["ganpipe.status"] == "refused"
+    state = json.loads(next((tmp_path / "ray_results").glob("p-gate*/pipeline.json")).read_text())["stages"]
+    assert state["recheck"]["outcome"] == state["promote"]["outcome"] == "refused"
+    assert "> max_fid 1e-09" in state["promote"]["message"], state["promote"]

@@ -168,3 +168,17 @@ def test_a_sweep_is_tagged_with_the_installed_ganpipe_version(tmp_path):
     path.write_text("name: s\n")
     tags = sweep_tags(load_sweep(path), path.read_text(), tmp_path)
     assert tags["ganpipe.version"] == version("ganpipe") != "0"
+
+
+def test_shareable_uri_keeps_paths_and_passwords_out_of_a_shared_page(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    assert tracking.shareable_uri(tracking.resolve_uri("sqlite:///mlflow.db")) == "sqlite:///mlflow.db"
+    assert tracking.shareable_uri(f"sqlite:///{tmp_path}/runs/m.db") == "sqlite:///runs/m.db"
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # not under the working folder: under the home folder
+    assert tracking.shareable_uri(f"sqlite:///{home}/x/m.db") == "sqlite:///~/x/m.db"
+    assert tracking.shareable_uri("sqlite:////srv/m.db") == "sqlite:////srv/m.db"
+    assert tracking.shareable_uri("postgresql://ann:s3cret@db:5432/mlflow") == "postgresql://ann:***@db:5432/mlflow"
+    assert tracking.shareable_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"

@@ -134,10 +134,12 @@ def run_recheck_stage(ctx: Context, stage: Stage, st: dict) -> bool:
     try:  # the gate and the ranking of the promote stage after it
         ranked, _ = shortlist(ctx.uri, sweep.promote, sweep.search.objectives, ctx.sweep_parents())
     except PromotionRefused as err:
-        why = " ".join(str(err).split())
-        tracking.end_run(ctx.client, run_id, "FAILED", why, "failed")
-        st["status"] = "failed"
-        raise StageFailed(f"stage {stage.name}: {why}")
+        # a judgement, not a failure: no trial is good enough to re-check, so the promotion is refused here
+        # (the promote stage records the same refusal) and the pipeline finishes with its report
+        tracking.end_run(ctx.client, run_id, "FAILED", str(err), "refused")
+        st.update(status="done", run_id=run_id, outcome="refused", message=str(err))
+        print(f"stage {stage.name}: promotion refused: {err}")
+        return True
     top = ranked[: stage.top_k]
     results = recheck_candidates(ctx.uri, top, stage.seeds, sweep.resources, sweep.search.objectives,
                                  address=ctx.opts.address, num_cpus=ctx.opts.num_cpus)
@@ -155,10 +157,13 @@ def run_recheck_stage(ctx: Context, stage: Stage, st: dict) -> bool:
 
 def run_promote_stage(ctx: Context, stage: Stage, st: dict) -> bool:
     sweep = load_checked_sweep(ctx.pipeline.sweep_path, ctx.pipeline.set + stage.set)
-    rechecked = next((s.get("rechecked") for s in reversed(list(ctx.state["stages"].values()))
-                      if s["kind"] == "recheck" and s["status"] == "done"), None)
+    recheck = next((s for s in reversed(list(ctx.state["stages"].values()))
+                    if s["kind"] == "recheck" and s["status"] == "done"), {})
+    rechecked = recheck.get("rechecked")
     run_id = ctx.stage_run(stage)
     try:
+        if recheck.get("outcome") == "refused":  # the re-check found no candidate through this same gate
+            raise PromotionRefused(recheck["message"])
         if rechecked:  # a recheck stage ran: its medians rank, no second re-check
             decision = promote(ctx.uri, sweep.promote, sweep.search.objectives, ctx.sweep_parents(),
                                rechecked=rechecked)
@@ -271,12 +276,13 @@ def run_pipeline(pipeline: Pipeline, opts: PipelineOptions) -> int:
         end_failed(ctx, f"stage {stage.name}: {type(err).__name__}: {err}")
         raise
     promoted = [s for s in ctx.state["stages"].values() if s["kind"] == "promote"]
-    refused = any(s.get("outcome") == "refused" for s in promoted)
+    # a recheck stage without a promote stage after it may refuse too
+    refused = any(s.get("outcome") == "refused" for s in ctx.state["stages"].values())
     tracking.end_run(ctx.client, ctx.state["run_id"], "FINISHED", ganpipe_status="refused" if refused else "finished")
     from ganpipe.report import log_report
 
     print(log_report(ctx.uri, ctx.state["run_id"]))  # every stage's sweep on one page; a note if it fails
     print(f"\npipeline {pipeline.name} finished; state: {ctx.folder / STATE_FILE}")
-    for s in promoted:
+    for s in promoted or [s for s in ctx.state["stages"].values() if s.get("outcome") == "refused"]:
         print(f"  {s.get('message', '')}")
     return 1 if refused else 0

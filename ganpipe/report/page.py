@@ -6,6 +6,7 @@ import base64
 import html
 from pathlib import Path
 
+from ganpipe import tracking
 from ganpipe.objective import describe
 
 STYLE = """
@@ -77,7 +78,7 @@ def render(data, sections: list[dict], overall: list[str]) -> str:
     overall: HTML of what spans the sweeps (the Pareto front)."""
     parts = [f"<h1>Stability report: {esc(data.title)}</h1>",
              f'<p class="meta">experiment {esc(data.experiment)}, parent run <code>{esc(data.run_id)}</code>, '
-             f"tracking store <code>{esc(data.uri)}</code>. Best everywhere: each trial's evaluation with the "
+             f"tracking store <code>{esc(tracking.shareable_uri(data.uri))}</code>. Best everywhere: each trial's evaluation with the "
              f"lowest objective ({esc('; '.join(sorted({describe(s.objectives) for s in data.sweeps})))}).</p>"]
     parts += [note(n) for n in data.notes]
     parts.append('<h2 id="findings">Findings</h2>')

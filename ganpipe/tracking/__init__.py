@@ -57,6 +57,7 @@ from ganpipe.tracking.store import (
     check_reachable,
     client,
     resolve_uri,
+    shareable_uri,
     some_names,
     store_missing,
     uri_source,

@@ -33,6 +33,25 @@ def resolve_uri(cli_uri: str | None, config_uri: str = "") -> str:
     return uri
 
 
+def shareable_uri(uri: str) -> str:
+    """`uri` as a page others may read should show it: no password (postgresql://USER:PASSWORD@HOST/DB), and a
+    sqlite file under the working folder relative to it (sqlite:///mlflow.db), else with `~` for the home
+    folder, so the user's own paths stay out of a shared report."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+        for base, shown in ((Path.cwd(), ""), (Path.home(), "~/")):
+            try:
+                return "sqlite:///" + shown + str(path.relative_to(base))
+            except ValueError:
+                continue
+        return uri
+    parts = urllib.parse.urlsplit(uri)
+    if parts.password is not None:
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+    return uri
+
+
 def check_reachable(uri: str, timeout: float = 5.0) -> str | None:
     """None if the tracking store can be used, else why not (checked before anything starts)."""
     if uri.startswith(("http://", "https://")):
