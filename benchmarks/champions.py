@@ -88,10 +88,12 @@ def score(model_uri: str, dataset: str, folder: Path, z_seed: int) -> dict:
 
 
 def recipe_digest(case: dict) -> str:
-    """What a champion depends on besides the seed and --set: the pipeline file and the sweep file it names."""
+    """What a champion depends on besides the seed and --set: the pipeline file and the sweep file it names, as
+    parsed (their comments may change)."""
     path = ROOT / case["pipeline"]
-    sweep = (path.parent / yaml.safe_load(path.read_text())["sweep"]).resolve()
-    return hashlib.sha256(path.read_bytes() + b"\0" + sweep.read_bytes()).hexdigest()[:16]
+    pipeline = yaml.safe_load(path.read_text())
+    sweep = yaml.safe_load((path.parent / pipeline["sweep"]).read_text())
+    return hashlib.sha256(json.dumps([pipeline, sweep], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def modes_of(dataset: str) -> int:
