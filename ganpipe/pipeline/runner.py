@@ -277,12 +277,12 @@ def run_pipeline(pipeline: Pipeline, opts: PipelineOptions) -> int:
         raise
     promoted = [s for s in ctx.state["stages"].values() if s["kind"] == "promote"]
     # a recheck stage without a promote stage after it may refuse too
-    refused = any(s.get("outcome") == "refused" for s in ctx.state["stages"].values())
+    refused = [s for s in ctx.state["stages"].values() if s.get("outcome") == "refused"]
     tracking.end_run(ctx.client, ctx.state["run_id"], "FINISHED", ganpipe_status="refused" if refused else "finished")
     from ganpipe.report import log_report
 
     print(log_report(ctx.uri, ctx.state["run_id"]))  # every stage's sweep on one page; a note if it fails
     print(f"\npipeline {pipeline.name} finished; state: {ctx.folder / STATE_FILE}")
-    for s in promoted or [s for s in ctx.state["stages"].values() if s.get("outcome") == "refused"]:
+    for s in promoted or refused:
         print(f"  {s.get('message', '')}")
     return 1 if refused else 0
