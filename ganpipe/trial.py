@@ -22,6 +22,7 @@ from ganpipe.preflight import data_problems_as_config_errors, load_checked_sweep
 from ganpipe.config.schema import SweepConfig, TrialConfig
 from ganpipe.train.reporter import EvalReport, TrialResult
 from ganpipe.train.threads import set_threads
+from ganpipe.tune.interrupt import ctrl_c_deferred
 from ganpipe.metrics.names import SUMMARY
 from ganpipe.objective import OBJECTIVE, describe
 from ganpipe.viz import save_samples_png
@@ -40,14 +41,18 @@ class FolderReporter:
     def __init__(self, out: Path, progress: tqdm | None = None):
         self.out, self.progress = out, progress
         self.metrics_file = out / "metrics.jsonl"
-        self.last_metrics: dict[str, float] = {}  # of the last evaluation, for a result.json after Ctrl-C
+        # of the last evaluation written to metrics.jsonl, for a result.json after Ctrl-C
+        self.last_metrics: dict[str, float] = {}
+        self.best: dict[str, float] = {}
 
     def on_eval(self, report: EvalReport, trainer) -> None:
+        # the row and the last/best a result.json after Ctrl-C reports: all or none of them
+        with ctrl_c_deferred():
+            with self.metrics_file.open("a") as f:
+                f.write(json.dumps({"step": report.step, **report.metrics}) + "\n")
+            self.last_metrics, self.best = report.metrics, dict(trainer.best)
         save_samples_png(report.samples, self.out / "samples" / f"step-{report.step:07d}.png", f"step {report.step}",
                          ncol=trainer.grid_columns, modes=trainer.sample_modes)
-        with self.metrics_file.open("a") as f:
-            f.write(json.dumps({"step": report.step, **report.metrics}) + "\n")
-        self.last_metrics = report.metrics
         trainer.save_checkpoint(self.out / "checkpoint.pt")
         (tqdm.write if self.progress is not None else print)(format_metrics(report.step, report.metrics))
 
@@ -118,7 +123,7 @@ def run_trial(sweep_path: str, overrides: list[str], out: str | None, threads: i
             result = trainer.train(reporter, progress=bar.update)
     except KeyboardInterrupt:  # what it got to, then Ctrl-C as usual (exit 130)
         write_result("interrupted", f"interrupted at step {trainer.step}", trainer.step, reporter.last_metrics,
-                     trainer.best)
+                     reporter.best)
         print(f"interrupted at step {trainer.step}; results so far: {out_dir / 'result.json'}", file=sys.stderr)
         raise
     summary = write_result(result.status, result.message, result.step, result.metrics, result.best)

@@ -3,7 +3,7 @@ import signal
 
 import pytest
 
-from ganpipe.tune.interrupt import _as_ctrl_c, sigterm_as_ctrl_c
+from ganpipe.tune.interrupt import _as_ctrl_c, ctrl_c_deferred, sigterm_as_ctrl_c
 
 
 @pytest.fixture
@@ -28,3 +28,21 @@ def test_sigterm_interrupts_where_sigint_is_ignored_or_default(restore_handlers,
     signal.signal(signal.SIGINT, sigint)
     with pytest.raises(KeyboardInterrupt):
         _as_ctrl_c(signal.SIGTERM, None)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_ctrl_c_during_a_deferred_block_arrives_after_it_whole(restore_handlers, sig):
+    # e.g. a metrics row and the best it makes: a result.json written on the Ctrl-C must agree with the rows
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sigterm_as_ctrl_c()
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with ctrl_c_deferred():
+            signal.raise_signal(sig)
+            signal.raise_signal(sig)  # a second one in the block is the same request
+            done.append("row and best")
+    assert done == ["row and best"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are back
+    with ctrl_c_deferred():  # and without a Ctrl-C the block just runs
+        done.append("again")
+    assert done == ["row and best", "again"]

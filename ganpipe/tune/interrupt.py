@@ -9,6 +9,7 @@ handler is installed before `fit()`: if the marker is back in place afterwards, 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -53,3 +54,29 @@ def _as_ctrl_c(signum, frame) -> None:
     if not callable(handler):  # SIG_IGN or SIG_DFL
         raise KeyboardInterrupt
     handler(signal.SIGINT, frame)
+
+
+@contextlib.contextmanager
+def ctrl_c_deferred():
+    """Hold a Ctrl-C (SIGINT, or SIGTERM taken as one) until the block is done, then deliver it: for the few
+    lines that must happen together, e.g. a metrics row and the best it makes (a result.json written after
+    the Ctrl-C then agrees with the rows). Main thread only; elsewhere the block simply runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, object]] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda s, f: caught.append((s, f))) for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig, frame in caught[:1]:  # one is enough: a second Ctrl-C during the block was the same request
+            handler = previous[sig]
+            if callable(handler):
+                handler(sig, frame)
+            elif handler == signal.SIG_DFL and sig == signal.SIGINT:
+                raise KeyboardInterrupt
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(sig)
