@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -38,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "sweeps" / "quick.yaml"
 CORES = os.cpu_count() or 1
+WALL_FILE = "benchmark-wall.json"  # a sweep's wall time so far, over the runs that continued it
 
 # Stacked-digits at CPU size: sweeps/stability.yaml ships for GPUs (resources.gpu 0.25, 20,000 steps)
 STABILITY_ON_CPU = ["resources.gpu=0", "resources.cpu=1", "search.max_concurrent=2"]
@@ -108,27 +110,51 @@ def run_sweep(folder: Path, sets: list[str], sweep: Path = QUICK, stop_at_steps:
 
     stop_at_steps: interrupt the sweep (SIGINT, as Ctrl-C: it stops its trials and keeps their results)
     once its trials have trained that many steps in all, read from the results Tune keeps beside each
-    trial's checkpoints; what ran on until then is in the dataframes, and the curves do not count it."""
+    trial's checkpoints; what ran on until then is in the dataframes, and the curves do not count it.
+
+    A folder that holds a sweep which did not end (this script was stopped: a search at full size takes
+    longer than a working session) is continued with `ganpipe sweep --resume`, the same --set; the wall time
+    is the sum of the runs, kept in WALL_FILE as it goes. A folder whose sweep ended is only read."""
     from ray.tune import ExperimentAnalysis
 
-    cmd = [sys.executable, "-m", "ganpipe.cli", "sweep", str(sweep), "--set", "promote.enabled=false"]
-    for s in sets:
-        cmd += ["--set", s]
-    start = time.time()
-    with open(folder / "sweep.log", "w") as log:
-        proc = subprocess.Popen(cmd, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
-        checked = time.time()
-        while proc.poll() is None:
-            time.sleep(0.5)  # the wall time is the command's to within this
-            if stop_at_steps is not None and time.time() - checked >= 5:  # reading every trial's results costs
-                checked = time.time()
-                if steps_trained(folder / "ray_results") >= stop_at_steps:
-                    proc.send_signal(signal.SIGINT)
-                    proc.wait()
-    wall = time.time() - start
-    stopped = stop_at_steps is not None and proc.returncode == 130
-    if proc.returncode not in (0, 1) and not stopped:  # 1: every trial failed (diverged), still an outcome
-        raise RuntimeError(f"ganpipe sweep exited {proc.returncode}:\n{(folder / 'sweep.log').read_text()[-3000:]}")
+    wall_file = folder / WALL_FILE
+    before = json.loads(wall_file.read_text()) if wall_file.exists() else {"wall_s": 0.0, "runs": 0}
+    if not before.get("ended"):
+        cmd = [sys.executable, "-m", "ganpipe.cli", "sweep", str(sweep), "--set", "promote.enabled=false"]
+        for s in sets:
+            cmd += ["--set", s]
+        if (folder / "ray_results").is_dir():
+            from ray.tune import Tuner
+
+            if any(Tuner.can_restore(str(p)) for p in (folder / "ray_results").iterdir() if p.is_dir()):
+                cmd.append("--resume")
+            else:  # stopped before Tune saved anything: start again
+                shutil.rmtree(folder / "ray_results")
+        start = time.time()
+
+        def keep_wall(**more) -> float:
+            wall = before["wall_s"] + time.time() - start
+            wall_file.write_text(json.dumps({"wall_s": wall, "runs": before["runs"] + 1, **more}))
+            return wall
+
+        with open(folder / "sweep.log", "a") as log:
+            proc = subprocess.Popen(cmd, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
+            checked = time.time()
+            while proc.poll() is None:
+                time.sleep(0.5)  # the wall time is the command's to within this
+                if time.time() - checked >= 5:  # reading every trial's results costs
+                    checked = time.time()
+                    keep_wall()
+                    if stop_at_steps is not None and steps_trained(folder / "ray_results") >= stop_at_steps:
+                        proc.send_signal(signal.SIGINT)
+                        proc.wait()
+        stopped = stop_at_steps is not None and proc.returncode == 130
+        if proc.returncode not in (0, 1) and not stopped:  # 1: every trial failed (diverged), still an outcome
+            keep_wall()
+            raise RuntimeError(f"ganpipe sweep exited {proc.returncode}:\n{(folder / 'sweep.log').read_text()[-3000:]}")
+        wall = keep_wall(ended=True, start=start)
+    else:
+        wall, start = before["wall_s"], before["start"]
     (exp,) = [p for p in (folder / "ray_results").iterdir() if p.is_dir()]
     return wall, start, list(ExperimentAnalysis(str(exp)).trial_dataframes.values())
 
@@ -281,6 +307,15 @@ def asha_sets(case: dict, trials: int, steps: int, every: int) -> list[str]:
             f"search.num_samples={trials * 4}"]
 
 
+def asha_rungs(case: dict, steps: int, every: int) -> list[int]:
+    """The steps at which ASHA compares trials (asha_sets's grace period times the reduction factor's powers)."""
+    rung, rungs = max(every, min(case["grace"], steps // every // 2 * every)), []
+    while rung < steps:
+        rungs.append(rung)
+        rung *= case["reduction"]
+    return rungs
+
+
 def method_sets(method: str, case: dict, trials: int, steps: int, every: int) -> list[str]:
     if method == "random":
         return ["search.sampler=random", "search.scheduler.name=none", f"search.num_samples={trials}"]
@@ -309,8 +344,8 @@ def search(folder: Path, seed: int, case: dict, scale: float = 1.0, methods=DEFA
         if old and (done or {}).get("budget") == out["budget"] and "best_objective" in old:
             out[method] = old
             continue
-        sub = folder / method
-        sub.mkdir()
+        sub = folder / f"{method}-{trials}x{steps}"  # with --work, a later run of this budget continues it
+        sub.mkdir(parents=True, exist_ok=True)
         if method == "default":  # the default config (first choice / midpoint) trained once for the whole budget,
             # on one thread like every trial of the other methods: alone, it would take the idle CPU as a second
             # thread (resources.share_idle_cpus), which changes no step; on a loaded 2-core machine it trained
@@ -333,6 +368,7 @@ def search(folder: Path, seed: int, case: dict, scale: float = 1.0, methods=DEFA
                        "trial_records": records}
         if method == "random":
             out[method]["expected_best"] = expected_best_vs_budget(records, steps)
+            out[method]["rung_agreement"] = rung_agreement(records, asha_rungs(case, steps, every))
         print("search", method, json.dumps({k: v for k, v in out[method].items()
                                              if k not in ("curve", "trial_records", "expected_best")}), flush=True)
         if measured:
@@ -369,8 +405,33 @@ def trial_records(dfs, target: dict) -> list[dict]:
             "best_step": int(best["step"]), "fid_at_best": float(best["fid"]), "modes_at_best": int(best["modes"]),
             **({"mode_tv_at_best": float(best["mode_tv"])} if "mode_tv" in df else {}),
             "lowest_fid": float(df["fid"].min()), "reached_at_step": hit,
-            "train_core_s": round(trial_times(df)[2], 2)})
+            "train_core_s": round(trial_times(df)[2], 2),
+            # every evaluation: [step, objective, modes], for asking later what an early rung could have told
+            "evaluations": [[int(r["step"]), round(float(r["objective"]), 6), int(r["modes"])]
+                            for _, r in df.iterrows() if r["objective"] == r["objective"]]})
     return records
+
+
+def rung_agreement(records: list[dict], rungs: list[int], keep: float = 0.5) -> list[dict]:
+    """What ASHA would have known at each rung, from trials that trained to the end (random search's): the
+    rank correlation (Spearman) between a trial's best objective so far at the rung and its final best, and
+    of the final best quarter how many a cut at the rung keeping `keep` of the trials would have kept. Early
+    stopping pays only where the first is high; grid25's modes appear after thousands of steps."""
+    from scipy.stats import spearmanr
+
+    full = [r for r in records if r.get("evaluations")]
+    if len(full) < 4:
+        return []
+    final = [r["best_objective"] for r in full]
+    top = set(sorted(range(len(full)), key=lambda i: final[i])[:max(1, len(full) // 4)])
+    rows = []
+    for rung in rungs:
+        early = [min((e[1] for e in r["evaluations"] if e[0] <= rung), default=math.inf) for r in full]
+        kept = set(sorted(range(len(full)), key=lambda i: early[i])[:max(1, round(len(full) * keep))])
+        rho = spearmanr(early, final).statistic
+        rows.append({"rung": rung, "spearman": None if rho != rho else round(float(rho), 3),
+                     "best_quarter_kept": len(top & kept), "best_quarter": len(top)})
+    return rows
 
 
 def expected_best_vs_budget(records: list[dict], steps: int, draws: int = 500) -> dict:
@@ -526,6 +587,9 @@ def main() -> None:
                         help="peer: the space (ring8: quick.yaml's)")
     parser.add_argument("--scale", type=float, default=1.0, help="search: multiply the budget (CI runs tiny)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks-sweeps.json"))
+    parser.add_argument("--work", type=Path,
+                        help="search: a folder kept for the sweeps; the same command run again continues a search "
+                             "that was stopped where it stopped (full sizes take longer than a working day on 2 cores)")
     parser.add_argument("--report", action="store_true",
                         help="run nothing: print the utilisation and search tables of --out and draw their curves in --png")
     parser.add_argument("--png", default=str(ROOT / "docs" / "images" / "search-curves.png"),
@@ -541,8 +605,10 @@ def main() -> None:
     parts = args.only or ["utilisation", "peer", "search"]
     results = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
     results["machine"] = {"cores": CORES}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(scratch)
+        work = args.work.resolve() if args.work else tmp  # kept: the same command continues a stopped search
+        work.mkdir(parents=True, exist_ok=True)
         if "utilisation" in parts:
             results["utilisation"] = utilisation_side_by_side(tmp, args.trials, args.steps, args.repeats)
             save(results, args.out)
@@ -552,7 +618,7 @@ def main() -> None:
                                **peer(tmp / "p", SEARCH_CASES[args.peer_case], args.trials, args.steps, args.repeats)}
             save(results, args.out)
         if "search" in parts:
-            search_all(results, args, tmp)
+            search_all(results, args, work)
     save(results, args.out)
 
 
@@ -571,7 +637,7 @@ def search_all(results: dict, args, tmp: Path) -> None:
     for seed in (args.seed_list if args.seed_list is not None else range(args.seeds)):
         for name in args.datasets:
             case = SEARCH_CASES[name]
-            (tmp / f"{name}-{seed}").mkdir()
+            (tmp / f"{name}-{seed}").mkdir(exist_ok=True)
             done = results["search"][name]["seeds"].get(str(seed))
 
             def measured(res, name=name, seed=seed, done=done):  # a long run keeps every method it measured
@@ -685,6 +751,16 @@ def report(results: dict, png: Path) -> str:
             for n in sorted({1, 2, 4, 8, 16, 32, 64, m} & set(range(1, m + 1))):
                 text += (f"| {n} | {n * per_trial:,} | {pooled['expected_best'][n - 1]:.4g} | "
                          f"{pooled['low'][n - 1]:.4g}–{pooled['high'][n - 1]:.4g} | {pooled['p_reached'][n - 1]:.2f} |\n")
+        agreement = [(seed, res["random"]["rung_agreement"]) for seed, res in sorted(data["seeds"].items())
+                     if res.get("random", {}).get("rung_agreement")]
+        if agreement:
+            text += ("\nwhat ASHA's rungs could know, from random search's full-length trials: rank correlation of a "
+                     "trial's best objective by the rung with its final best, and how many of the final best quarter "
+                     "a cut keeping half at the rung keeps:\n\n| seed | rung | Spearman | best quarter kept |\n"
+                     "|---|---|---|---|\n")
+            for seed, rows in agreement:
+                for a in rows:
+                    text += f"| {seed} | {a['rung']:,} | {a['spearman']} | {a['best_quarter_kept']} of {a['best_quarter']} |\n"
     return text
 
 

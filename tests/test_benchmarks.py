@@ -1,8 +1,11 @@
 """The benchmark scripts run at a tiny size, so they cannot rot (their numbers come from full runs)."""
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +45,30 @@ def test_sweep_benchmarks_run_tiny(tmp_path):
 @pytest.mark.integration
 def test_search_benchmark_runs_tiny_and_ranks_by_the_objective(tmp_path):
     """The issue-21 search benchmark on the broad grid25 space, tiny: three methods at one budget of training
-    steps, every best the sweep's objective (mode_tv), never the lowest fid."""
-    out = tmp_path / "s.json"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sweeps.py"), "--only", "search", "--seeds", "1",
-                    "--datasets", "grid25-broad", "--scale", "0.01", "--out", str(out)],
-                   check=True, capture_output=True, timeout=900)
+    steps, every best the sweep's objective (mode_tv), never the lowest fid. Full sizes outlast a working
+    session, so the run is killed part-way through its first sweep (the script, its sweep and their Ray, as
+    the end of a session would) and the same command continues that sweep with `ganpipe sweep --resume`."""
+    out, work = tmp_path / "s.json", tmp_path / "work"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "sweeps.py"), "--only", "search", "--seeds", "1",
+           "--datasets", "grid25-broad", "--scale", "0.01", "--out", str(out), "--work", str(work)]
+    first = work / "grid25-broad-0" / "tpe+asha-2x200"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+            if list(first.glob("ray_results/*/*/result.json")):  # a trial has reported: Tune has state to resume
+                break
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert not out.exists()  # killed during its first sweep: nothing measured yet
+    time.sleep(3)  # Ray's processes go with their driver
+    subprocess.run(cmd, check=True, capture_output=True, timeout=900)
+    starts = [line.split(",")[0] for line in (first / "sweep.log").read_text().splitlines()
+              if line.startswith("sweep grid25-broad: results in")]
+    assert len(starts) == 2 and starts[0] == starts[1]  # the second run continued the first one's sweep
+    assert json.loads((first / "benchmark-wall.json").read_text())["runs"] == 2
     data = json.loads(out.read_text())["search"]["grid25-broad"]
     assert data["judged_by"] == "objective" and data["target"]["objective_max"] == 0.2
     seed0 = data["seeds"]["0"]
@@ -85,6 +107,24 @@ def test_search_benchmark_medians_count_a_missed_target_as_the_worst(monkeypatch
     assert hit_ratio(1000, None, 64000) == "<= 0.0156"  # random search missed: at most 1000 / 64000
     assert hit_ratio(None, 4000, 64000) == ">= 16.0000" and hit_ratio(None, None, 64000) is None
     assert median_or_none([0.25, "<= 0.0156", ">= 16.0000"]) == 0.25
+
+
+def test_rung_agreement_says_whether_an_early_rung_ranks_trials_as_their_end_does(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from sweeps import asha_rungs, rung_agreement
+
+    # eight full-length trials: up to step 2,000 they rank in reverse of how they end (a late bloomer wins),
+    # from 4,000 on as they end
+    records = []
+    for i in range(8):
+        evals = [[1000, 0.90 + 0.01 * i, 0], [2000, 0.80 + 0.01 * i, 0], [4000, 0.70 - 0.05 * i, 5],
+                 [8000, 0.60 - 0.05 * i, 9]]
+        records.append({"best_objective": min(e[1] for e in evals), "evaluations": evals})
+    by_rung = {a["rung"]: a for a in rung_agreement(records, [2000, 4000])}
+    assert by_rung[2000]["spearman"] == -1.0 and by_rung[2000]["best_quarter_kept"] == 0  # a halving there loses the best
+    assert by_rung[4000]["spearman"] == 1.0 and by_rung[4000]["best_quarter_kept"] == by_rung[4000]["best_quarter"] == 2
+    assert rung_agreement(records[:3], [2000]) == []  # too few trials to say
+    assert asha_rungs({"grace": 2000, "reduction": 2}, 24000, 1000) == [2000, 4000, 8000, 16000]
 
 
 @pytest.mark.slow
