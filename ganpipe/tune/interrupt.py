@@ -71,7 +71,7 @@ def ctrl_c_deferred():
         yield
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
         for sig, frame in caught[:1]:  # one is enough: a second Ctrl-C during the block was the same request
             handler = previous[sig]
             if callable(handler):
