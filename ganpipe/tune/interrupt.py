@@ -65,9 +65,10 @@ def ctrl_c_deferred():
         yield
         return
     caught: list[tuple[int, object]] = []
-    held = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.signal(sig, lambda s, f: caught.append((s, f))) for sig in held}
-    try:
+    previous: dict = {}
+    try:  # installed inside: a Ctrl-C between the two swaps still finds the first one put back
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda s, f: caught.append((s, f)))
         yield
     finally:
         for sig, handler in previous.items():
