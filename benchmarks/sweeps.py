@@ -301,15 +301,19 @@ def asha_sets(case: dict, trials: int, steps: int, every: int) -> list[str]:
     """ASHA's settings for a search: the case's grace period (at most half a trial, whole evaluation
     intervals) and reduction factor, and enough trials to spend the budget however early ASHA stops them
     (the sweep is interrupted once the budget is spent)."""
-    grace = max(every, min(case["grace"], steps // every // 2 * every))
-    return [f"search.scheduler.name=asha", f"search.scheduler.grace_period={grace}",
+    return [f"search.scheduler.name=asha", f"search.scheduler.grace_period={asha_grace(case, steps, every)}",
             f"search.scheduler.reduction_factor={case['reduction']}",
             f"search.num_samples={trials * 4}"]
 
 
+def asha_grace(case: dict, steps: int, every: int) -> int:
+    """The case's grace period, at most half a trial, in whole evaluation intervals."""
+    return max(every, min(case["grace"], steps // every // 2 * every))
+
+
 def asha_rungs(case: dict, steps: int, every: int) -> list[int]:
-    """The steps at which ASHA compares trials (asha_sets's grace period times the reduction factor's powers)."""
-    rung, rungs = max(every, min(case["grace"], steps // every // 2 * every)), []
+    """The steps at which ASHA compares trials: the grace period times the reduction factor's powers."""
+    rung, rungs = asha_grace(case, steps, every), []
     while rung < steps:
         rungs.append(rung)
         rung *= case["reduction"]

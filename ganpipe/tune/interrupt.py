@@ -73,7 +73,8 @@ def ctrl_c_deferred():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
-        for sig, frame in caught[:1]:  # one is enough: a second Ctrl-C during the block was the same request
+        if caught:  # the first only: a second Ctrl-C during the block was the same request
+            sig, frame = caught[0]
             handler = previous[sig]
             if callable(handler):
                 handler(sig, frame)
