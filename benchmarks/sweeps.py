@@ -456,7 +456,30 @@ def expected_best_vs_budget(records: list[dict], steps: int, draws: int = 500) -
             "p_reached": [round(max(0.0, 1 - float(x)), 4) for x in expected_best_curve(missed)]}
 
 
-def across_seeds(data: dict, methods) -> dict:
+def derive(data: dict, case: dict) -> None:
+    """What is computed from a space's measured runs (no training): random search's steps to the target over
+    resamples of its trials, per seed, and the summary across seeds."""
+    for res in data["seeds"].values():
+        random = res.get("random")
+        if random and random.get("trial_records"):
+            budget = res["budget"]
+            random["steps_to_target_resampled"] = random_steps_to_target(
+                random["trial_records"], case, budget["steps_per_trial"], budget["steps"])
+    methods = {m for res in data["seeds"].values() for m in methods_of(res)}
+    data["across_seeds"] = across_seeds(data, sorted(methods), case)
+
+
+def random_steps_to_target(records: list[dict], case: dict, steps: int, budget: int) -> dict:
+    """Random search's steps to the target over resamples of its trials, run as many at a time as the
+    sweep runs them (ganpipe.report.estimators.steps_to_first_hit): how lucky one search's count was."""
+    from ganpipe.config import load_sweep
+    from ganpipe.report.estimators import steps_to_first_hit
+
+    slots = load_sweep(case["sweep"], case["sets"]).search.max_concurrent
+    return steps_to_first_hit([r["reached_at_step"] for r in records], steps, slots=slots, budget=budget)
+
+
+def across_seeds(data: dict, methods, case: dict) -> dict:
     """Per method: steps to the target and the best objective at the budget in each seed and their median;
     each search's steps to the target over random search's, per seed and the median (the goal: <= 1/3);
     random search's expected best and chance of the target vs budget, its trials pooled over the seeds."""
@@ -483,7 +506,16 @@ def across_seeds(data: dict, methods) -> dict:
     pooled = [r for s in seeds if "random" in data["seeds"][s] for r in data["seeds"][s]["random"]["trial_records"]]
     if pooled:
         steps = data["seeds"][seeds[0]]["budget"]["steps_per_trial"]
-        out["random_pooled"] = {"trials": len(pooled), **expected_best_vs_budget(pooled, steps)}
+        budget = data["seeds"][seeds[0]]["budget"]["steps"]
+        out["random_pooled"] = {"trials": len(pooled), **expected_best_vs_budget(pooled, steps),
+                                "steps_to_target": random_steps_to_target(pooled, case, steps, budget)}
+        # each search's median steps to the target over random search's resampled median (None: a miss)
+        expected = out["random_pooled"]["steps_to_target"]["median"]
+        for method, a in out.items():
+            if method not in ("random", "default", "random_pooled"):
+                med = a["median_steps_to_target"]
+                a["median_over_random_resampled"] = (round(med / expected, 4) if isinstance(med, (int, float))
+                                                     and expected else None)
     return out
 
 
@@ -596,12 +628,18 @@ def main() -> None:
                         help="search: a folder kept for the sweeps; the same command run again continues a search "
                              "that was stopped where it stopped (full sizes take longer than a working day on 2 cores)")
     parser.add_argument("--report", action="store_true",
-                        help="run nothing: print the utilisation and search tables of --out and draw their curves in --png")
+                        help="train nothing: recompute what is derived from the runs in --out (saved there), print its "
+                             "utilisation and search tables and draw their curves in --png")
     parser.add_argument("--png", default=str(ROOT / "docs" / "images" / "search-curves.png"),
                         help="--report: where the search curves are drawn")
     args = parser.parse_args()
     if args.report:
         results = json.loads(Path(args.out).read_text())
+        searched = {k: v for k, v in results.get("search", {}).items() if v.get("judged_by") == "objective"}
+        for name, data in searched.items():  # estimators added since the runs apply to them too
+            derive(data, SEARCH_CASES[name])
+        if searched:
+            save(results, args.out)
         if "utilisation" in results:
             print(utilisation_report(results))
         if "search" in results:
@@ -652,8 +690,7 @@ def search_all(results: dict, args, tmp: Path) -> None:
 
             measured(search(tmp / f"{name}-{seed}", seed, case, args.scale, args.methods, done,
                             args.search_trials, args.search_steps, measured))
-            methods = {m for res in results["search"][name]["seeds"].values() for m in methods_of(res)}
-            results["search"][name]["across_seeds"] = across_seeds(results["search"][name], sorted(methods))
+            derive(results["search"][name], case)
             print("search", name, "seed", seed, json.dumps(results["search"][name]["across_seeds"].get(
                 "random_pooled", {}).get("expected_best", [])[-1:]), flush=True)
             save(results, args.out)
@@ -747,6 +784,16 @@ def report(results: dict, png: Path) -> str:
             text += (f"| {label(method)} | {hits} | {f'{med:,.0f}' if med else '—'} | {ratios or ''} | "
                      f"{a.get('median_over_random', '') if a.get('median_over_random') is not None else ''} |\n")
         pooled = across.get("random_pooled")
+        resampled = (pooled or {}).get("steps_to_target")
+        if resampled:
+            ratios = ", ".join(f"{a['median_over_random_resampled']}" for m, a in across.items()
+                               if a.get("median_over_random_resampled") is not None)
+            text += (f"\nrandom search's steps to the target over {resampled['draws']} resamples of its "
+                     f"{pooled['trials']} trials (pooled over seeds; {resampled['slots']} at a time, one step rate): "
+                     f"median {fmt_steps(resampled['median'])}, 95 % interval {fmt_steps(resampled['low'])} to "
+                     f"{fmt_steps(resampled['high'])}, target within the budget in "
+                     f"{100 * resampled['p_within_budget']:.0f} % of resamples"
+                     + (f"; searches' median steps over that median: {ratios}" if ratios else "") + "\n")
         if pooled:
             per_trial = data["seeds"][next(iter(data["seeds"]))]["budget"]["steps_per_trial"]
             text += (f"\nrandom search, expected best objective of n trials (Lucic et al.; {pooled['trials']} trials "
@@ -767,6 +814,10 @@ def report(results: dict, png: Path) -> str:
                 for a in rows:
                     text += f"| {seed} | {a['rung']:,} | {a['spearman']} | {a['best_quarter_kept']} of {a['best_quarter']} |\n"
     return text
+
+
+def fmt_steps(steps) -> str:
+    return "beyond the budget" if steps is None else f"{steps:,}"
 
 
 def report_old(results: dict, png: Path) -> str:

@@ -95,6 +95,10 @@ def test_search_benchmark_runs_tiny_and_ranks_by_the_objective(tmp_path):
     across = data["across_seeds"]
     assert across["tpe+asha"]["seeds"] == ["0"] and len(across["tpe+asha"]["over_random"]) == 1
     assert across["random_pooled"]["trials"] == m
+    resampled = seed0["random"]["steps_to_target_resampled"]  # how lucky random search's one draw was
+    assert resampled["slots"] == 2 and resampled["draws"] > 0
+    assert (resampled["p_within_budget"] > 0) == any(x["reached_at_step"] for x in seed0["random"]["trial_records"])
+    assert across["random_pooled"]["steps_to_target"] == resampled  # one seed: the pooled trials are its own
 
 
 def test_search_benchmark_medians_count_a_missed_target_as_the_worst(monkeypatch):

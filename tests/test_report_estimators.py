@@ -1,5 +1,6 @@
 """The report's estimators against brute force: expected best of n trials (Lucic et al. 2018) by enumerating
-every draw without replacement; the bootstrap interval; the Pareto front."""
+every draw without replacement; the bootstrap interval; the Pareto front; steps to a first hit against
+cases worked out by hand."""
 from __future__ import annotations
 
 import itertools
@@ -13,6 +14,7 @@ from ganpipe.report.estimators import (
     expected_best,
     expected_best_curve,
     pareto_front,
+    steps_to_first_hit,
 )
 
 
@@ -66,3 +68,29 @@ def test_pareto_front_by_brute_force():
         fid[j] <= fid[i] and div[j] >= div[i] and (fid[j] < fid[i] or div[j] > div[i]) for j in range(20) if j != 4)}
     front = pareto_front(fid, div)
     assert set(front) == expected and list(fid[front]) == sorted(fid[front])
+
+
+def test_steps_to_first_hit_counts_every_slot_until_the_first_hit():
+    # every trial meets the target at its step 300: alone it costs 300 steps, two at a time 600
+    assert steps_to_first_hit([300, 300], length=1000, slots=1)["median"] == 300
+    both = steps_to_first_hit([300], length=1000, slots=2)
+    assert (both["median"], both["low"], both["high"], both["p_within_budget"]) == (600, 600, 600, 1.0)
+
+
+def test_steps_to_first_hit_follows_the_geometric_law_of_independent_trials():
+    # two trials in three meet the target at step 100, the rest run 1,000 steps: the k-th trial is the first
+    # to hit with chance (1/3)**(k - 1) * 2/3 and then (k - 1) * 1,000 + 100 steps were spent. Median 100
+    # (P(k = 1) = 67 %), 97.5th percentile 3,100 (P(k > 3) = 3.7 % > 2.5 % > P(k > 4) = 1.2 %): both four
+    # standard errors of 4,000 draws from the edge
+    out = steps_to_first_hit([100, 100, None], length=1000, slots=1, draws=4000)
+    assert (out["median"], out["low"], out["high"]) == (100, 100, 3100)
+
+
+def test_steps_to_first_hit_past_the_budget_is_a_miss():
+    out = steps_to_first_hit([None, None, 900], length=1000, slots=1, budget=1500, draws=3000)
+    # within 1,500 steps: the first trial hits (1/3: 900 steps); a miss then a hit costs 1,900, too many
+    assert abs(out["p_within_budget"] - 1 / 3) < 0.03
+    assert out["median"] is None and out["low"] == 900
+    assert steps_to_first_hit([None], length=10, budget=100)["p_within_budget"] == 0.0
+    with pytest.raises(ValueError, match="never"):
+        steps_to_first_hit([None], length=10)

@@ -72,3 +72,49 @@ def pareto_front(fid, diversity) -> np.ndarray:
         if not dominated.any():
             keep.append(i)
     return np.array(sorted(keep, key=lambda i: (f[i], -d[i])), dtype=int)
+
+
+
+def steps_to_first_hit(hit_steps, length: int, slots: int = 1, budget: int | None = None,
+                       draws: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """Training steps a search of independent trials spends before its first trial meets a target, from
+    trials already run (random search's): each resample draws trials with replacement and runs them
+    `slots` at a time, all at one step rate; a trial that met the target at its own step h is done there,
+    one that never did (None) runs `length` steps. Steps spent = what every started trial trained until
+    the first hit. One search's steps to the target is one draw of this; the median and interval say how
+    lucky that draw was. A resample that spends more than `budget` first is a miss (p_within_budget)."""
+    hits = list(hit_steps)
+    if not hits:
+        raise ValueError("no trials to resample")
+    rng = np.random.default_rng(seed)
+    cap = math.inf if budget is None else budget
+    if cap == math.inf and all(h is None for h in hits):
+        raise ValueError("no trial met the target and there is no budget: the search would never end")
+    spent_all = []
+    for _ in range(draws):
+        clocks, started, first = [0] * slots, [], math.inf  # started: (start, steps it trains)
+
+        def spent(t):  # steps trained by all started trials up to time t (one step rate: time in steps)
+            return sum(min(run, max(0, t - start)) for start, run in started)
+
+        while True:
+            slot = min(range(slots), key=clocks.__getitem__)
+            start = clocks[slot]
+            if start >= first or spent(start) >= cap:  # nothing started from here on comes first
+                break
+            h = hits[rng.integers(len(hits))]
+            started.append((start, length if h is None else h))
+            clocks[slot] = start + started[-1][1]
+            if h is not None:
+                first = min(first, start + h)
+        total = spent(first) if first < math.inf else math.inf
+        spent_all.append(total if total <= cap else math.inf)
+    values = np.array(spent_all)
+    tail = (1 - level) / 2 * 100
+
+    def pct(q):  # a percentile among the misses is "never" (None)
+        v = np.percentile(values, q, method="lower")
+        return int(v) if math.isfinite(v) else None
+
+    return {"median": pct(50), "low": pct(tail), "high": pct(100 - tail),
+            "p_within_budget": round(float(np.isfinite(values).mean()), 4), "draws": draws, "slots": slots}
