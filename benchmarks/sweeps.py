@@ -456,10 +456,24 @@ def expected_best_vs_budget(records: list[dict], steps: int, draws: int = 500) -
             "p_reached": [round(max(0.0, 1 - float(x)), 4) for x in expected_best_curve(missed)]}
 
 
+def target_hits(records: list[dict]) -> dict:
+    """How often a method's trials reach the target for the steps and core-seconds it trained: the first hit
+    of one search is one draw (a search and TPE's start-up share their first random draws), while the hits
+    per step say whether a sampler keeps finding settings that get there."""
+    hits = sum(r["reached_at_step"] is not None for r in records)
+    steps, core_s = sum(r["steps"] for r in records), sum(r["train_core_s"] for r in records)
+    return {"trials": len(records), "reaching": hits, "steps": steps, "core_s": round(core_s, 1),
+            "steps_per_hit": round(steps / hits) if hits else None,
+            "core_s_per_hit": round(core_s / hits, 1) if hits else None}
+
+
 def derive(data: dict, case: dict) -> None:
     """What is computed from a space's measured runs (no training): random search's steps to the target over
-    resamples of its trials, per seed, and the summary across seeds."""
+    resamples of its trials, per seed; every method's hits per step; and the summary across seeds."""
     for res in data["seeds"].values():
+        for method in methods_of(res):
+            if res[method].get("trial_records"):
+                res[method]["target_hits"] = target_hits(res[method]["trial_records"])
         random = res.get("random")
         if random and random.get("trial_records"):
             budget = res["budget"]
@@ -493,7 +507,8 @@ def across_seeds(data: dict, methods, case: dict) -> dict:
         bests = [r["best_objective"] for r in runs]
         out[method] = {"seeds": [s for s in seeds if method in data["seeds"][s]], "steps_to_target": hits,
                        "median_steps_to_target": median_or_none(hits), "best_objective": bests,
-                       "median_best_objective": statistics.median(bests)}
+                       "median_best_objective": statistics.median(bests),
+                       "target_hits": target_hits([t for r in runs for t in r.get("trial_records", [])])}
         if method not in ("random", "default"):
             ratios = []
             for s in seeds:
@@ -511,8 +526,11 @@ def across_seeds(data: dict, methods, case: dict) -> dict:
                                 "steps_to_target": random_steps_to_target(pooled, case, steps, budget)}
         # each search's median steps to the target over random search's resampled median (None: a miss)
         expected = out["random_pooled"]["steps_to_target"]["median"]
+        per_hit = out["random"]["target_hits"]["steps_per_hit"]
         for method, a in out.items():
             if method not in ("random", "default", "random_pooled"):
+                mine = a["target_hits"]["steps_per_hit"]
+                a["steps_per_hit_over_random"] = round(mine / per_hit, 4) if mine and per_hit else None
                 med = a["median_steps_to_target"]
                 a["median_over_random_resampled"] = (round(med / expected, 4) if isinstance(med, (int, float))
                                                      and expected else None)
@@ -794,6 +812,17 @@ def report(results: dict, png: Path) -> str:
                      f"{fmt_steps(resampled['high'])}, target within the budget in "
                      f"{100 * resampled['p_within_budget']:.0f} % of resamples"
                      + (f"; searches' median steps over that median: {ratios}" if ratios else "") + "\n")
+        text += ("\nhow often trials reach the target, all seeds together (a seed's first hit is one draw; "
+                 "these count every hit):\n\n| method | trials | reaching the target | steps trained | steps per hit "
+                 "| core-s per hit | steps per hit over random search's |\n|---|---|---|---|---|---|---|\n")
+        for method, a in across.items():
+            h = a.get("target_hits")
+            if method == "random_pooled" or not h:
+                continue
+            per_hit = f"{h['steps_per_hit']:,}" if h["steps_per_hit"] else "none reached it"
+            text += (f"| {label(method)} | {h['trials']} | {h['reaching']} | {h['steps']:,} | "
+                     f"{per_hit} | {h['core_s_per_hit'] or '—'} | "
+                     f"{a.get('steps_per_hit_over_random') or ''} |\n")
         if pooled:
             per_trial = data["seeds"][next(iter(data["seeds"]))]["budget"]["steps_per_trial"]
             text += (f"\nrandom search, expected best objective of n trials (Lucic et al.; {pooled['trials']} trials "

@@ -99,6 +99,10 @@ def test_search_benchmark_runs_tiny_and_ranks_by_the_objective(tmp_path):
     assert resampled["slots"] == 2 and resampled["draws"] > 0
     assert (resampled["p_within_budget"] > 0) == any(x["reached_at_step"] for x in seed0["random"]["trial_records"])
     assert across["random_pooled"]["steps_to_target"] == resampled  # one seed: the pooled trials are its own
+    for method in ("tpe+asha", "random", "default"):  # every hit counted, against every step trained
+        hits = seed0[method]["target_hits"]
+        assert hits["reaching"] == sum(x["reached_at_step"] is not None for x in seed0[method]["trial_records"])
+        assert hits["steps"] == sum(x["steps"] for x in seed0[method]["trial_records"]) == across[method]["target_hits"]["steps"]
 
 
 def test_search_benchmark_medians_count_a_missed_target_as_the_worst(monkeypatch):
@@ -111,6 +115,18 @@ def test_search_benchmark_medians_count_a_missed_target_as_the_worst(monkeypatch
     assert hit_ratio(1000, None, 64000) == "<= 0.0156"  # random search missed: at most 1000 / 64000
     assert hit_ratio(None, 4000, 64000) == ">= 16.0000" and hit_ratio(None, None, 64000) is None
     assert median_or_none([0.25, "<= 0.0156", ">= 16.0000"]) == 0.25
+
+
+def test_target_hits_count_every_trial_that_reached_the_target_per_step_trained(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from sweeps import target_hits
+
+    records = [{"steps": 24000, "reached_at_step": 19000, "train_core_s": 100.0},
+               {"steps": 8000, "reached_at_step": None, "train_core_s": 30.0},
+               {"steps": 16000, "reached_at_step": 15000, "train_core_s": 70.0}]
+    assert target_hits(records) == {"trials": 3, "reaching": 2, "steps": 48000, "core_s": 200.0,
+                                    "steps_per_hit": 24000, "core_s_per_hit": 100.0}
+    assert target_hits(records[1:2])["steps_per_hit"] is None  # none reached it: no rate, not zero
 
 
 def test_rung_agreement_says_whether_an_early_rung_ranks_trials_as_their_end_does(monkeypatch):
