@@ -199,6 +199,30 @@ def test_gpu_check_smoke_runs_on_the_cpu(tmp_path):
         assert case["steps_per_sec"] > 0 and 0 < case["share_gpu"] < 1 and 0 < case["share_cpu"] < 1
 
 
+@pytest.mark.slow
+def test_gpu_sweep_smoke_runs_on_the_cpu(tmp_path):
+    """benchmarks/gpu_sweep.py is for a lent GPU (a real sweep with fractional GPUs); its CPU smoke run, two
+    trials of quick.yaml on one CPU each, keeps it from rotting: a real sweep, both trials to the end, no
+    nvidia-smi samples."""
+    out = tmp_path / "g.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_sweep.py"), "--gpus", "0", "--cpus", "1",
+                    "--trials", "2", "--steps", "20", "--sweep", str(ROOT / "sweeps" / "quick.yaml"),
+                    "--out", str(out)], check=True, capture_output=True, timeout=600)
+    data = json.loads(out.read_text())
+    (run,) = data["variants"]
+    assert data["sweep"] == "sweeps/quick.yaml" and run["trials"] == run["trials_ended"] == 2
+    assert 1 <= run["most_trials_at_once"] <= 2 and run["gpu"]["samples"] == 0
+    assert all(speed > 0 for speed in run["steps_per_s"])
+
+
+def test_trials_at_once_ignores_overlaps_within_the_timestamps_resolution(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from gpu_sweep import most_at_once
+
+    assert most_at_once([(0.0, 10.0), (9.6, 20.0), (19.2, 30.0)]) == 1  # one after another, whole-second clocks
+    assert most_at_once([(0.0, 10.0), (2.0, 12.0), (3.0, 5.0), (20.0, 30.0)]) == 3
+
+
 def test_gpu_graphs_smoke_runs_on_the_cpu(tmp_path):
     """benchmarks/gpu_graphs.py is for a lent GPU; on the CPU nothing is graphed, so its eager and 'graphed'
     trainers are the same run: identical weights and draws, the CLI's two runs log the same fids, and both
