@@ -15,46 +15,56 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
-from sweeps import run_sweep, trial_times  # noqa: E402 (this script's folder)
+from sweeps import TIMESTAMP_RESOLUTION, run_sweep  # noqa: E402 (this script's folder)
 
 STABILITY = ROOT / "sweeps" / "stability.yaml"
+NOT_A_TRIAL = ("nvidia-cuda-mps-server",)  # MPS's server holds a context on the GPU beside the trials
 
 
 class GpuWatch:
     """nvidia-smi's compute processes every `every` seconds on a thread: the most at once and the most memory
-    one of them held. Without nvidia-smi (a CPU run) it records nothing."""
+    one of them held. Off (no samples) for a CPU variant or without nvidia-smi; what nvidia-smi could not
+    answer is kept in `error` rather than read as "no processes"."""
 
-    def __init__(self, every: float = 0.5):
-        self.every, self.samples, self._stop = every, [], threading.Event()
+    def __init__(self, enabled: bool, every: float = 0.5):
+        self.enabled = enabled and shutil.which("nvidia-smi") is not None
+        self.every, self.samples, self.error, self._stop = every, [], None, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         while not self._stop.is_set():
             try:
-                out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory",
-                                      "--format=csv,noheader,nounits"], capture_output=True, text=True,
-                                     timeout=10).stdout
-            except (OSError, subprocess.TimeoutExpired):
+                done = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,process_name,used_memory",
+                                       "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10)
+                if done.returncode:
+                    raise ValueError(f"exit {done.returncode}: {(done.stdout + done.stderr).strip()[:200]}")
+                sample = []
+                for line in done.stdout.strip().splitlines():
+                    pid, rest = line.split(",", 1)
+                    name, mem = (x.strip() for x in rest.rsplit(",", 1))  # a process name may hold commas
+                    if not name.endswith(NOT_A_TRIAL):
+                        sample.append((int(pid), float(mem) if mem.replace(".", "", 1).isdigit() else 0.0))  # "[N/A]"
+            except (OSError, subprocess.TimeoutExpired, ValueError) as err:
+                self.error = str(err)
                 return
-            rows = [line.split(",") for line in out.strip().splitlines() if line.strip()]
-            self.samples.append([(int(pid), float(mem)) for pid, mem in rows])
+            self.samples.append(sample)
             self._stop.wait(self.every)
 
     def __enter__(self):
-        if shutil.which("nvidia-smi"):
+        if self.enabled:
             self._thread.start()
         return self
 
@@ -64,37 +74,46 @@ class GpuWatch:
             self._thread.join(timeout=15)
 
     def summary(self) -> dict:
-        return {"samples": len(self.samples),
+        return {"samples": len(self.samples), "error": self.error,
                 "most_processes_at_once": max((len(s) for s in self.samples), default=0),
                 "processes_seen": len({pid for s in self.samples for pid, _ in s}),
                 "most_mib_one_process": max((mem for s in self.samples for _, mem in s), default=0.0)}
 
 
-def most_at_once(spans: list[tuple[float, float]], resolution: float = 1.0) -> int:
+def most_at_once(spans: list[tuple[float, float]], resolution: float = TIMESTAMP_RESOLUTION) -> int:
     """The most trials whose [start, end] overlap at one moment. Tune's timestamps are whole seconds, so a
     trial that starts in the slot another one freed can read as starting up to a second before that end:
-    overlaps shorter than `resolution` are not counted."""
-    events = sorted([(s + resolution, 1) for s, e in spans if e - s > resolution] + [(e, -1) for s, e in spans
-                    if e - s > resolution], key=lambda x: (x[0], x[1]))
+    each start counts up to `resolution` late (never past its own end)."""
+    events = sorted([(s + min(resolution, (e - s) / 2), 1) for s, e in spans] + [(e, -1) for _, e in spans])
     now = best = 0
-    for _, step in events:
+    for _, step in events:  # at a tie the end (-1) sorts first: a slot freed and taken at once is one trial
         now += step
         best = max(best, now)
     return best
+
+
+def trial_span_and_speed(df) -> tuple[float, float, float]:
+    """(start, end, steps/s over the whole trial) from one trial's Tune results: its steps over the seconds
+    its evaluation intervals trained (each interval's steps / its steps_per_sec), evaluations left out."""
+    start = float(df["timestamp"].iloc[0] - df["time_total_s"].iloc[0])
+    steps = df["step"].diff().fillna(df["step"].iloc[0])
+    return start, float(df["timestamp"].iloc[-1]), float(df["step"].iloc[-1] / (steps / df["steps_per_sec"]).sum())
 
 
 def variant(folder: Path, gpu: float, trials: int, steps: int, cpus: int, sweep: Path = STABILITY) -> dict:
     sets = [f"resources.gpu={gpu:g}", f"resources.cpu={cpus}", f"search.num_samples={trials}",
             f"search.max_concurrent={trials}", f"train.steps={steps}", f"eval.every={max(1, steps // 2)}",
             "search.scheduler.name=none", "failure.max_failures=0"]
-    with GpuWatch() as watch:
-        wall, _, dfs = run_sweep(folder, sets, sweep=sweep)
-    spans = [trial_times(df)[:2] for df in dfs]
+    with GpuWatch(enabled=gpu > 0) as watch:
+        wall, t0, dfs = run_sweep(folder, sets, sweep=sweep)
+    ran = [trial_span_and_speed(df) for df in dfs if not df.empty]
+    speeds = [round(v, 1) for _, _, v in ran]
     return {"gpu_per_trial": gpu, "sets": sets, "wall_s": round(wall, 2), "trials": len(dfs),
-            "trials_ended": sum(int(df["step"].iloc[-1]) >= steps for df in dfs),
-            "most_trials_at_once": most_at_once(spans),
-            "steps_per_s": [round(float(df["steps_per_sec"].iloc[-1]), 1) for df in dfs],
-            "median_steps_per_s": round(statistics.median(float(df["steps_per_sec"].iloc[-1]) for df in dfs), 1),
+            "trials_ended": sum(not df.empty and int(df["step"].iloc[-1]) >= steps for df in dfs),
+            "most_trials_at_once": most_at_once([(a, b) for a, b, _ in ran]),
+            "spans_s": [[round(a - t0, 1), round(b - t0, 1)] for a, b, _ in ran],  # from the sweep's start
+            "steps_per_s": speeds, "median_steps_per_s": statistics.median(speeds) if speeds else None,
+            "sweep_log_tail": (folder / "sweep.log").read_text()[-1500:] if len(ran) < trials else "",
             "gpu": watch.summary()}
 
 
@@ -110,14 +129,25 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
+    if len(set(args.gpus)) != len(args.gpus):
+        ap.error("--gpus: each value once")
+    if max(args.gpus) > 0 and not torch.cuda.is_available():
+        ap.error(f"--gpus {' '.join(f'{g:g}' for g in args.gpus)}: torch sees no CUDA device here "
+                 "(--gpus 0 runs the CPU smoke run)")
+    sweep = args.sweep.resolve()
     results = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-               "torch": torch.__version__, "sweep": str(args.sweep.resolve().relative_to(ROOT)), "trials": args.trials, "steps": args.steps, "variants": []}
+               "torch": torch.__version__, "cpus": os.cpu_count(),
+               "sweep": str(sweep.relative_to(ROOT)) if sweep.is_relative_to(ROOT) else str(sweep),
+               "trials": args.trials, "steps": args.steps, "variants": []}
+    packed = [g for g in args.gpus if 0 < g < 1]
+    if packed and os.cpu_count() < round(1 / min(packed)) * args.cpus:
+        print(f"note: {os.cpu_count()} CPUs hold fewer than {round(1 / min(packed))} trials of --cpus "
+              f"{args.cpus}: the CPUs, not the GPU, will limit how many trials share it", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for gpu in args.gpus:
             folder = Path(tmp) / f"gpu-{gpu:g}"
             folder.mkdir()
-            results["variants"].append(variant(folder, gpu, args.trials, args.steps, args.cpus,
-                                                   args.sweep.resolve()))
+            results["variants"].append(variant(folder, gpu, args.trials, args.steps, args.cpus, sweep))
             print(json.dumps(results["variants"][-1]), flush=True)
             Path(args.out).write_text(json.dumps(results, indent=2))  # each variant kept as it ends
     walls = {v["gpu_per_trial"]: v["wall_s"] for v in results["variants"]}

@@ -457,12 +457,12 @@ def expected_best_vs_budget(records: list[dict], steps: int, draws: int = 500) -
 
 
 def target_hits(records: list[dict]) -> dict:
-    """How often a method's trials reach the target for the steps and core-seconds it trained: the first hit
-    of one search is one draw (a search and TPE's start-up share their first random draws), while the hits
-    per step say whether a sampler keeps finding settings that get there."""
+    """How many of a method's trials reached the target, per step and core-second trained. A search's steps
+    to its first hit is a single random event, and TPE's random start-up trials are the same draws as random
+    search's first ones; counting every hit says whether a sampler keeps finding settings that get there."""
     hits = sum(r["reached_at_step"] is not None for r in records)
     steps, core_s = sum(r["steps"] for r in records), sum(r["train_core_s"] for r in records)
-    return {"trials": len(records), "reaching": hits, "steps": steps, "core_s": round(core_s, 1),
+    return {"trials": len(records), "trials_reaching": hits, "steps": steps, "core_s": round(core_s, 1),
             "steps_per_hit": round(steps / hits) if hits else None,
             "core_s_per_hit": round(core_s / hits, 1) if hits else None}
 
@@ -494,8 +494,10 @@ def random_steps_to_target(records: list[dict], case: dict, steps: int, budget: 
 
 
 def across_seeds(data: dict, methods, case: dict) -> dict:
-    """Per method: steps to the target and the best objective at the budget in each seed and their median;
-    each search's steps to the target over random search's, per seed and the median (the goal: <= 1/3);
+    """Per method: steps to the target and the best objective at the budget in each seed and their median,
+    and its trials reaching the target (target_hits, all seeds); each search's steps to the target over random
+    search's, per seed and the median (the goal: <= 1/3), and its steps per trial reaching the target over
+    random search's on the seeds both ran, per seed and pooled;
     random search's expected best and chance of the target vs budget, its trials pooled over the seeds."""
     seeds = sorted(data["seeds"], key=int)
     out: dict = {}
@@ -510,14 +512,24 @@ def across_seeds(data: dict, methods, case: dict) -> dict:
                        "median_best_objective": statistics.median(bests),
                        "target_hits": target_hits([t for r in runs for t in r.get("trial_records", [])])}
         if method not in ("random", "default"):
-            ratios = []
+            ratios, paired = [], []
             for s in seeds:
                 res = data["seeds"][s]
                 if method in res and "random" in res:
+                    paired.append(s)
                     ratios.append(hit_ratio(res[method]["steps_to_target"], res["random"]["steps_to_target"],
                                             res["budget"]["steps"]))
             out[method]["over_random"] = ratios
             out[method]["median_over_random"] = median_or_none(ratios)
+            # steps per trial reaching the target over random search's, on the seeds both ran: per seed, pooled
+            mine = [target_hits(data["seeds"][s][method].get("trial_records", []))["steps_per_hit"] for s in paired]
+            theirs = [target_hits(data["seeds"][s]["random"].get("trial_records", []))["steps_per_hit"] for s in paired]
+            out[method]["steps_per_hit_over_random"] = [round(a / b, 4) if a and b else None
+                                                        for a, b in zip(mine, theirs)]
+            pooled_mine, pooled_random = (target_hits([t for s in paired for t in data["seeds"][s][m].get(
+                "trial_records", [])])["steps_per_hit"] for m in (method, "random"))
+            out[method]["pooled_steps_per_hit_over_random"] = (round(pooled_mine / pooled_random, 4)
+                                                               if pooled_mine and pooled_random else None)
     pooled = [r for s in seeds if "random" in data["seeds"][s] for r in data["seeds"][s]["random"]["trial_records"]]
     if pooled:
         steps = data["seeds"][seeds[0]]["budget"]["steps_per_trial"]
@@ -526,11 +538,8 @@ def across_seeds(data: dict, methods, case: dict) -> dict:
                                 "steps_to_target": random_steps_to_target(pooled, case, steps, budget)}
         # each search's median steps to the target over random search's resampled median (None: a miss)
         expected = out["random_pooled"]["steps_to_target"]["median"]
-        per_hit = out["random"]["target_hits"]["steps_per_hit"]
         for method, a in out.items():
             if method not in ("random", "default", "random_pooled"):
-                mine = a["target_hits"]["steps_per_hit"]
-                a["steps_per_hit_over_random"] = round(mine / per_hit, 4) if mine and per_hit else None
                 med = a["median_steps_to_target"]
                 a["median_over_random_resampled"] = (round(med / expected, 4) if isinstance(med, (int, float))
                                                      and expected else None)
@@ -812,17 +821,20 @@ def report(results: dict, png: Path) -> str:
                      f"{fmt_steps(resampled['high'])}, target within the budget in "
                      f"{100 * resampled['p_within_budget']:.0f} % of resamples"
                      + (f"; searches' median steps over that median: {ratios}" if ratios else "") + "\n")
-        text += ("\nhow often trials reach the target, all seeds together (a seed's first hit is one draw; "
-                 "these count every hit):\n\n| method | trials | reaching the target | steps trained | steps per hit "
-                 "| core-s per hit | steps per hit over random search's |\n|---|---|---|---|---|---|---|\n")
-        for method, a in across.items():
-            h = a.get("target_hits")
-            if method == "random_pooled" or not h:
-                continue
+        counted = [(m, a) for m, a in across.items() if m != "random_pooled" and a.get("target_hits", {}).get("trials")]
+        if counted:
+            text += ("\nhow often trials reach the target, all seeds together (a seed's first hit is one draw; "
+                     "these count every hit):\n\n| method | trials | reaching the target | steps trained | steps per "
+                     "hit | core-s per hit | steps per hit over random search's, by seed | pooled |\n"
+                     "|---|---|---|---|---|---|---|---|\n")
+        for method, a in counted:
+            h = a["target_hits"]
             per_hit = f"{h['steps_per_hit']:,}" if h["steps_per_hit"] else "none reached it"
-            text += (f"| {label(method)} | {h['trials']} | {h['reaching']} | {h['steps']:,} | "
-                     f"{per_hit} | {h['core_s_per_hit'] or '—'} | "
-                     f"{a.get('steps_per_hit_over_random') or ''} |\n")
+            by_seed = ", ".join("—" if x is None else str(x) for x in a.get("steps_per_hit_over_random", []))
+            pooled_ratio = a.get("pooled_steps_per_hit_over_random")
+            text += (f"| {label(method)} | {h['trials']} | {h['trials_reaching']} | {h['steps']:,} | {per_hit} | "
+                     f"{h['core_s_per_hit'] if h['core_s_per_hit'] is not None else '—'} | {by_seed or '—'} | "
+                     f"{'—' if pooled_ratio is None else pooled_ratio} |\n")
         if pooled:
             per_trial = data["seeds"][next(iter(data["seeds"]))]["budget"]["steps_per_trial"]
             text += (f"\nrandom search, expected best objective of n trials (Lucic et al.; {pooled['trials']} trials "

@@ -101,7 +101,7 @@ def test_search_benchmark_runs_tiny_and_ranks_by_the_objective(tmp_path):
     assert across["random_pooled"]["steps_to_target"] == resampled  # one seed: the pooled trials are its own
     for method in ("tpe+asha", "random", "default"):  # every hit counted, against every step trained
         hits = seed0[method]["target_hits"]
-        assert hits["reaching"] == sum(x["reached_at_step"] is not None for x in seed0[method]["trial_records"])
+        assert hits["trials_reaching"] == sum(x["reached_at_step"] is not None for x in seed0[method]["trial_records"])
         assert hits["steps"] == sum(x["steps"] for x in seed0[method]["trial_records"]) == across[method]["target_hits"]["steps"]
 
 
@@ -124,9 +124,29 @@ def test_target_hits_count_every_trial_that_reached_the_target_per_step_trained(
     records = [{"steps": 24000, "reached_at_step": 19000, "train_core_s": 100.0},
                {"steps": 8000, "reached_at_step": None, "train_core_s": 30.0},
                {"steps": 16000, "reached_at_step": 15000, "train_core_s": 70.0}]
-    assert target_hits(records) == {"trials": 3, "reaching": 2, "steps": 48000, "core_s": 200.0,
+    assert target_hits(records) == {"trials": 3, "trials_reaching": 2, "steps": 48000, "core_s": 200.0,
                                     "steps_per_hit": 24000, "core_s_per_hit": 100.0}
     assert target_hits(records[1:2])["steps_per_hit"] is None  # none reached it: no rate, not zero
+
+
+def test_steps_per_hit_over_random_pairs_the_seeds_both_methods_ran(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from sweeps import SEARCH_CASES, across_seeds
+
+    def trials(hits: list):  # 24,000-step trials, reaching the target at these steps (None: never)
+        return {"trial_records": [{"steps": 24000, "reached_at_step": h, "train_core_s": 10.0, "best_objective":
+                                   0.1 if h else 0.9} for h in hits], "steps_to_target": None, "best_objective": 0.1}
+
+    budget = {"trials": 4, "steps_per_trial": 24000, "steps": 96000}
+    data = {"seeds": {
+        "0": {"budget": budget, "random": trials([None, 20000, None, None]), "tpe+asha": trials([20000, 10000, None, 9000])},
+        "1": {"budget": budget, "random": trials([None, None, 12000, 15000]), "tpe+asha": trials([None] * 4)},
+        "2": {"budget": budget, "tpe+asha": trials([8000] * 4)}}}  # no random search here: not compared
+    out = across_seeds(data, ["random", "tpe+asha"], SEARCH_CASES["grid25-broad"])
+    tpe = out["tpe+asha"]
+    assert tpe["steps_per_hit_over_random"] == [round(32000 / 96000, 4), None]  # seed 1: TPE reached nothing
+    assert tpe["pooled_steps_per_hit_over_random"] == round((192000 / 3) / (192000 / 3), 4)  # seeds 0 and 1 only
+    assert tpe["target_hits"]["trials_reaching"] == 7 and out["random"]["target_hits"]["trials_reaching"] == 3
 
 
 def test_rung_agreement_says_whether_an_early_rung_ranks_trials_as_their_end_does(monkeypatch):
@@ -211,7 +231,7 @@ def test_gpu_sweep_smoke_runs_on_the_cpu(tmp_path):
     data = json.loads(out.read_text())
     (run,) = data["variants"]
     assert data["sweep"] == "sweeps/quick.yaml" and run["trials"] == run["trials_ended"] == 2
-    assert 1 <= run["most_trials_at_once"] <= 2 and run["gpu"]["samples"] == 0
+    assert 1 <= run["most_trials_at_once"] <= 2 and run["gpu"]["samples"] == 0 and len(run["spans_s"]) == 2
     assert all(speed > 0 for speed in run["steps_per_s"])
 
 
@@ -220,7 +240,10 @@ def test_trials_at_once_ignores_overlaps_within_the_timestamps_resolution(monkey
     from gpu_sweep import most_at_once
 
     assert most_at_once([(0.0, 10.0), (9.6, 20.0), (19.2, 30.0)]) == 1  # one after another, whole-second clocks
+    assert most_at_once([(0.0, 10.0), (9.0, 20.0)]) == 1  # a slot freed and taken within the same second
     assert most_at_once([(0.0, 10.0), (2.0, 12.0), (3.0, 5.0), (20.0, 30.0)]) == 3
+    assert most_at_once([(0.0, 0.8), (0.2, 0.9)]) == 2  # trials shorter than the resolution still count
+    assert most_at_once([]) == 0
 
 
 def test_gpu_graphs_smoke_runs_on_the_cpu(tmp_path):
