@@ -5,7 +5,8 @@ configurations to the end): the sweep with whole GPUs (one trial per GPU) and wi
 Reports per variant: wall time, the most trials running at once (from the trials' own start and end times),
 the most processes on the GPU at once and their memory (nvidia-smi, sampled every 0.5 s), every trial's
 steps/s, and that every trial ended. The networks are small and host-bound on a GPU (docs/benchmarks.md
-section 6), which is why packing them pays.
+section 6), so one trial leaves the GPU mostly idle; whether packing pays depends on MPS (without it the
+driver time-slices the processes; docs/benchmarks.md section 6 measured both).
 
     python benchmarks/gpu_sweep.py --out gpu-sweep.json                 # on a machine with a GPU
     python benchmarks/gpu_sweep.py --gpus 0 --cpus 1 --trials 2 --steps 20 --sweep sweeps/quick.yaml
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
-from sweeps import TIMESTAMP_RESOLUTION, run_sweep  # noqa: E402 (this script's folder)
+from sweeps import TIMESTAMP_RESOLUTION, run_sweep, trial_times  # noqa: E402 (this script's folder)
 
 STABILITY = ROOT / "sweeps" / "stability.yaml"
 NOT_A_TRIAL = ("nvidia-cuda-mps-server",)  # MPS's server holds a context on the GPU beside the trials
@@ -93,11 +94,10 @@ def most_at_once(spans: list[tuple[float, float]], resolution: float = TIMESTAMP
 
 
 def trial_span_and_speed(df) -> tuple[float, float, float]:
-    """(start, end, steps/s over the whole trial) from one trial's Tune results: its steps over the seconds
-    its evaluation intervals trained (each interval's steps / its steps_per_sec), evaluations left out."""
-    start = float(df["timestamp"].iloc[0] - df["time_total_s"].iloc[0])
-    steps = df["step"].diff().fillna(df["step"].iloc[0])
-    return start, float(df["timestamp"].iloc[-1]), float(df["step"].iloc[-1] / (steps / df["steps_per_sec"]).sum())
+    """(start, end, steps/s over the whole trial, evaluations left out) from one trial's Tune results."""
+    start, end, _, _ = trial_times(df)
+    seconds = (df["step"].diff().fillna(df["step"].iloc[0]) / df["steps_per_sec"]).sum()
+    return start, end, float(df["step"].iloc[-1] / seconds)
 
 
 def variant(folder: Path, gpu: float, trials: int, steps: int, cpus: int, sweep: Path = STABILITY) -> dict:

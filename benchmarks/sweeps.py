@@ -522,14 +522,13 @@ def across_seeds(data: dict, methods, case: dict) -> dict:
             out[method]["over_random"] = ratios
             out[method]["median_over_random"] = median_or_none(ratios)
             # steps per trial reaching the target over random search's, on the seeds both ran: per seed, pooled
-            mine = [target_hits(data["seeds"][s][method].get("trial_records", []))["steps_per_hit"] for s in paired]
-            theirs = [target_hits(data["seeds"][s]["random"].get("trial_records", []))["steps_per_hit"] for s in paired]
-            out[method]["steps_per_hit_over_random"] = [round(a / b, 4) if a and b else None
-                                                        for a, b in zip(mine, theirs)]
-            pooled_mine, pooled_random = (target_hits([t for s in paired for t in data["seeds"][s][m].get(
-                "trial_records", [])])["steps_per_hit"] for m in (method, "random"))
-            out[method]["pooled_steps_per_hit_over_random"] = (round(pooled_mine / pooled_random, 4)
-                                                               if pooled_mine and pooled_random else None)
+            def per_hit_ratio(over: list[str]):
+                mine, theirs = (target_hits([t for s in over for t in data["seeds"][s][m].get("trial_records", [])])
+                                ["steps_per_hit"] for m in (method, "random"))
+                return round(mine / theirs, 4) if mine and theirs else None
+
+            out[method]["steps_per_hit_over_random"] = [per_hit_ratio([s]) for s in paired]
+            out[method]["pooled_steps_per_hit_over_random"] = per_hit_ratio(paired)
     pooled = [r for s in seeds if "random" in data["seeds"][s] for r in data["seeds"][s]["random"]["trial_records"]]
     if pooled:
         steps = data["seeds"][seeds[0]]["budget"]["steps_per_trial"]
