@@ -140,7 +140,7 @@ def run_sweep(folder: Path, sets: list[str], sweep: Path = QUICK, stop_at_steps:
 
         with open(folder / "sweep.log", "a") as log:
             proc = subprocess.Popen(cmd, cwd=folder, stdout=log, stderr=subprocess.STDOUT)
-            checked = time.time()
+            checked, at_budget = time.time(), False
             while proc.poll() is None:
                 time.sleep(0.5)  # the wall time is the command's to within this
                 if time.time() - checked >= 5:  # reading every trial's results costs
@@ -148,8 +148,11 @@ def run_sweep(folder: Path, sets: list[str], sweep: Path = QUICK, stop_at_steps:
                     keep_wall()
                     if stop_at_steps is not None and steps_trained(folder / "ray_results") >= stop_at_steps:
                         proc.send_signal(signal.SIGINT)
+                        at_budget = True
                         proc.wait()
-        stopped = stop_at_steps is not None and proc.returncode == 130
+        # only this script's own stop at the budget ends the method; a Ctrl-C from outside (exit 130 too)
+        # leaves it to be continued by the next run
+        stopped = at_budget and proc.returncode == 130
         if proc.returncode not in (0, 1) and not stopped:  # 1: every trial failed (diverged), still an outcome
             keep_wall()
             raise RuntimeError(f"ganpipe sweep exited {proc.returncode}:\n{(folder / 'sweep.log').read_text()[-3000:]}")
