@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -93,8 +94,10 @@ SEARCH_CASES = {
 }
 BROAD = ("grid25-broad", "stacked-broad")
 SAMPLERS = ("tpe", "tpe-group", "random", "cmaes", "gp")  # search.sampler's choices
-# a method: "SAMPLER+asha" (the sampler with ASHA, as many trials as the budget allows), "random" (random
-# search, no early stopping, `trials` trials), "default" (the space's first values, one run of the budget)
+STARTUP_SAMPLERS = ("tpe", "tpe-group", "gp")  # those taking search.startup_trials
+# a method: "SAMPLER+asha" (the sampler with ASHA, as many trials as the budget allows; "tpe4+asha": with 4
+# random start-up trials instead of the case's share), "random" (random search, no early stopping, `trials`
+# trials), "default" (the space's first values, one run of the budget)
 DEFAULT_METHODS = ("tpe+asha", "random", "default")
 CURVE_COLUMNS = ["steps_spent", "best_objective", "fid", "modes", "reached"]  # one point of a curve
 
@@ -324,15 +327,23 @@ def asha_rungs(case: dict, steps: int, every: int) -> list[int]:
     return rungs
 
 
+def parse_method(method: str) -> tuple[str, int | None, bool]:
+    """'SAMPLER[N][+asha]' -> (sampler, N random start-up trials or None for the case's share, with ASHA):
+    "tpe4+asha" is TPE whose model guides from the 5th trial on, with ASHA."""
+    found = re.fullmatch(r"(?P<sampler>[a-z-]+?)(?P<startup>\d+)?(?P<asha>\+asha)?", method)
+    if not found or found["sampler"] not in SAMPLERS or (found["startup"] and found["sampler"] not in STARTUP_SAMPLERS):
+        raise SystemExit(f"unknown method {method!r}: SAMPLER[N]+asha, SAMPLER, random or default; samplers: "
+                         f"{', '.join(SAMPLERS)}; N (random start-up trials) only for {', '.join(STARTUP_SAMPLERS)}")
+    return found["sampler"], int(found["startup"]) if found["startup"] else None, bool(found["asha"])
+
+
 def method_sets(method: str, case: dict, trials: int, steps: int, every: int) -> list[str]:
     if method == "random":
         return ["search.sampler=random", "search.scheduler.name=none", f"search.num_samples={trials}"]
-    sampler, asha = method.removesuffix("+asha"), method.endswith("+asha")
-    if sampler not in SAMPLERS:
-        raise SystemExit(f"unknown method {method!r}: SAMPLER+asha, random or default; samplers: {', '.join(SAMPLERS)}")
-    # the model-based samplers' random start-up trials: the case's share of its trials
-    startup = max(2, round(case["startup"] * trials / case["trials"]))
-    startup = [f"search.startup_trials={startup}"] if sampler in ("tpe", "tpe-group", "gp") else []
+    sampler, startup, asha = parse_method(method)
+    if startup is None:  # the model-based samplers' random start-up trials: the case's share of its trials
+        startup = max(2, round(case["startup"] * trials / case["trials"]))
+    startup = [f"search.startup_trials={startup}"] if sampler in STARTUP_SAMPLERS else []
     return [f"search.sampler={sampler}", *startup,
             *(asha_sets(case, trials, steps, every) if asha else
               ["search.scheduler.name=none", f"search.num_samples={trials}"])]
@@ -645,7 +656,8 @@ def main() -> None:
                         help="search: the spaces; grid25-long, grid25-broad and stacked-broad take hours on 2 cores, "
                              "so only when named")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
-                        help="search: SAMPLER+asha (SAMPLER: " + ", ".join(SAMPLERS) + "), random, default")
+                        help="search: SAMPLER[N]+asha (SAMPLER: " + ", ".join(SAMPLERS) + "; N: random start-up trials, "
+                             "e.g. tpe4+asha), random, default")
     parser.add_argument("--search-trials", type=int, help="search: random search's trials (the budget), "
                                                           "instead of the space's")
     parser.add_argument("--search-steps", type=int, help="search: steps per trial, instead of the space's")
@@ -662,6 +674,8 @@ def main() -> None:
     parser.add_argument("--png", default=str(ROOT / "docs" / "images" / "search-curves.png"),
                         help="--report: where the search curves are drawn")
     args = parser.parse_args()
+    for method in set(args.methods) - {"random", "default"}:  # a misspelt method fails now, not hours in
+        parse_method(method)
     if args.report:
         results = json.loads(Path(args.out).read_text())
         searched = {k: v for k, v in results.get("search", {}).items() if v.get("judged_by") == "objective"}
@@ -732,9 +746,9 @@ COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:
 def label(method: str) -> str:
     if method in LABELS:
         return LABELS[method]
-    sampler = method.removesuffix("+asha")
+    sampler, startup, asha = parse_method(method)
     name = {"tpe": "TPE", "tpe-group": "TPE (group)", "cmaes": "CMA-ES", "gp": "GP", "random": "random"}[sampler]
-    return name + (" + ASHA" if method.endswith("+asha") else "")
+    return name + (f" ({startup} start-up)" if startup is not None else "") + (" + ASHA" if asha else "")
 
 
 def methods_of(res: dict) -> list[str]:

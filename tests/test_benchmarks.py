@@ -152,6 +152,22 @@ def test_steps_per_hit_over_random_pairs_the_seeds_both_methods_ran(monkeypatch)
     assert tpe["target_hits"]["trials_reaching"] == 7 and out["random"]["target_hits"]["trials_reaching"] == 3
 
 
+def test_a_method_names_its_sampler_start_up_trials_and_asha(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from sweeps import SEARCH_CASES, label, method_sets, parse_method
+
+    case = SEARCH_CASES["grid25-broad"]  # 8 start-up trials of 32
+    assert parse_method("tpe+asha") == ("tpe", None, True) and parse_method("tpe-group4+asha") == ("tpe-group", 4, True)
+    assert parse_method("cmaes") == ("cmaes", None, False)
+    assert "search.startup_trials=8" in method_sets("tpe+asha", case, 32, 24000, 1000)
+    assert "search.startup_trials=4" in method_sets("tpe4+asha", case, 32, 24000, 1000)
+    assert "search.startup_trials=2" in method_sets("tpe+asha", case, 2, 200, 100)  # the case's share, at least 2
+    assert label("tpe4+asha") == "TPE (4 start-up) + ASHA" and label("gp+asha") == "GP + ASHA"
+    for bad in ("tpe+ash", "cmaes4+asha", "sobol+asha", "tpe-4+asha"):  # CMA-ES has no start-up setting
+        with pytest.raises(SystemExit, match="unknown method"):
+            parse_method(bad)
+
+
 def test_rung_agreement_says_whether_an_early_rung_ranks_trials_as_their_end_does(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     from sweeps import asha_rungs, rung_agreement
