@@ -108,6 +108,41 @@ def test_search_benchmark_runs_tiny_and_ranks_by_the_objective(tmp_path):
         assert hits["steps"] == sum(x["steps"] for x in seed0[method]["trial_records"]) == across[method]["target_hits"]["steps"]
 
 
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_ctrl_c_to_the_search_benchmarks_sweep_leaves_it_to_be_continued(tmp_path):
+    """Only the script's own stop at the budget ends a method: a Ctrl-C that reaches its sweep from outside
+    (the sweep exits 130, as after that stop) must not count the part-way run as the method's result."""
+    out, work = tmp_path / "s.json", tmp_path / "work"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "sweeps.py"), "--only", "search", "--seeds", "1",
+           "--datasets", "grid25-broad", "--scale", "0.01", "--search-steps", "1000000", "--methods", "tpe+asha",
+           "--out", str(out), "--work", str(work)]
+    # 10,000-step trials: the budget is far from spent when the first trial has reported
+    first = work / "grid25-broad-0" / "tpe+asha-2x10000"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not list(first.glob("ray_results/*/*/result.json")):
+            time.sleep(0.5)
+        children = [int(pid) for f in Path(f"/proc/{proc.pid}/task").glob("*/children")
+                    for pid in f.read_text().split()]
+        (sweep,) = [pid for pid in children if b"ganpipe.cli" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        os.kill(sweep, signal.SIGINT)  # the sweep alone, as a Ctrl-C in its terminal would
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert proc.returncode != 0 and b"ganpipe sweep exited 130" in err
+    assert not out.exists()  # nothing recorded as measured
+    wall = json.loads((first / "benchmark-wall.json").read_text())
+    assert wall["runs"] == 1 and "ended" not in wall  # the next run continues the sweep
+    from ray.tune import Tuner
+
+    (experiment,) = [p for p in (first / "ray_results").iterdir() if p.is_dir()]
+    assert Tuner.can_restore(str(experiment))
+
+
 def test_search_benchmark_medians_count_a_missed_target_as_the_worst(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     from sweeps import hit_ratio, median_or_none
