@@ -166,6 +166,39 @@ def run_sweep(folder: Path, sets: list[str], sweep: Path = QUICK, stop_at_steps:
     return wall, start, list(ExperimentAnalysis(str(exp)).trial_dataframes.values())
 
 
+def peek(work: Path, name: str, seed: int, method: str, scale: float = 1.0, trials: int | None = None,
+         steps: int | None = None) -> dict | None:
+    """A search in `work` as it stands, running or stopped part-way (None: never started): its curve's end
+    from the results Tune writes beside each trial. A first hit is final once made; the rest may still move."""
+    case = SEARCH_CASES[name]
+    trials, steps = budget_of(case, scale, trials, steps)
+    results = work / f"{name}-{seed}" / f"{method}-{trials}x{steps}" / "ray_results"
+    dfs = [trial_results(path) for path in sorted(results.glob("*/*/result.json"))]
+    dfs = [df for df in dfs if not df.empty]
+    if not dfs:
+        return None
+    target = TARGETS[case["target"]]
+    records = trial_records(dfs, target)
+    found = summarise(best_curve(dfs, target, trials * steps), records)
+    return {"space": name, "seed": seed, "method": method, "budget": trials * steps,
+            **{k: v for k, v in found.items() if k != "curve"},
+            "trials_reaching": sum(r["reached_at_step"] is not None for r in records)}
+
+
+def trial_results(path: Path):
+    """One trial's results so far (Tune's result.json, one JSON object per line; a line being written is
+    skipped) as the dataframe ExperimentAnalysis gives for a finished sweep."""
+    import pandas as pd
+
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return pd.json_normalize(rows, sep="/")
+
+
 def steps_trained(results: Path) -> int:
     """Steps trained so far by all trials of a running sweep: each trial's last reported step, from the
     result.json Tune writes in the trial's folder (synced with every checkpoint)."""
@@ -673,9 +706,22 @@ def main() -> None:
                              "utilisation and search tables and draw their curves in --png")
     parser.add_argument("--png", default=str(ROOT / "docs" / "images" / "search-curves.png"),
                         help="--report: where the search curves are drawn")
+    parser.add_argument("--peek", action="store_true",
+                        help="train nothing, write nothing: the searches in --work as they stand (running or stopped "
+                             "part-way): steps spent, the first hit of the target, the best objective")
     args = parser.parse_args()
     for method in set(args.methods) - {"random", "default"}:  # a misspelt method fails now, not hours in
         parse_method(method)
+    if args.peek:
+        if not args.work:
+            parser.error("--peek reads the searches in --work")
+        for seed in (args.seed_list if args.seed_list is not None else range(args.seeds)):
+            for name in args.datasets:
+                for method in [m for m in dict.fromkeys(args.methods) if m != "default"]:
+                    found = peek(args.work, name, seed, method, args.scale, args.search_trials, args.search_steps)
+                    if found:
+                        print(json.dumps(found), flush=True)
+        return
     if args.report:
         results = json.loads(Path(args.out).read_text())
         searched = {k: v for k, v in results.get("search", {}).items() if v.get("judged_by") == "objective"}

@@ -141,6 +141,11 @@ def test_a_ctrl_c_to_the_search_benchmarks_sweep_leaves_it_to_be_continued(tmp_p
 
     (experiment,) = [p for p in (first / "ray_results").iterdir() if p.is_dir()]
     assert Tuner.can_restore(str(experiment))
+    # --peek reads the stopped search as it stands, training nothing and writing nothing
+    peeked = subprocess.run(cmd + ["--peek"], check=True, capture_output=True, text=True, timeout=120)
+    (found,) = [json.loads(line) for line in peeked.stdout.splitlines()]
+    assert found["method"] == "tpe+asha" and found["trials"] >= 1 and 0 < found["steps_spent"] <= found["budget"]
+    assert found["steps_spent"] <= found["steps_trained"] and not out.exists()
 
 
 def test_search_benchmark_medians_count_a_missed_target_as_the_worst(monkeypatch):
