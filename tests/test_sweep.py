@@ -350,3 +350,23 @@ def test_checkpoints_are_scored_only_when_some_are_dropped():
     assert every.num_to_keep is None and every.checkpoint_score_attribute is None
     best = checkpoint_config(3)
     assert (best.num_to_keep, best.checkpoint_score_attribute, best.checkpoint_score_order) == (3, OBJECTIVE, "min")
+
+
+def test_short_start_up_trials_stop_at_their_steps_and_teach_the_model_there(tmp_path):
+    """search.startup_steps: the sampler's random start-up trials (the first startup_trials) train only that
+    long, though ASHA alone would let the first trials at each rung run on; the others run to ASHA's rungs."""
+    sweep = write_sweep(tmp_path, train={"steps": 400, "batch_size": 64},
+                        search={**SWEEP["search"], "num_samples": 4, "startup_trials": 2, "startup_steps": 100,
+                                "scheduler": {"name": "asha", "grace_period": 200, "reduction_factor": 2}})
+    proc = ganpipe(tmp_path, "sweep", str(sweep))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    last_step = {}
+    for result in (tmp_path / "ray_results").glob("*/train_trial_*/result.json"):
+        number = int(result.parent.name.split("_")[3])  # train_trial_<id>_<number>_<values>
+        last_step[number] = max(json.loads(line)["step"] for line in result.read_text().splitlines())
+    assert sorted(last_step) == [1, 2, 3, 4]
+    assert last_step[1] == last_step[2] == 100  # the start-up, stopped at its steps
+    assert last_step[3] >= 200 and last_step[4] >= 200  # ASHA cannot stop a trial before its grace period
+    (db,) = (tmp_path / "ray_results").glob("*/optuna.db")
+    study = optuna.load_study(study_name=db.parent.name, storage=f"sqlite:///{db}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4  # the model learnt the start-up's best

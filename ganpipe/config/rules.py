@@ -4,7 +4,7 @@ files holds is asked of `labelled`, which ganpipe.preflight supplies).
     check_conditional   model.conditional needs labelled data and an architecture with a conditional variant
     check_translation   translation datasets (CycleGAN) need resnet or dcgan
     check_only_when     a fixed value no trial will use (gp_weight without wgan-gp) is a mistake
-    check_search        ASHA's grace period fits the steps; cmaes has one objective
+    check_search        ASHA's grace period and short start-up trials fit the steps; cmaes has one objective
     check_objectives    what is optimised and gated is what every trial's evaluation reports
 """
 from __future__ import annotations
@@ -147,8 +147,10 @@ def check_only_when(v: Validator, raw: dict, trial: schema.TrialConfig, space: l
 
 # ---- the search section against the trial ---------------------------------------------------
 def check_search(v: Validator, search: schema.SearchConfig, trial: schema.TrialConfig, space: list[Param]) -> None:
-    """ASHA's grace period fits in train.steps; cmaes optimises one objective."""
+    """ASHA's grace period fits in train.steps; cmaes optimises one objective; short start-up trials need
+    start-up trials and fewer steps than a trial."""
     _grace_period(v, search, trial, space)
+    _startup_steps(v, search, trial, space)
     if search.sampler == "cmaes" and len(search.objectives) > 1:
         v.problem("search.sampler", f"cmaes optimises one objective; with objectives {search.objectives} use tpe "
                                     "or random, or set one objective", related=("search.objectives",))
@@ -179,18 +181,36 @@ def check_objectives(v: Validator, search, promote, trial: schema.TrialConfig, s
                                        "from the mixture: use [mode_tv]", related=("data.dataset",))
 
 
+STARTUP_SAMPLERS = ("tpe", "tpe-group", "gp")  # those with random start-up trials (search.startup_trials)
+
+
+def _startup_steps(v: Validator, search: schema.SearchConfig, trial: schema.TrialConfig, space: list[Param]) -> None:
+    if not search.startup_steps:
+        return
+    if search.sampler not in STARTUP_SAMPLERS:
+        v.problem("search.startup_steps", f"is for samplers with random start-up trials ({', '.join(STARTUP_SAMPLERS)});"
+                                          f" {search.sampler} has none: leave it out", related=("search.sampler",))
+    fewest, what = _fewest_steps(trial, space)
+    if search.startup_steps >= fewest:
+        v.problem("search.startup_steps", f"must be < {what}, got {search.startup_steps}")
+
+
+def _fewest_steps(trial: schema.TrialConfig, space: list[Param]) -> tuple[int, str]:
+    """The shortest trial the sweep can run, and how to name it in an error."""
+    steps = next((p for p in space if p.path == "train.steps"), None)
+    if steps is None:
+        return trial.train.steps, f"train.steps ({trial.train.steps})"
+    fewest = min(steps.choices) if steps.kind == "choice" else steps.low  # searched: the shortest it can sample
+    if steps.when:  # (or fall back to)
+        fewest = min(fewest, steps.default if steps.default is not None else trial.train.steps)
+    return fewest, f"the fewest train.steps the search can pick ({fewest})"
+
+
 def _grace_period(v: Validator, search: schema.SearchConfig, trial: schema.TrialConfig, space: list[Param]) -> None:
     """ASHA cannot stop a trial before its grace period: it must fit in train.steps."""
     if search.scheduler.name != "asha" or search.scheduler.grace_period == 0:  # 0: one evaluation interval
         return
-    steps = next((p for p in space if p.path == "train.steps"), None)
-    if steps is None:
-        fewest, what = trial.train.steps, f"train.steps ({trial.train.steps})"
-    else:  # searched: the shortest trial it can sample (or fall back to)
-        fewest = min(steps.choices) if steps.kind == "choice" else steps.low
-        if steps.when:
-            fewest = min(fewest, steps.default if steps.default is not None else trial.train.steps)
-        what = f"the fewest train.steps the search can pick ({fewest})"
+    fewest, what = _fewest_steps(trial, space)
     if search.scheduler.grace_period > fewest:
         v.problem("search.scheduler.grace_period",
                   f"must be <= {what} when the scheduler is asha, got {search.scheduler.grace_period}")

@@ -176,6 +176,10 @@ class SearchConfig:
     seed: int = _f(0, **_at_least(0))
     # tpe, tpe-group, gp: random trials before the model takes over; 0 = Optuna's default (10)
     startup_trials: int = _f(0, **_at_least(0))
+    # tpe, tpe-group, gp: the first startup_trials trials (Optuna's 10 if 0) train only this many G steps
+    # (to their first evaluation from it on) and the model learns from their best there; 0 = as long as any
+    # trial. Under ASHA the first trials at a rung always continue, so a start-up otherwise costs full trials
+    startup_steps: int = _f(0, **_at_least(0))
     # what "best" means for checkpoints, ASHA, the results table and promotion (ganpipe.objective):
     # [mode_tv], [fid], [kid], or a second objective [fid, diversity] / [kid, diversity];
     # [] = the dataset's default (mode_tv on ring8 and grid25, else fid)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import optuna
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
@@ -80,14 +80,45 @@ def make_searcher(sweep: SweepConfig, exp_dir: Location) -> ConcurrencyLimiter:
     return ConcurrencyLimiter(searcher, max_concurrent=sweep.search.max_concurrent)
 
 
+OPTUNA_STARTUP_TRIALS = 10  # TPESampler's and GPSampler's n_startup_trials by default (search.startup_trials: 0)
+
+
+class ShortStartup:
+    """Stops the sampler's random start-up trials (the first `startup_trials` Tune creates: the number that
+    begins each trial's tag, kept on --resume) at their first result from `startup_steps` G steps on; the
+    searcher then tells the study their best there. Under ASHA alone the first trials at a rung always
+    continue (no results recorded there to cut against), so a start-up would cost full-length trials."""
+
+    def __init__(self, *args, startup_trials: int, startup_steps: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.startup_trials, self.startup_steps = startup_trials, startup_steps
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)  # ASHA records the rung first
+        if (action == TrialScheduler.CONTINUE and result.get("step", 0) >= self.startup_steps
+                and int(trial.experiment_tag.split("_")[0]) <= self.startup_trials):
+            return TrialScheduler.STOP
+        return action
+
+
+class AshaShortStartup(ShortStartup, ASHAScheduler):
+    pass
+
+
+class FifoShortStartup(ShortStartup, FIFOScheduler):
+    pass
+
+
 def make_scheduler(sweep: SweepConfig):
-    sched = sweep.search.scheduler
+    sched, search = sweep.search.scheduler, sweep.search
+    short = ({"startup_trials": search.startup_trials or OPTUNA_STARTUP_TRIALS, "startup_steps": search.startup_steps}
+             if search.startup_steps else {})
     if sched.name == "none":
-        return FIFOScheduler()
-    return ASHAScheduler(
+        return FifoShortStartup(**short) if short else FIFOScheduler()
+    return (AshaShortStartup if short else ASHAScheduler)(
         time_attr="step", metric=BEST_OBJECTIVE if sched.compare == "best" else OBJECTIVE, mode="min",
         max_t=max_steps(sweep), grace_period=min(grace_period(sweep), max_steps(sweep)),
-        reduction_factor=sched.reduction_factor,
+        reduction_factor=sched.reduction_factor, **short,
     )
 
 
