@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "sweeps" / "quick.yaml"
@@ -96,8 +97,9 @@ BROAD = ("grid25-broad", "stacked-broad")
 SAMPLERS = ("tpe", "tpe-group", "random", "cmaes", "gp")  # search.sampler's choices
 STARTUP_SAMPLERS = ("tpe", "tpe-group", "gp")  # those taking search.startup_trials
 # a method: "SAMPLER+asha" (the sampler with ASHA, as many trials as the budget allows; "tpe4+asha": with 4
-# random start-up trials instead of the case's share), "random" (random search, no early stopping, `trials`
-# trials), "default" (the space's first values, one run of the budget)
+# random start-up trials instead of the case's share; "tpe-short+asha": its start-up trials trained only to
+# ASHA's first rung), "random" (random search, no early stopping, `trials` trials), "default" (the space's
+# first values, one run of the budget)
 DEFAULT_METHODS = ("tpe+asha", "random", "default")
 CURVE_COLUMNS = ["steps_spent", "best_objective", "fid", "modes", "reached"]  # one point of a curve
 
@@ -360,23 +362,35 @@ def asha_rungs(case: dict, steps: int, every: int) -> list[int]:
     return rungs
 
 
-def parse_method(method: str) -> tuple[str, int | None, bool]:
-    """'SAMPLER[N][+asha]' -> (sampler, N random start-up trials or None for the case's share, with ASHA):
-    "tpe4+asha" is TPE whose model guides from the 5th trial on, with ASHA."""
-    found = re.fullmatch(r"(?P<sampler>[a-z-]+?)(?P<startup>\d+)?(?P<asha>\+asha)?", method)
-    if not found or found["sampler"] not in SAMPLERS or (found["startup"] and found["sampler"] not in STARTUP_SAMPLERS):
-        raise SystemExit(f"unknown method {method!r}: SAMPLER[N]+asha, SAMPLER, random or default; samplers: "
-                         f"{', '.join(SAMPLERS)}; N (random start-up trials) only for {', '.join(STARTUP_SAMPLERS)}")
-    return found["sampler"], int(found["startup"]) if found["startup"] else None, bool(found["asha"])
+class Method(NamedTuple):
+    sampler: str
+    startup: int | None  # random start-up trials; None: the case's share
+    short: bool  # the start-up trials train only to ASHA's first rung (search.startup_steps)
+    asha: bool
+
+
+def parse_method(method: str) -> Method:
+    """'SAMPLER[N][-short][+asha]': "tpe4+asha" is TPE whose model guides from the 5th trial on, with ASHA;
+    "tpe-short+asha" trains its start-up trials only to ASHA's first rung."""
+    found = re.fullmatch(r"(?P<sampler>[a-z]+(?:-group)?)(?P<startup>\d+)?(?P<short>-short)?(?P<asha>\+asha)?", method)
+    if (not found or found["sampler"] not in SAMPLERS
+            or ((found["startup"] or found["short"]) and found["sampler"] not in STARTUP_SAMPLERS)):
+        raise SystemExit(f"unknown method {method!r}: SAMPLER[N][-short]+asha, SAMPLER, random or default; samplers: "
+                         f"{', '.join(SAMPLERS)}; N (random start-up trials) and -short (start-up trials only to "
+                         f"ASHA's first rung) only for {', '.join(STARTUP_SAMPLERS)}")
+    return Method(found["sampler"], int(found["startup"]) if found["startup"] else None, bool(found["short"]),
+                  bool(found["asha"]))
 
 
 def method_sets(method: str, case: dict, trials: int, steps: int, every: int) -> list[str]:
     if method == "random":
         return ["search.sampler=random", "search.scheduler.name=none", f"search.num_samples={trials}"]
-    sampler, startup, asha = parse_method(method)
+    sampler, startup, short, asha = parse_method(method)
     if startup is None:  # the model-based samplers' random start-up trials: the case's share of its trials
         startup = max(2, round(case["startup"] * trials / case["trials"]))
     startup = [f"search.startup_trials={startup}"] if sampler in STARTUP_SAMPLERS else []
+    if short:  # to ASHA's first rung, where its cuts start
+        startup.append(f"search.startup_steps={asha_grace(case, steps, every)}")
     return [f"search.sampler={sampler}", *startup,
             *(asha_sets(case, trials, steps, every) if asha else
               ["search.scheduler.name=none", f"search.num_samples={trials}"])]
@@ -689,8 +703,9 @@ def main() -> None:
                         help="search: the spaces; grid25-long, grid25-broad and stacked-broad take hours on 2 cores, "
                              "so only when named")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
-                        help="search: SAMPLER[N]+asha (SAMPLER: " + ", ".join(SAMPLERS) + "; N: random start-up trials, "
-                             "e.g. tpe4+asha), random, default")
+                        help="search: SAMPLER[N][-short]+asha (SAMPLER: " + ", ".join(SAMPLERS) + "; N: random start-up "
+                             "trials, e.g. tpe4+asha; -short: start-up trials only to ASHA's first rung), random, "
+                             "default")
     parser.add_argument("--search-trials", type=int, help="search: random search's trials (the budget), "
                                                           "instead of the space's")
     parser.add_argument("--search-steps", type=int, help="search: steps per trial, instead of the space's")
@@ -792,9 +807,11 @@ COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:
 def label(method: str) -> str:
     if method in LABELS:
         return LABELS[method]
-    sampler, startup, asha = parse_method(method)
+    sampler, startup, short, asha = parse_method(method)
     name = {"tpe": "TPE", "tpe-group": "TPE (group)", "cmaes": "CMA-ES", "gp": "GP", "random": "random"}[sampler]
-    return name + (f" ({startup} start-up)" if startup is not None else "") + (" + ASHA" if asha else "")
+    start = " ".join(([f"{startup}"] if startup is not None else []) + ["start-up"] + (["to the first rung"] if short else []))
+    start = "" if start == "start-up" else start
+    return name + (f" ({start})" if start else "") + (" + ASHA" if asha else "")
 
 
 def methods_of(res: dict) -> list[str]:
