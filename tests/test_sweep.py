@@ -367,6 +367,7 @@ def test_short_start_up_trials_stop_at_their_steps_and_teach_the_model_there(tmp
     assert sorted(last_step) == [1, 2, 3, 4]
     assert last_step[1] == last_step[2] == 100  # the start-up, stopped at its steps
     assert last_step[3] >= 200 and last_step[4] >= 200  # ASHA cannot stop a trial before its grace period
+    assert "stopped by ASHA or the short start-up at step 100 of 400" in proc.stdout
     (db,) = (tmp_path / "ray_results").glob("*/optuna.db")
     study = optuna.load_study(study_name=db.parent.name, storage=f"sqlite:///{db}")
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4  # the model learnt the start-up's best

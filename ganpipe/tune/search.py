@@ -142,6 +142,13 @@ class ResultsReporter(tune.CLIReporter):
                          for line in lines)
 
 
+def stopper_name(sweep: SweepConfig) -> str:
+    """What stops trials early, as the live view says it ("stopped by ..."); "" when nothing does."""
+    stoppers = (["ASHA"] if sweep.search.scheduler.name == "asha" else []) + (
+        ["the short start-up"] if sweep.search.startup_steps else [])
+    return " or ".join(stoppers)
+
+
 def progress_reporter(sweep: SweepConfig, results: str = "") -> SweepProgress:
     """The live view or event lines while the sweep runs, then this table once (ganpipe.tune.live)."""
     metrics = {"step": "step", BEST_OBJECTIVE: "best objective", **{o: o for o in sweep.search.objectives},
@@ -156,7 +163,7 @@ def progress_reporter(sweep: SweepConfig, results: str = "") -> SweepProgress:
         sort_by_metric=True,
     )
     return SweepProgress(table, sweep.name, sweep.search.objectives, sweep.search.num_samples, max_steps(sweep),
-                         scheduler="ASHA" if sweep.search.scheduler.name == "asha" else "",
+                         scheduler=stopper_name(sweep),
                          max_failures=sweep.failure.max_failures)
 
 
