@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from ganpipe.config.rules import STARTUP_SAMPLERS  # those with random start-up trials
+
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "sweeps" / "quick.yaml"
 CORES = os.cpu_count() or 1
@@ -95,7 +97,6 @@ SEARCH_CASES = {
 }
 BROAD = ("grid25-broad", "stacked-broad")
 SAMPLERS = ("tpe", "tpe-group", "random", "cmaes", "gp")  # search.sampler's choices
-STARTUP_SAMPLERS = ("tpe", "tpe-group", "gp")  # those taking search.startup_trials
 # a method: "SAMPLER+asha" (the sampler with ASHA, as many trials as the budget allows; "tpe4+asha": with 4
 # random start-up trials instead of the case's share; "tpe-short+asha": its start-up trials trained only to
 # ASHA's first rung), "random" (random search, no early stopping, `trials` trials), "default" (the space's
@@ -168,13 +169,18 @@ def run_sweep(folder: Path, sets: list[str], sweep: Path = QUICK, stop_at_steps:
     return wall, start, list(ExperimentAnalysis(str(exp)).trial_dataframes.values())
 
 
+def method_folder(seed_folder: Path, method: str, trials: int, steps: int) -> Path:
+    """Where a method's sweep of one budget runs, under its space and seed's folder (work/SPACE-SEED)."""
+    return seed_folder / f"{method}-{trials}x{steps}"
+
+
 def peek(work: Path, name: str, seed: int, method: str, scale: float = 1.0, trials: int | None = None,
          steps: int | None = None) -> dict | None:
     """A search in `work` as it stands, running or stopped part-way (None: never started): its curve's end
     from the results Tune writes beside each trial. A first hit is final once made; the rest may still move."""
     case = SEARCH_CASES[name]
     trials, steps = budget_of(case, scale, trials, steps)
-    results = work / f"{name}-{seed}" / f"{method}-{trials}x{steps}" / "ray_results"
+    results = method_folder(work / f"{name}-{seed}", method, trials, steps) / "ray_results"
     dfs = [trial_results(path) for path in sorted(results.glob("*/*/result.json"))]
     dfs = [df for df in dfs if not df.empty]
     if not dfs:
@@ -188,32 +194,29 @@ def peek(work: Path, name: str, seed: int, method: str, scale: float = 1.0, tria
 
 
 def trial_results(path: Path):
-    """One trial's results so far (Tune's result.json, one JSON object per line; a line being written is
-    skipped) as the dataframe ExperimentAnalysis gives for a finished sweep."""
+    """One trial's results so far (its result.json) as the dataframe ExperimentAnalysis gives for a finished
+    sweep."""
     import pandas as pd
 
+    return pd.json_normalize(result_lines(path), sep="/")
+
+
+def steps_trained(results: Path) -> int:
+    """Steps trained so far by all trials of a running sweep: each trial's last reported step, from the
+    result.json Tune writes in the trial's folder (synced with every checkpoint)."""
+    return sum(max((int(r.get("step", 0)) for r in result_lines(path)), default=0)
+               for path in results.glob("*/*/result.json"))
+
+
+def result_lines(path: Path) -> list[dict]:
+    """The results in one trial's result.json (one JSON object per line), a line being written skipped."""
     rows = []
     for line in path.read_text().splitlines():
         try:
             rows.append(json.loads(line))
         except ValueError:
             continue
-    return pd.json_normalize(rows, sep="/")
-
-
-def steps_trained(results: Path) -> int:
-    """Steps trained so far by all trials of a running sweep: each trial's last reported step, from the
-    result.json Tune writes in the trial's folder (synced with every checkpoint)."""
-    total = 0
-    for path in results.glob("*/*/result.json"):
-        last = 0
-        for line in path.read_text().splitlines():
-            try:
-                last = max(last, int(json.loads(line).get("step", 0)))
-            except (ValueError, TypeError):
-                continue  # a line being written
-        total += last
-    return total
+    return rows
 
 
 def trial_times(df) -> tuple[float, float, float, float]:
@@ -373,11 +376,12 @@ def parse_method(method: str) -> Method:
     """'SAMPLER[N][-short][+asha]': "tpe4+asha" is TPE whose model guides from the 5th trial on, with ASHA;
     "tpe-short+asha" trains its start-up trials only to ASHA's first rung."""
     found = re.fullmatch(r"(?P<sampler>[a-z]+(?:-group)?)(?P<startup>\d+)?(?P<short>-short)?(?P<asha>\+asha)?", method)
-    if (not found or found["sampler"] not in SAMPLERS
-            or ((found["startup"] or found["short"]) and found["sampler"] not in STARTUP_SAMPLERS)):
+    if (not found or found["sampler"] not in SAMPLERS or found["startup"] in ("0", "00")
+            or ((found["startup"] or found["short"]) and found["sampler"] not in STARTUP_SAMPLERS)
+            or (found["short"] and not found["asha"])):
         raise SystemExit(f"unknown method {method!r}: SAMPLER[N][-short]+asha, SAMPLER, random or default; samplers: "
-                         f"{', '.join(SAMPLERS)}; N (random start-up trials) and -short (start-up trials only to "
-                         f"ASHA's first rung) only for {', '.join(STARTUP_SAMPLERS)}")
+                         f"{', '.join(SAMPLERS)}; N >= 1 (random start-up trials) and -short (start-up trials only "
+                         f"to ASHA's first rung, with +asha) only for {', '.join(STARTUP_SAMPLERS)}")
     return Method(found["sampler"], int(found["startup"]) if found["startup"] else None, bool(found["short"]),
                   bool(found["asha"]))
 
@@ -410,7 +414,7 @@ def search(folder: Path, seed: int, case: dict, scale: float = 1.0, methods=DEFA
         if old and (done or {}).get("budget") == out["budget"] and "best_objective" in old:
             out[method] = old
             continue
-        sub = folder / f"{method}-{trials}x{steps}"  # with --work, a later run of this budget continues it
+        sub = method_folder(folder, method, trials, steps)  # with --work, a later run of this budget continues it
         sub.mkdir(parents=True, exist_ok=True)
         if method == "default":  # the default config (first choice / midpoint) trained once for the whole budget,
             # on one thread like every trial of the other methods: alone, it would take the idle CPU as a second
@@ -703,9 +707,9 @@ def main() -> None:
                         help="search: the spaces; grid25-long, grid25-broad and stacked-broad take hours on 2 cores, "
                              "so only when named")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
-                        help="search: SAMPLER[N][-short]+asha (SAMPLER: " + ", ".join(SAMPLERS) + "; N: random start-up "
-                             "trials, e.g. tpe4+asha; -short: start-up trials only to ASHA's first rung), random, "
-                             "default")
+                        help="search: SAMPLER[N][-short]+asha (SAMPLER: " + ", ".join(SAMPLERS)
+                             + "; N: random start-up trials, e.g. tpe4+asha; -short: start-up trials only to ASHA's "
+                             "first rung), random, default")
     parser.add_argument("--search-trials", type=int, help="search: random search's trials (the budget), "
                                                           "instead of the space's")
     parser.add_argument("--search-steps", type=int, help="search: steps per trial, instead of the space's")
@@ -808,10 +812,11 @@ def label(method: str) -> str:
     if method in LABELS:
         return LABELS[method]
     sampler, startup, short, asha = parse_method(method)
-    name = {"tpe": "TPE", "tpe-group": "TPE (group)", "cmaes": "CMA-ES", "gp": "GP", "random": "random"}[sampler]
-    start = " ".join(([f"{startup}"] if startup is not None else []) + ["start-up"] + (["to the first rung"] if short else []))
-    start = "" if start == "start-up" else start
-    return name + (f" ({start})" if start else "") + (" + ASHA" if asha else "")
+    name = {"tpe": "TPE", "tpe-group": "TPE", "cmaes": "CMA-ES", "gp": "GP", "random": "random"}[sampler]
+    start = " ".join(([f"{startup}"] if startup is not None else []) + ["start-up"] + (["to the first rung"] if short
+                                                                                       else []))
+    notes = (["group"] if sampler == "tpe-group" else []) + ([start] if start != "start-up" else [])
+    return name + (f" ({', '.join(notes)})" if notes else "") + (" + ASHA" if asha else "")
 
 
 def methods_of(res: dict) -> list[str]:

@@ -110,9 +110,12 @@ def test_search_benchmark_runs_tiny_and_ranks_by_the_objective(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.integration
-def test_a_ctrl_c_to_the_search_benchmarks_sweep_leaves_it_to_be_continued(tmp_path):
+def test_a_ctrl_c_to_the_search_benchmarks_sweep_leaves_it_to_be_continued(tmp_path, monkeypatch):
     """Only the script's own stop at the budget ends a method: a Ctrl-C that reaches its sweep from outside
     (the sweep exits 130, as after that stop) must not count the part-way run as the method's result."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from sweeps import steps_trained
+
     out, work = tmp_path / "s.json", tmp_path / "work"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "sweeps.py"), "--only", "search", "--seeds", "1",
            "--datasets", "grid25-broad", "--scale", "0.01", "--search-steps", "1000000", "--methods", "tpe+asha",
@@ -121,8 +124,9 @@ def test_a_ctrl_c_to_the_search_benchmarks_sweep_leaves_it_to_be_continued(tmp_p
     first = work / "grid25-broad-0" / "tpe+asha-2x10000"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline and not list(first.glob("ray_results/*/*/result.json")):
+        deadline = time.time() + 300  # Tune creates result.json empty when a trial starts: wait for a report
+        while not ((first / "ray_results").is_dir() and steps_trained(first / "ray_results")):
+            assert time.time() < deadline and proc.poll() is None, "no trial reported within 300 s"
             time.sleep(0.5)
         children = [int(pid) for f in Path(f"/proc/{proc.pid}/task").glob("*/children")
                     for pid in f.read_text().split()]
@@ -208,7 +212,9 @@ def test_a_method_names_its_sampler_start_up_trials_and_asha(monkeypatch):
     assert label("tpe4+asha") == "TPE (4 start-up) + ASHA" and label("gp+asha") == "GP + ASHA"
     assert label("tpe4-short+asha") == "TPE (4 start-up to the first rung) + ASHA"
     assert label("tpe-short+asha") == "TPE (start-up to the first rung) + ASHA"
-    for bad in ("tpe+ash", "cmaes4+asha", "cmaes-short+asha", "sobol+asha", "tpe-4+asha", "tpe-short4+asha"):
+    assert label("tpe-group4+asha") == "TPE (group, 4 start-up) + ASHA" and label("tpe-group+asha") == "TPE (group) + ASHA"
+    for bad in ("tpe+ash", "cmaes4+asha", "cmaes-short+asha", "sobol+asha", "tpe-4+asha", "tpe-short4+asha",
+                "tpe0+asha", "tpe-short"):  # 0 start-up trials would be Optuna's 10; -short stops at ASHA's rung
         with pytest.raises(SystemExit, match="unknown method"):
             parse_method(bad)
 

@@ -107,7 +107,7 @@ BAD = [
     ("name: t\ntrain: {steps: {choice: [500, 3000]}}\nsearch: {scheduler: {grace_period: 1000}}", "search.scheduler.grace_period", "fewest train.steps"),
     ("name: t\nsearch: {scheduler: {grace_period: -1}}", "search.scheduler.grace_period", ">= 0"),
     ("name: t\ntrain: {steps: 3000}\nsearch: {startup_steps: 3000}", "search.startup_steps", "< train.steps (3000)"),
-    ("name: t\nsearch: {sampler: cmaes, startup_steps: 500}", "search.startup_steps", "cmaes has none"),
+    ("name: t\nsearch: {sampler: cmaes, startup_steps: 500}", "search.startup_steps", "gives cmaes none"),
     ("name: t\nsearch: {startup_steps: -1}", "search.startup_steps", ">= 0"),
     ("name: t\noptimizer: {lr_g: {uniform: [0, 1e-3]}}", "optimizer.lr_g", "must be > 0"),
     ("name: t\noptimizer: {lr_g: {loguniform: [1e-3, 1e-4]}}", "optimizer.lr_g", "low must be < high"),

@@ -188,8 +188,9 @@ def _startup_steps(v: Validator, search: schema.SearchConfig, trial: schema.Tria
     if not search.startup_steps:
         return
     if search.sampler not in STARTUP_SAMPLERS:
-        v.problem("search.startup_steps", f"is for samplers with random start-up trials ({', '.join(STARTUP_SAMPLERS)});"
-                                          f" {search.sampler} has none: leave it out", related=("search.sampler",))
+        v.problem("search.startup_steps", f"is for samplers with random start-up trials "
+                                          f"({', '.join(STARTUP_SAMPLERS)}); ganpipe gives {search.sampler} none: "
+                                          "leave it out", related=("search.sampler",))
     fewest, what = _fewest_steps(trial, space)
     if search.startup_steps >= fewest:
         v.problem("search.startup_steps", f"must be < {what}, got {search.startup_steps}")

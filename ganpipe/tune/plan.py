@@ -11,6 +11,9 @@ from ganpipe.config.schema import SweepConfig, keys_with
 from ganpipe.objective import describe as describe_objective
 
 
+OPTUNA_STARTUP_TRIALS = 10  # TPESampler's and GPSampler's own n_startup_trials (search.startup_trials: 0)
+
+
 def max_steps(sweep: SweepConfig) -> int:
     for p in sweep.space:
         if p.path == "train.steps":
@@ -88,7 +91,8 @@ def describe_plan(sweep: SweepConfig) -> str:
             f"grace {grace_period(sweep)} steps, "
             f"reduction factor {sched.reduction_factor}, "
             f"max {max_steps(sweep)} steps" if sched.name == "asha" else "none (every trial trains its full budget)"
-        ),
+        ) + (f"; the first {s.startup_trials or OPTUNA_STARTUP_TRIALS} trials (the random start-up) stop at "
+             f"{s.startup_steps} steps" if s.startup_steps else ""),
         f"resources per trial: cpu {sweep.resources.cpu}, gpu {sweep.resources.gpu}"
         + ("; idle CPUs shared once no trial is left to start (in-process Ray)"
            if sweep.resources.share_idle_cpus else ""),

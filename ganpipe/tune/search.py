@@ -14,7 +14,7 @@ from ganpipe.config.space import Param
 from ganpipe.tune.callbacks import CloseChildRuns, NoTensorBoardFiles, UploadStudy
 from ganpipe.tune.live import SweepProgress
 from ganpipe.objective import BEST_OBJECTIVE, DIRECTIONS, OBJECTIVE
-from ganpipe.tune.plan import grace_period, max_steps
+from ganpipe.tune.plan import OPTUNA_STARTUP_TRIALS, grace_period, max_steps
 from ganpipe.tune.storage import Location, StudyStorage
 from ganpipe.tune.sweep_run import SweepRun
 from ganpipe.tune.threads import ShareIdleCpus
@@ -53,7 +53,7 @@ def make_sampler(sweep: SweepConfig) -> optuna.samplers.BaseSampler:
     if sweep.search.sampler == "cmaes":
         # categorical and conditional params fall back to independent sampling
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    startup = {"n_startup_trials": sweep.search.startup_trials} if sweep.search.startup_trials else {}
+    startup = {"n_startup_trials": sweep.search.startup_trials or OPTUNA_STARTUP_TRIALS}
     if sweep.search.sampler == "gp":
         # parameters outside the space every trial shares (conditional ones) are sampled independently
         return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False, **startup)
@@ -80,13 +80,18 @@ def make_searcher(sweep: SweepConfig, exp_dir: Location) -> ConcurrencyLimiter:
     return ConcurrencyLimiter(searcher, max_concurrent=sweep.search.max_concurrent)
 
 
-OPTUNA_STARTUP_TRIALS = 10  # TPESampler's and GPSampler's n_startup_trials by default (search.startup_trials: 0)
+def trial_number(trial) -> int | None:
+    """The trial's number in creation order, from 1: Tune's SearchGenerator tags each trial
+    "<number>_<values>" and restores its counter on --resume; None for a tag of another form."""
+    head = trial.experiment_tag.split("_", 1)[0]
+    return int(head) if head.isdigit() else None
 
 
 class ShortStartup:
-    """Stops the sampler's random start-up trials (the first `startup_trials` Tune creates: the number that
-    begins each trial's tag, kept on --resume) at their first result from `startup_steps` G steps on; the
-    searcher then tells the study their best there. Under ASHA alone the first trials at a rung always
+    """Stops the first `startup_trials` trials Tune creates (trial_number), the sampler's random start-up, at
+    their first result from `startup_steps` G steps on; the searcher then tells the study their best there.
+    Optuna samples at random until that many trials have completed, so with several trials at once a trial or
+    two more are random draws too; they run as any trial. Under ASHA alone the first trials at a rung always
     continue (no results recorded there to cut against), so a start-up would cost full-length trials."""
 
     def __init__(self, *args, startup_trials: int, startup_steps: int, **kwargs):
@@ -96,7 +101,7 @@ class ShortStartup:
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         action = super().on_trial_result(tune_controller, trial, result)  # ASHA records the rung first
         if (action == TrialScheduler.CONTINUE and result.get("step", 0) >= self.startup_steps
-                and int(trial.experiment_tag.split("_")[0]) <= self.startup_trials):
+                and (trial_number(trial) or self.startup_trials + 1) <= self.startup_trials):
             return TrialScheduler.STOP
         return action
 
@@ -111,8 +116,8 @@ class FifoShortStartup(ShortStartup, FIFOScheduler):
 
 def make_scheduler(sweep: SweepConfig):
     sched, search = sweep.search.scheduler, sweep.search
-    short = ({"startup_trials": search.startup_trials or OPTUNA_STARTUP_TRIALS, "startup_steps": search.startup_steps}
-             if search.startup_steps else {})
+    short = {"startup_trials": search.startup_trials or OPTUNA_STARTUP_TRIALS,
+             "startup_steps": search.startup_steps} if search.startup_steps else {}
     if sched.name == "none":
         return FifoShortStartup(**short) if short else FIFOScheduler()
     return (AshaShortStartup if short else ASHAScheduler)(
