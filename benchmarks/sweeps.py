@@ -190,7 +190,7 @@ def peek(work: Path, name: str, seed: int, method: str, scale: float = 1.0, tria
     found = summarise(best_curve(dfs, target, trials * steps), records)
     return {"space": name, "seed": seed, "method": method, "budget": trials * steps,
             **{k: v for k, v in found.items() if k != "curve"},
-            "trials_reaching": sum(r["reached_at_step"] is not None for r in records)}
+            "trials_reaching": target_hits(records)["trials_reaching"]}
 
 
 def trial_results(path: Path):
@@ -376,14 +376,15 @@ def parse_method(method: str) -> Method:
     """'SAMPLER[N][-short][+asha]': "tpe4+asha" is TPE whose model guides from the 5th trial on, with ASHA;
     "tpe-short+asha" trains its start-up trials only to ASHA's first rung."""
     found = re.fullmatch(r"(?P<sampler>[a-z]+(?:-group)?)(?P<startup>\d+)?(?P<short>-short)?(?P<asha>\+asha)?", method)
-    if (not found or found["sampler"] not in SAMPLERS or found["startup"] in ("0", "00")
-            or ((found["startup"] or found["short"]) and found["sampler"] not in STARTUP_SAMPLERS)
-            or (found["short"] and not found["asha"])):
+    parsed = found and Method(found["sampler"], int(found["startup"]) if found["startup"] else None,
+                              bool(found["short"]), bool(found["asha"]))
+    if (not parsed or parsed.sampler not in SAMPLERS or parsed.startup == 0  # 0 would be Optuna's default, 10
+            or ((parsed.startup or parsed.short) and parsed.sampler not in STARTUP_SAMPLERS)
+            or (parsed.short and not parsed.asha)):  # -short stops the start-up at ASHA's first rung
         raise SystemExit(f"unknown method {method!r}: SAMPLER[N][-short]+asha, SAMPLER, random or default; samplers: "
                          f"{', '.join(SAMPLERS)}; N >= 1 (random start-up trials) and -short (start-up trials only "
                          f"to ASHA's first rung, with +asha) only for {', '.join(STARTUP_SAMPLERS)}")
-    return Method(found["sampler"], int(found["startup"]) if found["startup"] else None, bool(found["short"]),
-                  bool(found["asha"]))
+    return parsed
 
 
 def method_sets(method: str, case: dict, trials: int, steps: int, every: int) -> list[str]:
@@ -736,7 +737,7 @@ def main() -> None:
             parser.error("--peek reads the searches in --work")
         for seed in (args.seed_list if args.seed_list is not None else range(args.seeds)):
             for name in args.datasets:
-                for method in [m for m in dict.fromkeys(args.methods) if m != "default"]:
+                for method in dict.fromkeys(args.methods):
                     found = peek(args.work, name, seed, method, args.scale, args.search_trials, args.search_steps)
                     if found:
                         print(json.dumps(found), flush=True)
@@ -813,9 +814,9 @@ def label(method: str) -> str:
         return LABELS[method]
     sampler, startup, short, asha = parse_method(method)
     name = {"tpe": "TPE", "tpe-group": "TPE", "cmaes": "CMA-ES", "gp": "GP", "random": "random"}[sampler]
-    start = " ".join(([f"{startup}"] if startup is not None else []) + ["start-up"] + (["to the first rung"] if short
-                                                                                       else []))
-    notes = (["group"] if sampler == "tpe-group" else []) + ([start] if start != "start-up" else [])
+    notes = ["group"] if sampler == "tpe-group" else []
+    if startup is not None or short:
+        notes.append(f"{startup or ''} start-up{' to the first rung' if short else ''}".strip())
     return name + (f" ({', '.join(notes)})" if notes else "") + (" + ASHA" if asha else "")
 
 

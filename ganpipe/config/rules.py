@@ -147,8 +147,8 @@ def check_only_when(v: Validator, raw: dict, trial: schema.TrialConfig, space: l
 
 # ---- the search section against the trial ---------------------------------------------------
 def check_search(v: Validator, search: schema.SearchConfig, trial: schema.TrialConfig, space: list[Param]) -> None:
-    """ASHA's grace period fits in train.steps; cmaes optimises one objective; short start-up trials need
-    start-up trials and fewer steps than a trial."""
+    """ASHA's grace period fits in train.steps; cmaes optimises one objective; short start-up trials need a
+    sampler with a start-up and fewer steps than a trial."""
     _grace_period(v, search, trial, space)
     _startup_steps(v, search, trial, space)
     if search.sampler == "cmaes" and len(search.objectives) > 1:

@@ -100,8 +100,9 @@ class ShortStartup:
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         action = super().on_trial_result(tune_controller, trial, result)  # ASHA records the rung first
-        if (action == TrialScheduler.CONTINUE and result.get("step", 0) >= self.startup_steps
-                and (trial_number(trial) or self.startup_trials + 1) <= self.startup_trials):
+        number = trial_number(trial)
+        in_startup = number is not None and number <= self.startup_trials
+        if action == TrialScheduler.CONTINUE and in_startup and result.get("step", 0) >= self.startup_steps:
             return TrialScheduler.STOP
         return action
 
