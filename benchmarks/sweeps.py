@@ -99,7 +99,7 @@ BROAD = ("grid25-broad", "stacked-broad")
 SAMPLERS = ("tpe", "tpe-group", "random", "cmaes", "gp")  # search.sampler's choices
 # a method: "SAMPLER+asha" (the sampler with ASHA, as many trials as the budget allows; "tpe4+asha": with 4
 # random start-up trials instead of the case's share; "tpe-short+asha": its start-up trials trained only to
-# ASHA's first rung), "random" (random search, no early stopping, `trials` trials), "default" (the space's
+# ASHA's first rung, "tpe-short2+asha" to its second), "random" (random search, no early stopping, `trials` trials), "default" (the space's
 # first values, one run of the budget)
 DEFAULT_METHODS = ("tpe+asha", "random", "default")
 CURVE_COLUMNS = ["steps_spent", "best_objective", "fid", "modes", "reached"]  # one point of a curve
@@ -368,22 +368,24 @@ def asha_rungs(case: dict, steps: int, every: int) -> list[int]:
 class Method(NamedTuple):
     sampler: str
     startup: int | None  # random start-up trials; None: the case's share
-    short: bool  # the start-up trials train only to ASHA's first rung (search.startup_steps)
+    short: int  # the start-up trials train only to this ASHA rung (search.startup_steps; 1: the first); 0: whole
     asha: bool
 
 
 def parse_method(method: str) -> Method:
-    """'SAMPLER[N][-short][+asha]': "tpe4+asha" is TPE whose model guides from the 5th trial on, with ASHA;
-    "tpe-short+asha" trains its start-up trials only to ASHA's first rung."""
-    found = re.fullmatch(r"(?P<sampler>[a-z]+(?:-group)?)(?P<startup>\d+)?(?P<short>-short)?(?P<asha>\+asha)?", method)
+    """'SAMPLER[N][-short[R]][+asha]': "tpe4+asha" is TPE whose model guides from the 5th trial on, with ASHA;
+    "tpe-short+asha" trains its start-up trials only to ASHA's first rung, "tpe-short2+asha" to its second."""
+    found = re.fullmatch(r"(?P<sampler>[a-z]+(?:-group)?)(?P<startup>\d+)?(?P<short>-short(?P<rung>[1-9])?)?"
+                         r"(?P<asha>\+asha)?", method)
     parsed = found and Method(found["sampler"], int(found["startup"]) if found["startup"] else None,
-                              bool(found["short"]), bool(found["asha"]))
+                              int(found["rung"] or 1) if found["short"] else 0, bool(found["asha"]))
     if (not parsed or parsed.sampler not in SAMPLERS or parsed.startup == 0  # 0 would be Optuna's default, 10
             or ((parsed.startup or parsed.short) and parsed.sampler not in STARTUP_SAMPLERS)
-            or (parsed.short and not parsed.asha)):  # -short stops the start-up at ASHA's first rung
-        raise SystemExit(f"unknown method {method!r}: SAMPLER[N][-short]+asha, SAMPLER, random or default; samplers: "
-                         f"{', '.join(SAMPLERS)}; N >= 1 (random start-up trials) and -short (start-up trials only "
-                         f"to ASHA's first rung, with +asha) only for {', '.join(STARTUP_SAMPLERS)}")
+            or (parsed.short and not parsed.asha)):  # -short stops the start-up at one of ASHA's rungs
+        raise SystemExit(f"unknown method {method!r}: SAMPLER[N][-short[R]]+asha, SAMPLER, random or default; "
+                         f"samplers: {', '.join(SAMPLERS)}; N >= 1 (random start-up trials) and -short[R] (start-up "
+                         f"trials only to ASHA's R-th rung, 1 to 9, the first if no R; with +asha) only for "
+                         f"{', '.join(STARTUP_SAMPLERS)}")
     return parsed
 
 
@@ -394,8 +396,12 @@ def method_sets(method: str, case: dict, trials: int, steps: int, every: int) ->
     if startup is None:  # the model-based samplers' random start-up trials: the case's share of its trials
         startup = max(2, round(case["startup"] * trials / case["trials"]))
     startup = [f"search.startup_trials={startup}"] if sampler in STARTUP_SAMPLERS else []
-    if short:  # to ASHA's first rung, where its cuts start
-        startup.append(f"search.startup_steps={asha_grace(case, steps, every)}")
+    if short:  # to one of ASHA's rungs, where its cuts are made
+        rungs = asha_rungs(case, steps, every)
+        if short > len(rungs):
+            raise SystemExit(f"method {method!r}: ASHA has {len(rungs)} rung(s) in trials of {steps} steps "
+                             f"(at {', '.join(map(str, rungs))}), no rung {short}")
+        startup.append(f"search.startup_steps={rungs[short - 1]}")
     return [f"search.sampler={sampler}", *startup,
             *(asha_sets(case, trials, steps, every) if asha else
               ["search.scheduler.name=none", f"search.num_samples={trials}"])]
@@ -708,9 +714,9 @@ def main() -> None:
                         help="search: the spaces; grid25-long, grid25-broad and stacked-broad take hours on 2 cores, "
                              "so only when named")
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
-                        help="search: SAMPLER[N][-short]+asha (SAMPLER: " + ", ".join(SAMPLERS)
+                        help="search: SAMPLER[N][-short[R]]+asha (SAMPLER: " + ", ".join(SAMPLERS)
                              + "; N: random start-up trials, e.g. tpe4+asha; -short: start-up trials only to ASHA's "
-                             "first rung), random, default")
+                             "first rung, -shortR to its R-th), random, default")
     parser.add_argument("--search-trials", type=int, help="search: random search's trials (the budget), "
                                                           "instead of the space's")
     parser.add_argument("--search-steps", type=int, help="search: steps per trial, instead of the space's")
@@ -816,7 +822,8 @@ def label(method: str) -> str:
     name = {"tpe": "TPE", "tpe-group": "TPE", "cmaes": "CMA-ES", "gp": "GP", "random": "random"}[sampler]
     notes = ["group"] if sampler == "tpe-group" else []
     if startup is not None or short:
-        notes.append(f"{startup or ''} start-up{' to the first rung' if short else ''}".strip())
+        rung = {0: "", 1: " to the first rung", 2: " to the second rung"}.get(short, f" to rung {short}")
+        notes.append(f"{startup or ''} start-up{rung}".strip())
     return name + (f" ({', '.join(notes)})" if notes else "") + (" + ASHA" if asha else "")
 
 

@@ -201,20 +201,25 @@ def test_a_method_names_its_sampler_start_up_trials_and_asha(monkeypatch):
     from sweeps import SEARCH_CASES, label, method_sets, parse_method
 
     case = SEARCH_CASES["grid25-broad"]  # 8 start-up trials of 32
-    assert parse_method("tpe+asha") == ("tpe", None, False, True)
-    assert parse_method("tpe-group4-short+asha") == ("tpe-group", 4, True, True)
-    assert parse_method("cmaes") == ("cmaes", None, False, False)
+    assert parse_method("tpe+asha") == ("tpe", None, 0, True)
+    assert parse_method("tpe-group4-short+asha") == ("tpe-group", 4, 1, True)
+    assert parse_method("tpe4-short2+asha") == ("tpe", 4, 2, True)
+    assert parse_method("cmaes") == ("cmaes", None, 0, False)
     assert "search.startup_trials=8" in method_sets("tpe+asha", case, 32, 24000, 1000)
     assert "search.startup_trials=4" in method_sets("tpe4+asha", case, 32, 24000, 1000)
     assert "search.startup_trials=2" in method_sets("tpe+asha", case, 2, 200, 100)  # the case's share, at least 2
     assert not any(s.startswith("search.startup_steps") for s in method_sets("tpe+asha", case, 32, 24000, 1000))
     assert "search.startup_steps=8000" in method_sets("tpe-short+asha", case, 32, 24000, 1000)  # the first rung
+    assert "search.startup_steps=16000" in method_sets("tpe-short2+asha", case, 32, 24000, 1000)  # the second
+    with pytest.raises(SystemExit, match="no rung 3"):  # rungs at 8,000 and 16,000 in trials of 24,000
+        method_sets("tpe-short3+asha", case, 32, 24000, 1000)
     assert label("tpe4+asha") == "TPE (4 start-up) + ASHA" and label("gp+asha") == "GP + ASHA"
     assert label("tpe4-short+asha") == "TPE (4 start-up to the first rung) + ASHA"
     assert label("tpe-short+asha") == "TPE (start-up to the first rung) + ASHA"
+    assert label("tpe4-short2+asha") == "TPE (4 start-up to the second rung) + ASHA"
     assert label("tpe-group4+asha") == "TPE (group, 4 start-up) + ASHA" and label("tpe-group+asha") == "TPE (group) + ASHA"
-    for bad in ("tpe+ash", "cmaes4+asha", "cmaes-short+asha", "sobol+asha", "tpe-4+asha", "tpe-short4+asha",
-                "tpe0+asha", "tpe-short"):  # 0 start-up trials would be Optuna's 10; -short stops at ASHA's rung
+    for bad in ("tpe+ash", "cmaes4+asha", "cmaes-short+asha", "sobol+asha", "tpe-4+asha", "tpe4+short+asha",
+                "tpe0+asha", "tpe-short", "tpe-short0+asha", "tpe-short2"):  # 0 start-up trials: Optuna's 10
         with pytest.raises(SystemExit, match="unknown method"):
             parse_method(bad)
 
