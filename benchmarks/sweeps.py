@@ -99,8 +99,8 @@ BROAD = ("grid25-broad", "stacked-broad")
 SAMPLERS = ("tpe", "tpe-group", "random", "cmaes", "gp")  # search.sampler's choices
 # a method: "SAMPLER+asha" (the sampler with ASHA, as many trials as the budget allows; "tpe4+asha": with 4
 # random start-up trials instead of the case's share; "tpe-short+asha": its start-up trials trained only to
-# ASHA's first rung, "tpe-short2+asha" to its second), "random" (random search, no early stopping, `trials` trials), "default" (the space's
-# first values, one run of the budget)
+# ASHA's first rung, "tpe-short2+asha" to its second), "random" (random search, no early stopping, `trials`
+# trials), "default" (the space's first values, one run of the budget)
 DEFAULT_METHODS = ("tpe+asha", "random", "default")
 CURVE_COLUMNS = ["steps_spent", "best_objective", "fid", "modes", "reached"]  # one point of a curve
 
@@ -736,8 +736,7 @@ def main() -> None:
                         help="train nothing, write nothing: the searches in --work as they stand (running or stopped "
                              "part-way): steps spent, the first hit of the target, the best objective")
     args = parser.parse_args()
-    for method in set(args.methods) - {"random", "default"}:  # a misspelt method fails now, not hours in
-        parse_method(method)
+    check_methods(args.methods, args.datasets, args.scale, args.search_trials, args.search_steps)
     if args.peek:
         if not args.work:
             parser.error("--peek reads the searches in --work")
@@ -778,6 +777,15 @@ def main() -> None:
         if "search" in parts:
             search_all(results, args, work)
     save(results, args.out)
+
+
+def check_methods(methods: list[str], names: list[str], scale: float, trials: int | None, steps: int | None) -> None:
+    """A misspelt method, or a start-up to a rung that a space's trials lack, fails now, not hours in."""
+    for method in set(methods) - {"random", "default"}:
+        parse_method(method)
+        for name in names:
+            case = SEARCH_CASES[name]
+            method_sets(method, case, *budget_of(case, scale, trials, steps), every_of(case, scale))
 
 
 def search_all(results: dict, args, tmp: Path) -> None:

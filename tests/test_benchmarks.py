@@ -224,6 +224,23 @@ def test_a_method_names_its_sampler_start_up_trials_and_asha(monkeypatch):
             parse_method(bad)
 
 
+def test_a_start_up_to_a_rung_the_trials_lack_fails_before_any_method_runs(tmp_path):
+    """Methods run one after another for hours: the last one's rung is checked before the first starts."""
+    out, work = tmp_path / "s.json", tmp_path / "work"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "sweeps.py"), "--only", "search",
+                             "--datasets", "grid25-broad", "--methods", "random", "tpe-short3+asha",
+                             "--work", str(work), "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=60)  # had random search started, it would run for hours
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert proc.returncode != 0 and "no rung 3" in err and "8000, 16000" in err
+    assert not out.exists() and not work.exists()
+
+
 def test_rung_agreement_says_whether_an_early_rung_ranks_trials_as_their_end_does(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     from sweeps import asha_rungs, rung_agreement
