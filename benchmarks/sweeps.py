@@ -24,6 +24,7 @@ by `best_fid`); --report still reads them and says so.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -776,7 +777,7 @@ def main() -> None:
             save(results, args.out)
         if "search" in parts:
             search_all(results, args, work)
-    save(results, args.out)
+    save(results, args.out, own_searches(args))
 
 
 def check_methods(methods: list[str], names: list[str], scale: float, trials: int | None, steps: int | None) -> None:
@@ -786,6 +787,14 @@ def check_methods(methods: list[str], names: list[str], scale: float, trials: in
         for name in names:
             case = SEARCH_CASES[name]
             method_sets(method, case, *budget_of(case, scale, trials, steps), every_of(case, scale))
+
+
+def own_searches(args) -> frozenset:
+    """The (space, seed) searches this run writes; the rest of --out's searches are others'."""
+    if args.only and "search" not in args.only:
+        return frozenset()
+    seeds = args.seed_list if args.seed_list is not None else range(args.seeds)
+    return frozenset((name, str(seed)) for seed in seeds for name in args.datasets)
 
 
 def search_all(results: dict, args, tmp: Path) -> None:
@@ -800,6 +809,7 @@ def search_all(results: dict, args, tmp: Path) -> None:
         entry = results["search"].setdefault(name, {"seeds": {}})
         entry.update({"judged_by": "objective", "sweep": str(case["sweep"].relative_to(ROOT)), "sets": case["sets"],
                       "target": TARGETS[case["target"]], "curve_columns": CURVE_COLUMNS})
+    own = own_searches(args)
     for seed in (args.seed_list if args.seed_list is not None else range(args.seeds)):
         for name in args.datasets:
             case = SEARCH_CASES[name]
@@ -809,14 +819,14 @@ def search_all(results: dict, args, tmp: Path) -> None:
             def measured(res, name=name, seed=seed, done=done):  # a long run keeps every method it measured
                 same = done if done and done.get("budget") == res["budget"] else {}  # others of this budget
                 results["search"][name]["seeds"][str(seed)] = {**same, **res}
-                save(results, args.out)
+                save(results, args.out, own)
 
             measured(search(tmp / f"{name}-{seed}", seed, case, args.scale, args.methods, done,
                             args.search_trials, args.search_steps, measured))
             derive(results["search"][name], case)
             print("search", name, "seed", seed, json.dumps(results["search"][name]["across_seeds"].get(
                 "random_pooled", {}).get("expected_best", [])[-1:]), flush=True)
-            save(results, args.out)
+            save(results, args.out, own)
 
 
 LABELS = {"random": "random search", "default": "default config"}
@@ -1030,9 +1040,36 @@ def utilisation_report(results: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
-def save(results: dict, out: str) -> None:
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(results, indent=2, default=str))
+def save(results: dict, out: str, own: frozenset = frozenset()) -> None:
+    """Write `results` to `out`. `own`: the (space, seed) searches this process runs; every other seed, and
+    every part this process lacks, is first taken from the file as it stands (under a lock on the file), so
+    that processes running different seeds into one --out at once (the one-thread default config, a seed per
+    core) keep each other's results instead of the last writer's alone."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when f closes
+        f.seek(0)
+        on_disk = f.read()
+        if own and on_disk:
+            take_others(results, json.loads(on_disk), own)
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps(results, indent=2, default=str))
+
+
+def take_others(results: dict, on_disk: dict, own: frozenset) -> None:
+    """Into `results`: the searches of `on_disk` that are not `own`, and its parts that `results` lacks; the
+    summaries across seeds of every space that changed are derived again."""
+    for key, value in on_disk.items():
+        results.setdefault(key, value)
+    for name, entry in on_disk.get("search", {}).items():
+        mine = results["search"].setdefault(name, {**entry, "seeds": {}})
+        others = {seed: res for seed, res in entry.get("seeds", {}).items() if (name, seed) not in own}
+        if others and any(mine["seeds"].get(seed) != res for seed, res in others.items()):
+            mine["seeds"].update(others)
+            if name in SEARCH_CASES and mine.get("judged_by") == "objective":
+                derive(mine, SEARCH_CASES[name])
 
 
 if __name__ == "__main__":

@@ -196,6 +196,48 @@ def test_steps_per_hit_over_random_pairs_the_seeds_both_methods_ran(monkeypatch)
     assert tpe["target_hits"]["trials_reaching"] == 7 and out["random"]["target_hits"]["trials_reaching"] == 3
 
 
+def _save_seed_many_times(out: str, seed: str, times: int) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from sweeps import save
+
+    for i in range(times):  # each save starts from this process's own, stale, view of the file
+        results = {"search": {"grid25-broad": {"seeds": {seed: {"saved": i}}}}}  # nothing to derive
+        save(results, out, frozenset({("grid25-broad", seed)}))
+
+
+def test_searches_of_different_seeds_saved_into_one_file_at_once_keep_each_others(tmp_path, monkeypatch):
+    """Two processes running different seeds into one --out (a seed per core): every save keeps the seeds
+    this process does not run as the file has them, and the summary across seeds counts them."""
+    import multiprocessing
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from sweeps import save
+
+    out = tmp_path / "s.json"
+    workers = [multiprocessing.get_context("spawn").Process(target=_save_seed_many_times, args=(str(out), seed, 40))
+               for seed in ("0", "1")]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+        assert w.exitcode == 0
+    assert json.loads(out.read_text())["search"]["grid25-broad"]["seeds"] == {"0": {"saved": 39}, "1": {"saved": 39}}
+
+    budget = {"trials": 2, "steps_per_trial": 24000, "steps": 48000}
+    hits = {"steps_to_target": 24000, "best_objective": 0.1, "trial_records": [
+        {"steps": 24000, "reached_at_step": 24000, "train_core_s": 10.0, "best_objective": 0.1}] * 2}
+    out.write_text(json.dumps({"peer": {"case": "ring8"}, "search": {"grid25-broad": {
+        "judged_by": "objective", "seeds": {"0": {"budget": budget, "default": hits}}}}}))
+    mine = {"search": {"grid25-broad": {"judged_by": "objective", "seeds": {
+        "0": {"budget": budget},  # loaded before the other process measured seed 0: stale
+        "1": {"budget": budget, "default": {**hits, "steps_to_target": 12000}}}}}}
+    save(mine, str(out), frozenset({("grid25-broad", "1")}))
+    saved = json.loads(out.read_text())
+    seed0 = saved["search"]["grid25-broad"]["seeds"]["0"]["default"]  # the file's, with what is derived from it
+    assert saved["peer"] == {"case": "ring8"} and {k: seed0[k] for k in hits} == hits
+    assert saved["search"]["grid25-broad"]["across_seeds"]["default"]["steps_to_target"] == [24000, 12000]
+
+
 def test_a_method_names_its_sampler_start_up_trials_and_asha(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     from sweeps import SEARCH_CASES, label, method_sets, parse_method
