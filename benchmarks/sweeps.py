@@ -648,16 +648,32 @@ def median_or_none(values: list):
     return (ordered[half - 1] + ordered[half]) / 2
 
 
-def peer(folder: Path, case: dict, trials: int, steps: int, repeats: int = 1) -> dict:
+PEER_VARIANTS = ("optuna_n_jobs", "ganpipe_sweep")
+
+
+def peer(folder: Path, case: dict, trials: int, steps: int, repeats: int = 1, before: dict | None = None,
+         measured=None) -> dict:
     """Plain Optuna, one process, n_jobs = cores, the same sampler, seed, space, budget and objective, no early
-    stopping, against `ganpipe sweep`; `repeats` times, interleaved."""
-    runs: dict[str, list] = {"optuna_n_jobs": [], "ganpipe_sweep": []}
-    for i, name in enumerate(alternating(repeats, tuple(runs))):
-        sub = folder / f"{name}-{i}"
+    stopping, against `ganpipe sweep`; interleaved until each has run `repeats` times. `before`: the runs an
+    earlier command measured at this size (kept, and continued in their order: at the issue's size one repeat
+    takes about 2 h on 2 cores, so 3 repeats span working sessions); `measured(out)` after each run."""
+    runs = {name: list((before or {}).get(name, {}).get("runs", [])) for name in PEER_VARIANTS}
+    order = alternating(repeats, PEER_VARIANTS)
+    out = peer_summary(runs)
+    for i in range(sum(map(len, runs.values())), len(order)):
+        name, sub = order[i], folder / f"{order[i]}-{i}"
         sub.mkdir()
-        runs[name].append(found := (plain_optuna if name == "optuna_n_jobs" else ganpipe_sweep)(sub, case, trials, steps))
+        run = plain_optuna if name == "optuna_n_jobs" else ganpipe_sweep
+        runs[name].append(found := run(sub, case, trials, steps))
         print("peer", name, json.dumps(found), flush=True)
-    out = {name: summary(found) for name, found in runs.items()}
+        out = peer_summary(runs)
+        if measured:
+            measured(out)
+    return out
+
+
+def peer_summary(runs: dict[str, list]) -> dict:
+    out = {name: summary(found) for name, found in runs.items() if found}
     out["wall_ratio_per_repeat"] = [g["wall_s"] / o["wall_s"]
                                     for g, o in zip(runs["ganpipe_sweep"], runs["optuna_n_jobs"])]
     return out
@@ -709,7 +725,9 @@ def main() -> None:
     parser.add_argument("--seed-list", type=int, nargs="+", help="search: these seeds instead of 0..S-1")
     parser.add_argument("--trials", type=int, default=8, help="utilisation and peer: trials")
     parser.add_argument("--steps", type=int, default=8000, help="utilisation and peer: steps per trial")
-    parser.add_argument("--repeats", type=int, default=1, help="utilisation and peer: runs of each variant")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="utilisation and peer: runs of each variant; peer: in all, counting those already in "
+                             "--out at the same --peer-case, --trials and --steps (the same command continues)")
     parser.add_argument("--only", choices=["utilisation", "peer", "search"], action="append")
     parser.add_argument("--datasets", nargs="+", choices=list(SEARCH_CASES), default=["ring8", "grid25", "digits"],
                         help="search: the spaces; grid25-long, grid25-broad and stacked-broad take hours on 2 cores, "
@@ -772,9 +790,16 @@ def main() -> None:
             save(results, args.out)
         if "peer" in parts:
             (tmp / "p").mkdir()
-            results["peer"] = {"case": args.peer_case, "judged_by": "objective",
-                               **peer(tmp / "p", SEARCH_CASES[args.peer_case], args.trials, args.steps, args.repeats)}
-            save(results, args.out)
+            size = {"case": args.peer_case, "judged_by": "objective", "trials": args.trials, "steps": args.steps}
+            old = results.get("peer", {})
+            before = old if {k: old.get(k) for k in size} == size else None
+
+            def measured_peer(out):  # a run stopped part-way keeps the repeats it finished
+                results["peer"] = {**size, **out}
+                save(results, args.out)
+
+            measured_peer(peer(tmp / "p", SEARCH_CASES[args.peer_case], args.trials, args.steps, args.repeats,
+                               before, measured_peer))
         if "search" in parts:
             search_all(results, args, work)
     save(results, args.out, own_searches(args))

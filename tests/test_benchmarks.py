@@ -39,6 +39,17 @@ def test_sweep_benchmarks_run_tiny(tmp_path):
     assert data["peer"]["judged_by"] == "objective"  # quick.yaml's mode_tv, in [0, 1]
     assert 0 <= data["peer"]["optuna_n_jobs"]["best_objective"] <= 1
     assert 0 <= data["peer"]["ganpipe_sweep"]["best_objective"] <= 1 and data["peer"]["wall_ratio_per_repeat"][0] > 0
+    # repeats accumulate: the same command with more of them keeps the first and runs only the rest
+    peer = [sys.executable, str(ROOT / "benchmarks" / "sweeps.py"), "--only", "peer", "--trials", "2", "--steps", "200",
+            "--repeats", "2", "--out", str(out)]
+    subprocess.run(peer, check=True, capture_output=True, timeout=900)
+    again = json.loads(out.read_text())
+    for name in ("optuna_n_jobs", "ganpipe_sweep"):
+        first = data["peer"][name]["runs"]
+        assert len(first) == 1 and again["peer"][name]["runs"][:1] == first and len(again["peer"][name]["runs"]) == 2
+    assert len(again["peer"]["wall_ratio_per_repeat"]) == 2 and again["utilisation"] == data["utilisation"]
+    subprocess.run(peer, check=True, capture_output=True, timeout=900)  # both measured: nothing runs again
+    assert json.loads(out.read_text())["peer"] == again["peer"]
 
 
 @pytest.mark.slow
