@@ -584,7 +584,7 @@ def across_seeds(data: dict, methods, case: dict) -> dict:
                        "median_steps_to_target": median_or_none(hits), "best_objective": bests,
                        "median_best_objective": statistics.median(bests),
                        "target_hits": target_hits([t for r in runs for t in r.get("trial_records", [])])}
-        if method not in ("random", "default"):
+        if method != "random":  # the default config too: issue 21 compares it at the same budget
             ratios, paired = [], []
             for s in seeds:
                 res = data["seeds"][s]
@@ -611,7 +611,7 @@ def across_seeds(data: dict, methods, case: dict) -> dict:
         # each search's median steps to the target over random search's resampled median (None: a miss)
         expected = out["random_pooled"]["steps_to_target"]["median"]
         for method, a in out.items():
-            if method not in ("random", "default", "random_pooled"):
+            if method not in ("random", "random_pooled"):
                 med = a["median_steps_to_target"]
                 a["median_over_random_resampled"] = (round(med / expected, 4) if isinstance(med, (int, float))
                                                      and expected else None)
@@ -948,14 +948,14 @@ def report(results: dict, png: Path) -> str:
         pooled = across.get("random_pooled")
         resampled = (pooled or {}).get("steps_to_target")
         if resampled:
-            ratios = ", ".join(f"{a['median_over_random_resampled']}" for m, a in across.items()
+            ratios = ", ".join(f"{label(m)} {a['median_over_random_resampled']}" for m, a in across.items()
                                if a.get("median_over_random_resampled") is not None)
             text += (f"\nrandom search's steps to the target over {resampled['draws']} resamples of its "
                      f"{pooled['trials']} trials (pooled over seeds; {resampled['slots']} at a time, one step rate): "
                      f"median {fmt_steps(resampled['median'])}, 95 % interval {fmt_steps(resampled['low'])} to "
                      f"{fmt_steps(resampled['high'])}, target within the budget in "
                      f"{100 * resampled['p_within_budget']:.0f} % of resamples"
-                     + (f"; searches' median steps over that median: {ratios}" if ratios else "") + "\n")
+                     + (f"; each method's median steps over that median: {ratios}" if ratios else "") + "\n")
         counted = [(m, a) for m, a in across.items() if m != "random_pooled" and a.get("target_hits", {}).get("trials")]
         if counted:
             text += ("\nhow often trials reach the target, all seeds together (a seed's first hit is one draw; "

@@ -108,6 +108,7 @@ def test_search_benchmark_runs_tiny_and_ranks_by_the_objective(tmp_path):
     assert all(lo <= hi for lo, hi in zip(expected["low"], expected["high"]))
     across = data["across_seeds"]
     assert across["tpe+asha"]["seeds"] == ["0"] and len(across["tpe+asha"]["over_random"]) == 1
+    assert len(across["default"]["over_random"]) == 1  # the default config is compared with random search too
     assert across["random_pooled"]["trials"] == m
     resampled = seed0["random"]["steps_to_target_resampled"]  # how lucky random search's one draw was
     assert resampled["slots"] == 2 and resampled["draws"] > 0
