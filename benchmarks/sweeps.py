@@ -759,7 +759,7 @@ def main() -> None:
     if args.peek:
         if not args.work:
             parser.error("--peek reads the searches in --work")
-        for seed in (args.seed_list if args.seed_list is not None else range(args.seeds)):
+        for seed in seeds_of(args):
             for name in args.datasets:
                 for method in dict.fromkeys(args.methods):
                     found = peek(args.work, name, seed, method, args.scale, args.search_trials, args.search_steps)
@@ -794,12 +794,11 @@ def main() -> None:
             old = results.get("peer", {})
             before = old if {k: old.get(k) for k in size} == size else None
 
-            def measured_peer(out):  # a run stopped part-way keeps the repeats it finished
+            def measured_peer(out):  # saved after each run: a run stopped part-way keeps the repeats it finished
                 results["peer"] = {**size, **out}
                 save(results, args.out)
 
-            measured_peer(peer(tmp / "p", SEARCH_CASES[args.peer_case], args.trials, args.steps, args.repeats,
-                               before, measured_peer))
+            peer(tmp / "p", SEARCH_CASES[args.peer_case], args.trials, args.steps, args.repeats, before, measured_peer)
         if "search" in parts:
             search_all(results, args, work)
     save(results, args.out, own_searches(args))
@@ -818,8 +817,11 @@ def own_searches(args) -> frozenset:
     """The (space, seed) searches this run writes; the rest of --out's searches are others'."""
     if args.only and "search" not in args.only:
         return frozenset()
-    seeds = args.seed_list if args.seed_list is not None else range(args.seeds)
-    return frozenset((name, str(seed)) for seed in seeds for name in args.datasets)
+    return frozenset((name, str(seed)) for seed in seeds_of(args) for name in args.datasets)
+
+
+def seeds_of(args) -> list[int]:
+    return args.seed_list if args.seed_list is not None else list(range(args.seeds))
 
 
 def search_all(results: dict, args, tmp: Path) -> None:
@@ -835,7 +837,7 @@ def search_all(results: dict, args, tmp: Path) -> None:
         entry.update({"judged_by": "objective", "sweep": str(case["sweep"].relative_to(ROOT)), "sets": case["sets"],
                       "target": TARGETS[case["target"]], "curve_columns": CURVE_COLUMNS})
     own = own_searches(args)
-    for seed in (args.seed_list if args.seed_list is not None else range(args.seeds)):
+    for seed in seeds_of(args):
         for name in args.datasets:
             case = SEARCH_CASES[name]
             (tmp / f"{name}-{seed}").mkdir(exist_ok=True)
@@ -1091,7 +1093,7 @@ def take_others(results: dict, on_disk: dict, own: frozenset) -> None:
     for name, entry in on_disk.get("search", {}).items():
         mine = results["search"].setdefault(name, {**entry, "seeds": {}})
         others = {seed: res for seed, res in entry.get("seeds", {}).items() if (name, seed) not in own}
-        if others and any(mine["seeds"].get(seed) != res for seed, res in others.items()):
+        if any(mine["seeds"].get(seed) != res for seed, res in others.items()):
             mine["seeds"].update(others)
             if name in SEARCH_CASES and mine.get("judged_by") == "objective":
                 derive(mine, SEARCH_CASES[name])
