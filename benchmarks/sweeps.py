@@ -767,12 +767,10 @@ def main() -> None:
                         print(json.dumps(found), flush=True)
         return
     if args.report:
-        results = json.loads(Path(args.out).read_text())
-        searched = {k: v for k, v in results.get("search", {}).items() if v.get("judged_by") == "objective"}
-        for name, data in searched.items():  # estimators added since the runs apply to them too
-            derive(data, SEARCH_CASES[name])
-        if searched:
-            save(results, args.out)
+        if not Path(args.out).exists():
+            parser.error(f"--report reads {args.out}, which does not exist")
+        # Under the file's lock, so that a seed another process saves meanwhile is neither lost nor overwritten.
+        results = update_locked(args.out, derive_searches)
         if "utilisation" in results:
             print(utilisation_report(results))
         if "search" in results:
@@ -1072,17 +1070,36 @@ def save(results: dict, out: str, own: frozenset = frozenset()) -> None:
     every part this process lacks, is first taken from the file as it stands (under a lock on the file), so
     that processes running different seeds into one --out at once (the one-thread default config, a seed per
     core) keep each other's results instead of the last writer's alone."""
+    def merged(on_disk: dict) -> dict:
+        if own and on_disk:
+            take_others(results, on_disk, own)
+        return results
+
+    update_locked(out, merged)
+
+
+def update_locked(out: str, change) -> dict:
+    """Read `out` (an empty dict if new), write `change(what was read)` back and return it, all under an
+    exclusive lock on the file itself, so that read and write are one step for every process using this."""
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
+    with open(path, "a+") as f:  # "a+": created if missing, never truncated on open
         fcntl.flock(f, fcntl.LOCK_EX)  # released when f closes
         f.seek(0)
-        on_disk = f.read()
-        if own and on_disk:
-            take_others(results, json.loads(on_disk), own)
+        text = f.read()
+        results = change(json.loads(text) if text else {})
         f.seek(0)
         f.truncate()
         f.write(json.dumps(results, indent=2, default=str))
+    return results
+
+
+def derive_searches(results: dict) -> dict:
+    """--report: the estimators added since the runs apply to them too."""
+    for name, data in results.get("search", {}).items():
+        if data.get("judged_by") == "objective":
+            derive(data, SEARCH_CASES[name])
+    return results
 
 
 def take_others(results: dict, on_disk: dict, own: frozenset) -> None:

@@ -217,17 +217,27 @@ def _save_seed_many_times(out: str, seed: str, times: int) -> None:
         save(results, out, frozenset({("grid25-broad", seed)}))
 
 
+def _report_many_times(out: str, times: int) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from sweeps import derive_searches, update_locked
+
+    for _ in range(times):  # what --report does to the file
+        update_locked(out, derive_searches)
+
+
 def test_searches_of_different_seeds_saved_into_one_file_at_once_keep_each_others(tmp_path, monkeypatch):
-    """Two processes running different seeds into one --out (a seed per core): every save keeps the seeds
-    this process does not run as the file has them, and the summary across seeds counts them."""
+    """Two processes running different seeds into one --out (a seed per core), and a --report meanwhile: every
+    save keeps the seeds this process does not run as the file has them, and the summary across seeds counts
+    them."""
     import multiprocessing
 
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     from sweeps import save
 
     out = tmp_path / "s.json"
-    workers = [multiprocessing.get_context("spawn").Process(target=_save_seed_many_times, args=(str(out), seed, 40))
-               for seed in ("0", "1")]
+    spawn = multiprocessing.get_context("spawn")
+    workers = [spawn.Process(target=_save_seed_many_times, args=(str(out), seed, 40)) for seed in ("0", "1")]
+    workers.append(spawn.Process(target=_report_many_times, args=(str(out), 40)))  # --report meanwhile loses nothing
     for w in workers:
         w.start()
     for w in workers:
