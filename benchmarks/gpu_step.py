@@ -11,6 +11,8 @@ one trainer per case, medians of `--repeats` runs of `--steps` steps:
 plus a torch.profiler count of CUDA runtime calls per step (launches, copies, synchronisations).
 
     python benchmarks/gpu_step.py --out gpu-step.json
+
+`--device cpu` is a smoke run only (CI, tiny): the same splits on the CPU, no CUDA calls to count.
 """
 from __future__ import annotations
 
@@ -36,8 +38,14 @@ CASES = {
 }
 
 
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 def steps_per_sec(trainer, steps: int, check: bool) -> float:
-    torch.cuda.synchronize()
+    device = trainer.device.type
+    sync(device)
     start = time.perf_counter()
     for _ in range(steps):
         for _ in range(trainer.cfg.train.n_disc):
@@ -45,15 +53,16 @@ def steps_per_sec(trainer, steps: int, check: bool) -> float:
         loss_g = trainer._g_step()
         if check and not torch.isfinite(loss_d + loss_g):
             raise RuntimeError("diverged")
-    torch.cuda.synchronize()
+    sync(device)
     return steps / (time.perf_counter() - start)
 
 
 def on_device_inputs(trainer, steps: int) -> None:
-    """Replace the trainer's z and real-batch draws by slices of tensors drawn beforehand on the GPU."""
+    """Replace the trainer's z and real-batch draws by slices of tensors drawn beforehand on its device."""
     bs, n = trainer.cfg.train.batch_size, steps * (trainer.cfg.train.n_disc + 1) + 8
-    z = torch.randn(n, bs, trainer.cfg.model.latent_dim, device="cuda")
-    real = trainer.dataset.sample(n * bs, torch.Generator().manual_seed(0)).to("cuda").reshape(n, bs, *trainer.dataset.shape)
+    device = trainer.device
+    z = torch.randn(n, bs, trainer.cfg.model.latent_dim, device=device)
+    real = trainer.dataset.sample(n * bs, torch.Generator().manual_seed(0)).to(device).reshape(n, bs, *trainer.dataset.shape)
     counter = {"z": 0, "real": 0}
 
     def _z(_n):
@@ -70,7 +79,8 @@ def on_device_inputs(trainer, steps: int) -> None:
 def cuda_calls(trainer, steps: int) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    cuda = [ProfilerActivity.CUDA] if trainer.device.type == "cuda" else []
+    with profile(activities=[ProfilerActivity.CPU, *cuda]) as prof:
         steps_per_sec(trainer, steps, check=True)
     out = {}
     for e in prof.key_averages():
@@ -84,14 +94,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="gpu-step.json")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu: a smoke run only")
     args = parser.parse_args()
-    results = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
+    gpu = args.device == "cuda"
+    results = {"device": torch.cuda.get_device_name(0) if gpu else "cpu", "torch": torch.__version__}
     for name, sets in CASES.items():
         cfg = prepare_trial(str(ROOT / "sweeps" / "stability.yaml"),
-                            sets + ["resources.gpu=0.25", "search.scheduler.name=none"])[1]
-        trainer = make_trainer(cfg, "cuda")
-        steps_per_sec(trainer, 20, check=True)  # warm-up
-        found = {"calls": cuda_calls(trainer, 20)}
+                            sets + [f"resources.gpu={0.25 if gpu else 0}", "search.scheduler.name=none"])[1]
+        trainer = make_trainer(cfg, args.device)
+        steps_per_sec(trainer, min(20, args.steps), check=True)  # warm-up
+        found = {"calls": cuda_calls(trainer, min(20, args.steps))}
         runs: dict[str, list] = {"as_is": [], "no_check": []}
         for _ in range(args.repeats):
             runs["as_is"].append(steps_per_sec(trainer, args.steps, check=True))

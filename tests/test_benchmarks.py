@@ -391,6 +391,20 @@ def test_gpu_sweep_smoke_runs_on_the_cpu(tmp_path):
     assert all(speed > 0 for speed in run["steps_per_s"])
 
 
+def test_gpu_step_smoke_runs_on_the_cpu(tmp_path):
+    """benchmarks/gpu_step.py is for a lent GPU; its --device cpu smoke run keeps it from rotting (it reaches
+    into the trainer's step and draw methods): every split of both cases measured, no CUDA calls counted."""
+    out = tmp_path / "g.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_step.py"), "--device", "cpu", "--steps", "2",
+                    "--repeats", "1", "--out", str(out)], check=True, capture_output=True, timeout=600)
+    data = json.loads(out.read_text())
+    assert data["device"] == "cpu"
+    for name in ("stability MLP corner", "stability first values"):
+        assert data[name]["calls"] == {}
+        assert set(data[name]["steps_per_sec"]) == {"as_is", "no_check", "device_data", "no_ema"}
+        assert all(speed > 0 for speed in data[name]["steps_per_sec"].values())
+
+
 def test_trials_at_once_ignores_overlaps_within_the_timestamps_resolution(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     from gpu_sweep import most_at_once
