@@ -1096,10 +1096,16 @@ def update_locked(out: str, change) -> dict:
 
 def derive_searches(results: dict) -> dict:
     """--report: the estimators added since the runs apply to them too."""
-    for name, data in results.get("search", {}).items():
-        if data.get("judged_by") == "objective":
-            derive(data, SEARCH_CASES[name])
+    for name, entry in results.get("search", {}).items():
+        derive_if_judged(name, entry)
     return results
+
+
+def derive_if_judged(name: str, entry: dict) -> None:
+    """Only a known space searched under the objective; older files' searches by the lowest fid are kept as
+    they are (report_old reads them)."""
+    if name in SEARCH_CASES and entry.get("judged_by") == "objective":
+        derive(entry, SEARCH_CASES[name])
 
 
 def take_others(results: dict, on_disk: dict, own: frozenset) -> None:
@@ -1112,8 +1118,7 @@ def take_others(results: dict, on_disk: dict, own: frozenset) -> None:
         others = {seed: res for seed, res in entry.get("seeds", {}).items() if (name, seed) not in own}
         if any(mine["seeds"].get(seed) != res for seed, res in others.items()):
             mine["seeds"].update(others)
-            if name in SEARCH_CASES and mine.get("judged_by") == "objective":
-                derive(mine, SEARCH_CASES[name])
+            derive_if_judged(name, mine)
 
 
 if __name__ == "__main__":

@@ -119,6 +119,14 @@ def test_search_benchmark_runs_tiny_and_ranks_by_the_objective(tmp_path):
         assert hits["trials_reaching"] == sum(x["reached_at_step"] is not None for x in seed0[method]["trial_records"])
         assert hits["steps"] == sum(x["steps"] for x in seed0[method]["trial_records"]) == across[method]["target_hits"]["steps"]
 
+    # --report trains nothing: it derives again what the runs give (the same here), prints the tables, draws
+    report = [sys.executable, str(ROOT / "benchmarks" / "sweeps.py"), "--report", "--png", str(tmp_path / "c.png")]
+    done = subprocess.run(report + ["--out", str(out)], check=True, capture_output=True, text=True, timeout=300)
+    assert "TPE + ASHA" in done.stdout and (tmp_path / "c.png").stat().st_size > 0
+    assert json.loads(out.read_text())["search"]["grid25-broad"] == data
+    missing = subprocess.run(report + ["--out", str(tmp_path / "none.json")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "none.json" in missing.stderr and not (tmp_path / "none.json").exists()
+
 
 @pytest.mark.slow
 @pytest.mark.integration
