@@ -18,7 +18,7 @@ from ganpipe import cluster, tracking
 from ganpipe.config import ConfigError, Problem, first_values, resolve_trial
 from ganpipe.config.schema import SweepConfig
 from ganpipe.preflight import check_client_mode, check_data, check_local_resources, parse_storage
-from ganpipe.tune import live
+from ganpipe.tune import live, scratch
 from ganpipe.tune.interrupt import TuneInterrupt
 from ganpipe.tune.plan import describe_plan
 from ganpipe.tune.search import build_tuner, make_trainable
@@ -132,6 +132,7 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
         return SweepOutcome(EXIT_CODES[ended], ended != "interrupted", run, exp_dir)
     finally:
         cluster.disconnect(started_here)
+        scratch.remove_orphans()  # what stopped trials left on this node (all of them with in-process Ray)
 
 
 def experiment_name(sweep: SweepConfig, opts: SweepOptions) -> str:

@@ -1,0 +1,35 @@
+"""Checkpoint scratch folders: those of ended processes go, those of running ones stay."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from ganpipe.tune import scratch
+
+
+def test_only_the_folders_of_ended_processes_are_removed(tmp_path):
+    # a real process makes its folder and dies without cleaning up, like a trial actor Tune ends inside a report
+    made = subprocess.run(
+        [sys.executable, "-c", "import os; from ganpipe.tune import scratch; print(scratch.new_folder()); os._exit(0)"],
+        env={**os.environ, "TMPDIR": str(tmp_path)}, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert os.path.isdir(made) and os.path.dirname(made) == str(tmp_path)
+    running = tmp_path / f"{scratch.PREFIX}{os.getpid()}-live"  # this test's own process: running
+    unnamed = tmp_path / f"{scratch.PREFIX}abc123"  # an older ganpipe's name, with no process id: not ours to judge
+    other = tmp_path / "not-ganpipe-1-x"
+    for folder in (running, unnamed, other):
+        folder.mkdir()
+    (running / "checkpoint.pt").write_bytes(b"x")
+
+    assert scratch.remove_orphans(tmp_path) == 1
+    assert not os.path.exists(made)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([running.name, unnamed.name, other.name])
+    assert (running / "checkpoint.pt").exists()
+
+
+def test_folder_names_give_their_process():
+    assert scratch.owner_pid("ganpipe-ckpt-4242-a1b2c3") == 4242
+    assert scratch.owner_pid("ganpipe-ckpt-a1b2c3") is None
+    assert scratch.owner_pid("ganpipe-ckpt--1-a") is None
+    assert scratch.owner_pid("other-4242-a") is None
