@@ -18,12 +18,13 @@ def test_only_the_folders_of_ended_processes_are_removed(tmp_path):
     running = tmp_path / f"{scratch.PREFIX}{os.getpid()}-live"  # this test's own process: running
     unnamed = tmp_path / f"{scratch.PREFIX}abc123"  # an older ganpipe's name, with no process id: not ours to judge
     other = tmp_path / "not-ganpipe-1-x"
-    for folder in (running, unnamed, other):
+    impossible = tmp_path / f"{scratch.PREFIX}{10 ** 30}-x"  # no process has that id: gone, and no crash
+    for folder in (running, unnamed, other, impossible):
         folder.mkdir()
     (running / "checkpoint.pt").write_bytes(b"x")
 
-    assert scratch.remove_orphans(tmp_path) == 1
-    assert not os.path.exists(made)
+    assert scratch.remove_orphans(tmp_path) == 2
+    assert not os.path.exists(made) and not impossible.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([running.name, unnamed.name, other.name])
     assert (running / "checkpoint.pt").exists()
 

@@ -26,7 +26,11 @@ def remove_orphans(root: str | Path | None = None) -> int:
     """Removes the checkpoint folders under root (the temp folder) whose process has ended; returns how many.
     A running process's folders stay, whoever owns them."""
     removed = 0
-    for folder in Path(root or tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+    try:
+        folders = list(Path(root or tempfile.gettempdir()).glob(f"{PREFIX}*-*"))
+    except OSError:  # an unreadable temp folder: nothing of ours to tidy there, and never a trial's failure
+        return 0
+    for folder in folders:
         pid = owner_pid(folder.name)
         if pid is not None and not process_alive(pid):
             shutil.rmtree(folder, ignore_errors=True)
@@ -43,7 +47,7 @@ def owner_pid(name: str) -> int | None:
 def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: a number no process id can be
         return False
     except PermissionError:  # it exists, under another user
         return True
