@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -56,11 +57,11 @@ def write_sweep(folder: Path, **changes) -> Path:
     return path
 
 
-def ganpipe(folder: Path, *args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+def ganpipe(folder: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "ganpipe.cli", *args, "--num-cpus", "2"] if args[0] == "sweep" and "--dry-run" not in args
         else [sys.executable, "-m", "ganpipe.cli", *args],
-        cwd=folder, capture_output=True, text=True, timeout=timeout, env=env and {**os.environ, **env},
+        cwd=folder, capture_output=True, text=True, timeout=timeout,
     )
 
 
@@ -81,11 +82,7 @@ def optuna_states(folder: Path) -> Counter:
 
 
 def test_sweep_tracks_every_trial_once_with_conditional_params(tmp_path):
-    # the trials' temp folder (their checkpoint scratch) apart from everything else's; Ray's own stays where it was
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    ray_tmp = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
-    proc = ganpipe(tmp_path, "sweep", str(write_sweep(tmp_path)), env={"TMPDIR": str(scratch), "RAY_TMPDIR": ray_tmp})
+    proc = ganpipe(tmp_path, "sweep", str(write_sweep(tmp_path)))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "ranked trials" in proc.stdout and "ganpipe ui --tracking-uri" in proc.stdout
 
@@ -110,8 +107,6 @@ def test_sweep_tracks_every_trial_once_with_conditional_params(tmp_path):
 
     statuses = Counter(k.data.tags["ganpipe.status"] for k in kids)
     assert statuses["early-stopped"] >= 1, statuses  # ASHA stopped at least one trial
-    # inside its report, where its own clean-up never runs: the driver removed what it left (ganpipe.tune.scratch)
-    assert not list(scratch.glob("ganpipe-ckpt-*"))
     artifacts = {a.path for a in c.list_artifacts(parents[0].info.run_id)}
     assert {"sweep.yaml", "resolved_config.yaml", "results.csv", "results.md", "optuna_history.png"} <= artifacts
     table = Path(c.download_artifacts(parents[0].info.run_id, "results.csv", str(tmp_path)))
@@ -272,7 +267,10 @@ def test_killed_trial_process_is_retried_from_its_checkpoint(tmp_path):
         failure={"max_failures": 2},
     )
     cmd = [sys.executable, "-m", "ganpipe.cli", "sweep", str(path), "--num-cpus", "2"]
-    driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    scratch = tmp_path / "tmp"  # the trials' temp folder, apart from everything else's; Ray's own stays where it was
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "RAY_TMPDIR": os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()}
+    driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     killed = []
     try:
         deadline = time.time() + 180
@@ -301,6 +299,8 @@ def test_killed_trial_process_is_retried_from_its_checkpoint(tmp_path):
     restarts = c.get_metric_history(kids[0].info.run_id, "restarted_at_step")
     assert len(restarts) == 1 and restarts[0].value >= 500  # resumed from a checkpoint, not from step 0
     assert optuna_states(tmp_path) == Counter(COMPLETE=1)
+    # whether or not the kill came inside an evaluation, no checkpoint scratch folder is left (ganpipe.tune.scratch)
+    assert not list(scratch.glob("ganpipe-ckpt-*"))
 
 
 def test_two_objectives_give_a_pareto_front(tmp_path):

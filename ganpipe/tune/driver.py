@@ -132,7 +132,7 @@ def run_sweep(sweep: SweepConfig, yaml_text: str, opts: SweepOptions) -> SweepOu
         return SweepOutcome(EXIT_CODES[ended], ended != "interrupted", run, exp_dir)
     finally:
         cluster.disconnect(started_here)
-        scratch.remove_orphans()  # what stopped trials left on this node (all of them with in-process Ray)
+        scratch.remove_orphans()  # what killed trial processes left on this node (all of them with in-process Ray)
 
 
 def experiment_name(sweep: SweepConfig, opts: SweepOptions) -> str:

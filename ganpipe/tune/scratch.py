@@ -1,11 +1,11 @@
 """The folders a trial writes each checkpoint into before handing it to Tune.
 
-Tune copies a reported checkpoint to the sweep's storage, so the trial's own copy can go once
-`tune.report` returns. It never returns when the scheduler stops the trial at that report (ASHA at a
-rung): the training thread waits inside the report, and Tune ends the actor without waiting for it,
-so no `finally` runs and the folder stays behind in the node's temp folder, one per stopped trial.
-Each folder's name holds its process's id; every trial that starts on a node, and the driver when a
-sweep ends, removes the folders of processes that are gone.
+Tune copies a reported checkpoint to the sweep's storage, so the trial's own copy goes once
+`tune.report` returns. A trial process that ends inside its evaluation never gets there: killed
+(OOM, a lost node), or a sweep whose driver was killed hard, which takes in-process Ray's workers down
+wherever they stand (seen: SIGKILL to a sweep's driver left two such folders in the temp folder), and
+nothing removes them later. So each folder's name holds its process's id, and every trial that starts on
+a node, and the driver when a sweep ends, removes the folders of processes that are gone.
 """
 from __future__ import annotations
 

@@ -63,7 +63,7 @@ class TuneReporter:
                 {**metrics, "step": report.step, "mlflow_run_id": self.run.run_id, **searched(trainer)},
                 checkpoint=tune.Checkpoint.from_directory(str(folder)),
             )
-        finally:  # not reached when the scheduler stops the trial at this report: see ganpipe.tune.scratch
+        finally:  # not reached if this process is killed in between: see ganpipe.tune.scratch
             shutil.rmtree(folder, ignore_errors=True)  # Tune has copied it to the storage path
         self.threads.refresh()  # the next interval trains on this trial's share of idle CPUs, if any
 
@@ -77,7 +77,7 @@ def train_trial(params: dict, sweep: SweepConfig, tracking: SweepRun, experiment
     experiment: the Tune experiment's name."""
     # one "Checkpoint successfully created" line per evaluation per trial drowns the progress table
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
-    scratch.remove_orphans()  # the checkpoint folders of trials stopped before on this node
+    scratch.remove_orphans()  # the checkpoint folders of trial processes killed before on this node
     cfg = resolve_trial(sweep, params)
     context = tune.get_context()
     threads = TrialThreads(experiment, context.get_trial_id(), sweep.resources.cpu, sweep.resources.share_idle_cpus)
