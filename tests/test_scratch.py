@@ -9,9 +9,10 @@ from ganpipe.tune import scratch
 
 
 def test_only_the_folders_of_ended_processes_are_removed(tmp_path):
-    # a real process makes its folder and dies without cleaning up, like a trial actor Tune ends inside a report
+    # a real process makes its folder and dies without cleaning up, like a trial process killed inside an evaluation
+    dies = "import os; from ganpipe.tune import scratch; print(scratch.new_folder(), flush=True); os._exit(0)"
     made = subprocess.run(
-        [sys.executable, "-c", "import os; from ganpipe.tune import scratch; print(scratch.new_folder()); os._exit(0)"],
+        [sys.executable, "-c", dies],
         env={**os.environ, "TMPDIR": str(tmp_path)}, capture_output=True, text=True, check=True,
     ).stdout.strip()
     assert os.path.isdir(made) and os.path.dirname(made) == str(tmp_path)

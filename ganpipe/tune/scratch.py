@@ -1,8 +1,8 @@
 """The folders a trial writes each checkpoint into before handing it to Tune.
 
 Tune copies a reported checkpoint to the sweep's storage, so the trial's own copy goes once
-`tune.report` returns. A trial process that ends inside its evaluation never gets there: killed
-(OOM, a lost node), or a sweep whose driver was killed hard, which takes in-process Ray's workers down
+`tune.report` returns. A trial process that ends inside its evaluation never gets there: one killed
+(OOM), or any of a sweep whose driver was killed hard, which takes in-process Ray's workers down
 wherever they stand (seen: SIGKILL to a sweep's driver left two such folders in the temp folder), and
 nothing removes them later. So each folder's name holds its process's id, and every trial that starts on
 a node, and the driver when a sweep ends, removes the folders of processes that are gone.
