@@ -47,6 +47,20 @@ def interrupt_when(cmd: list[str], cwd, ready, timeout: float = 300, sig: str = 
     return proc.returncode, out
 
 
+def orphan_scratch(tmpdir: Path) -> Path:
+    """A checkpoint scratch folder under `tmpdir` whose process has ended without removing it: a real process
+    makes it (ganpipe.tune.scratch.new_folder) and exits at once, as a trial process killed mid-evaluation."""
+    import os
+    import subprocess
+    import sys
+
+    dies = "import os; from ganpipe.tune import scratch; print(scratch.new_folder(), flush=True); os._exit(0)"
+    made = subprocess.run([sys.executable, "-c", dies], env={**os.environ, "TMPDIR": str(tmpdir)},
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(made).is_dir() and Path(made).parent == Path(tmpdir)
+    return Path(made)
+
+
 def descendants(pid: int) -> list[int]:
     """PIDs of every process below `pid`, read from /proc (no psutil needed)."""
     parents = {}

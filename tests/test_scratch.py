@@ -2,20 +2,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
+from conftest import orphan_scratch
 from ganpipe.tune import scratch
 
 
 def test_only_the_folders_of_ended_processes_are_removed(tmp_path):
-    # a real process makes its folder and dies without cleaning up, like a trial process killed inside an evaluation
-    dies = "import os; from ganpipe.tune import scratch; print(scratch.new_folder(), flush=True); os._exit(0)"
-    made = subprocess.run(
-        [sys.executable, "-c", dies],
-        env={**os.environ, "TMPDIR": str(tmp_path)}, capture_output=True, text=True, check=True,
-    ).stdout.strip()
-    assert os.path.isdir(made) and os.path.dirname(made) == str(tmp_path)
+    made = orphan_scratch(tmp_path)  # a real process's, ended without cleaning up
     running = tmp_path / f"{scratch.PREFIX}{os.getpid()}-live"  # this test's own process: running
     unnamed = tmp_path / f"{scratch.PREFIX}abc123"  # an older ganpipe's name, with no process id: not ours to judge
     other = tmp_path / "not-ganpipe-1-x"
@@ -25,7 +18,7 @@ def test_only_the_folders_of_ended_processes_are_removed(tmp_path):
     (running / "checkpoint.pt").write_bytes(b"x")
 
     assert scratch.remove_orphans(tmp_path) == 2
-    assert not os.path.exists(made) and not impossible.exists()
+    assert not made.exists() and not impossible.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([running.name, unnamed.name, other.name])
     assert (running / "checkpoint.pt").exists()
 

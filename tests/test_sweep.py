@@ -21,7 +21,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import cmdline, descendants, interrupt_when, sqlite_runs
+from conftest import cmdline, descendants, interrupt_when, orphan_scratch, sqlite_runs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -269,6 +269,7 @@ def test_killed_trial_process_is_retried_from_its_checkpoint(tmp_path):
     cmd = [sys.executable, "-m", "ganpipe.cli", "sweep", str(path), "--num-cpus", "2"]
     scratch = tmp_path / "tmp"  # the trials' temp folder, apart from everything else's; Ray's own stays where it was
     scratch.mkdir()
+    left_before = orphan_scratch(scratch)  # as a trial process killed mid-evaluation by an earlier sweep leaves it
     env = {**os.environ, "TMPDIR": str(scratch), "RAY_TMPDIR": os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()}
     driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     killed = []
@@ -299,8 +300,8 @@ def test_killed_trial_process_is_retried_from_its_checkpoint(tmp_path):
     restarts = c.get_metric_history(kids[0].info.run_id, "restarted_at_step")
     assert len(restarts) == 1 and restarts[0].value >= 500  # resumed from a checkpoint, not from step 0
     assert optuna_states(tmp_path) == Counter(COMPLETE=1)
-    # whether or not the kill came inside an evaluation, no checkpoint scratch folder is left (ganpipe.tune.scratch)
-    assert not list(scratch.glob("ganpipe-ckpt-*"))
+    # the earlier process's folder, and this kill's if it came mid-evaluation, are removed (ganpipe.tune.scratch)
+    assert not left_before.exists() and not list(scratch.glob("ganpipe-ckpt-*"))
 
 
 def test_two_objectives_give_a_pareto_front(tmp_path):
