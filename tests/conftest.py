@@ -47,14 +47,14 @@ def interrupt_when(cmd: list[str], cwd, ready, timeout: float = 300, sig: str = 
     return proc.returncode, out
 
 
-def orphan_scratch(tmpdir: Path) -> Path:
-    """A checkpoint scratch folder under `tmpdir` whose process has ended without removing it: a real process
-    makes it (ganpipe.tune.scratch.new_folder) and exits at once, as a trial process killed mid-evaluation."""
+def orphan_scratch(tmpdir: Path, kind: str = "ckpt") -> Path:
+    """A scratch folder (`kind`: ckpt or png) under `tmpdir` whose process has ended without removing it: a real
+    process makes it (ganpipe.scratch.new_folder) and exits at once, as a trial process killed mid-evaluation."""
     import os
     import subprocess
     import sys
 
-    dies = "import os; from ganpipe.tune import scratch; print(scratch.new_folder(), flush=True); os._exit(0)"
+    dies = f"import os; from ganpipe import scratch; print(scratch.new_folder({kind!r}), flush=True); os._exit(0)"
     made = subprocess.run([sys.executable, "-c", dies], env={**os.environ, "TMPDIR": str(tmpdir)},
                           capture_output=True, text=True, check=True).stdout.strip()
     assert Path(made).is_dir() and Path(made).parent == Path(tmpdir)

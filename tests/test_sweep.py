@@ -300,7 +300,7 @@ def test_killed_trial_process_is_retried_from_its_checkpoint(tmp_path):
     restarts = c.get_metric_history(kids[0].info.run_id, "restarted_at_step")
     assert len(restarts) == 1 and restarts[0].value >= 500  # resumed from a checkpoint, not from step 0
     assert optuna_states(tmp_path) == Counter(COMPLETE=1)
-    # the earlier process's folder, and this kill's if it came mid-evaluation, are removed (ganpipe.tune.scratch)
+    # the earlier process's folder, and this kill's if it came mid-evaluation, are removed (ganpipe.scratch)
     assert not left_before.exists() and not list(scratch.glob("ganpipe-ckpt-*"))
 
 

@@ -6,8 +6,10 @@ default, measured in the issue 20 report); these tests set it to 0 so that what 
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -284,6 +286,51 @@ def test_trial_runs_closed_at_trial_end_leave_no_threads(tmp_path):
         run.close()
     started = [t.name for t in threading.enumerate() if t not in before]  # (threads of earlier tests may end)
     assert not started, started
+
+
+# ---- a sample PNG's copy is deleted once sent, and at close when it never will be ------------------------
+def queue_png(run, tmp_path, step: int) -> Path:
+    """A trial's evaluation with its sample PNG, which the trial deletes once queued (ganpipe.tune.trainable)."""
+    png = tmp_path / f"step-{step:07d}.png"
+    png.write_bytes(b"\x89PNG not a real image: MLflow stores any file")
+    run.log_eval(step, {"fid": 1.0 / step}, png)
+    png.unlink()
+    return png
+
+
+def png_folders(tmpdir: Path) -> list[str]:
+    return sorted(p.name for p in tmpdir.glob("ganpipe-png-*"))
+
+
+def test_a_sent_png_reaches_the_run_and_its_copy_is_deleted(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    track = parent(f"sqlite:///{tmp_path / 'mlflow.db'}", "png-sent")
+    run = trial_run(track, "t1")
+    png = queue_png(run, tmp_path, 1)
+    assert run.flush(30)
+    run.close()
+    sent = tracking.client(track["uri"]).list_artifacts(run.run_id, "samples")
+    assert [a.path for a in sent] == [f"samples/{png.name}"]
+    assert png_folders(tmp_path / "tmp") == []
+
+
+def test_pngs_that_will_never_be_sent_are_deleted_at_close(tmp_path, monkeypatch):
+    """The sender gave up (a permanent error drops its queue): before, each queued PNG's copy stayed in the temp
+    folder for good, one per evaluation, in a process that lives on (reuse_actors)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    track = parent(f"sqlite:///{tmp_path / 'mlflow.db'}", "png-dropped")
+    run = trial_run(track, "t1")
+    tracking.delete_run(tracking.client(track["uri"]), run.run_id)
+    for step in (1, 2):
+        queue_png(run, tmp_path, step)
+    assert len(png_folders(tmp_path / "tmp")) == 2
+    with pytest.raises(tracking.TrackingFailed, match="active"):
+        run.flush(10)
+    assert len(png_folders(tmp_path / "tmp")) == 2  # dropped, not sent: only close() knows nothing will send them
+    run.close()
+    assert png_folders(tmp_path / "tmp") == []
 
 
 # ---- defect 5: a stage that raises ends its run FAILED with the reason --------------------------------

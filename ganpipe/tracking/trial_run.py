@@ -6,13 +6,13 @@ import os
 import queue
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
 
+from ganpipe import scratch
 from ganpipe.tracking.errors import TrackingFailed, describe, transient
 from ganpipe.tracking.runs import (PARENT_TAG, REASON_TAG, STATUS_TAG, TRIAL_TAG, create_run_once, log_metrics,
                                    reopen)
@@ -129,6 +129,7 @@ class TrialRun:
             self.client.log_text(self.run_id, json.dumps(config, indent=2), "config.json")
         self.last_step = self._last_logged_step()
         self.sender = RetryingSender(f"run {self.run_id}")
+        self._unsent_pngs: set[Path] = set()  # folders of PNGs queued for MLflow; close() removes what is left
 
     @property
     def diverged_before(self) -> str:
@@ -153,10 +154,15 @@ class TrialRun:
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
         self.sender.put(lambda: self.client.log_batch(self.run_id, metrics=batch))
         if png is not None:
-            kept = Path(tempfile.mkdtemp(prefix="ganpipe-png-")) / png.name
+            kept = scratch.new_folder("png") / png.name  # the trial deletes png before the sender sends it
             shutil.copy(png, kept)
-            self.sender.put(lambda: (self.client.log_artifact(self.run_id, str(kept), "samples"),
-                                     shutil.rmtree(kept.parent, ignore_errors=True)))
+            self._unsent_pngs.add(kept.parent)
+            self.sender.put(lambda: self._send_png(kept))
+
+    def _send_png(self, png: Path) -> None:
+        self.client.log_artifact(self.run_id, str(png), "samples")
+        self._unsent_pngs.discard(png.parent)
+        shutil.rmtree(png.parent, ignore_errors=True)
 
     def flush(self, timeout: float | None = None) -> bool:
         """True once everything queued reached MLflow; False if `timeout` seconds passed first (default: the
@@ -166,13 +172,17 @@ class TrialRun:
 
     def close(self, timeout: float = 10) -> None:
         """At the trial's end, also after an error: send what is queued (up to `timeout` s), then stop the
-        sender's thread. Never raises (flush() first says whether everything was sent)."""
+        sender's thread. Never raises (flush() first says whether everything was sent). The PNGs that did
+        not reach MLflow (the sender gave up, or the time ran out) are deleted: nothing will send them."""
         try:
             self.sender.flush(timeout)
         except TrackingFailed:
             pass
         finally:
             self.sender.close()
+            for folder in list(self._unsent_pngs):
+                shutil.rmtree(folder, ignore_errors=True)
+            self._unsent_pngs.clear()
 
     def log_restart(self, step: int) -> None:
         log_metrics(self.client, self.run_id, {"restarted_at_step": step}, step)

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 from ray import tune
 
-from ganpipe import cluster, tracking
+from ganpipe import cluster, scratch, tracking
 from ganpipe.config import ConfigError, Problem, first_values, resolve_trial
 from ganpipe.config.schema import SweepConfig
 from ganpipe.preflight import check_client_mode, check_data, check_local_resources, parse_storage
-from ganpipe.tune import live, scratch
+from ganpipe.tune import live
 from ganpipe.tune.interrupt import TuneInterrupt
 from ganpipe.tune.plan import describe_plan
 from ganpipe.tune.search import build_tuner, make_trainable

@@ -16,11 +16,12 @@ import ray
 import torch
 from ray import tune
 
+from ganpipe import scratch
 from ganpipe.config import resolve_trial
 from ganpipe.config.schema import SweepConfig
 from ganpipe.objective import BEST_OBJECTIVE, OBJECTIVE
 from ganpipe.tracking import TrackingFailed, TrialRun
-from ganpipe.tune import bench, scratch
+from ganpipe.tune import bench
 from ganpipe.tune.sweep_run import SweepRun
 from ganpipe.tune.threads import TrialThreads
 from ganpipe.train.checkpoint import FILENAME
@@ -45,7 +46,7 @@ class TuneReporter:
         self.run, self.threads = run, threads
 
     def on_eval(self, report: EvalReport, trainer: Trainer) -> None:
-        folder = scratch.new_folder()
+        folder = scratch.new_folder("ckpt")
         try:
             trainer.save_checkpoint(folder / FILENAME)
             png = None if report.samples is None else save_samples_png(
@@ -63,7 +64,7 @@ class TuneReporter:
                 {**metrics, "step": report.step, "mlflow_run_id": self.run.run_id, **searched(trainer)},
                 checkpoint=tune.Checkpoint.from_directory(str(folder)),
             )
-        finally:  # not reached if this process is killed in between: see ganpipe.tune.scratch
+        finally:  # not reached if this process is killed in between: see ganpipe.scratch
             shutil.rmtree(folder, ignore_errors=True)  # Tune has copied it to the storage path
         self.threads.refresh()  # the next interval trains on this trial's share of idle CPUs, if any
 
@@ -77,7 +78,7 @@ def train_trial(params: dict, sweep: SweepConfig, tracking: SweepRun, experiment
     experiment: the Tune experiment's name."""
     # one "Checkpoint successfully created" line per evaluation per trial drowns the progress table
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
-    scratch.remove_orphans()  # the checkpoint folders of trial processes killed before on this node
+    scratch.remove_orphans()  # the scratch folders of trial processes killed before on this node
     cfg = resolve_trial(sweep, params)
     context = tune.get_context()
     threads = TrialThreads(experiment, context.get_trial_id(), sweep.resources.cpu, sweep.resources.share_idle_cpus)
