@@ -7,6 +7,7 @@ import json
 import site
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import mlflow
@@ -145,6 +146,29 @@ def test_ganpipe_sample_draws_from_the_champion(champions, tmp_path):
         out = tmp_path / f"{name}.png"
         assert cli.main(["sample", f"models:/{name}@champion", "-n", str(n), "-o", str(out), "--tracking-uri", uri]) == 0
         assert out.stat().st_size > 0
+
+
+def test_reading_a_model_leaves_nothing_in_the_temp_folder(champions, tmp_path, monkeypatch):
+    """MLflow's get_model_info and pytorch.load_model download into temp folders they never remove (with a
+    tracking server, each `ganpipe sample` left the whole model there); with this local store, before, a runs:/
+    URI's MLmodel was left (3 folders here)."""
+    from ganpipe import tracking
+
+    folder, uri, _ = champions
+    c = MlflowClient(uri)
+    run_id = c.get_model_version_by_alias("ring8", "champion").run_id
+    logged = c.search_logged_models([c.get_run(run_id).info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    sources = ["models:/ring8@champion", "models:/ring8/1", f"runs:/{run_id}/generator",
+               f"models:/{logged[0].model_id}"]  # the last: MLflow 3's logged model, which Model.load resolves
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    for source in sources:
+        assert tracking.model_info(uri, source).metadata["ganpipe_kind"] == "generator"
+        model, meta, shape = tracking.load_model(uri, source)
+        assert meta["latent_dim"] == shape[1] and model(torch.zeros(3, shape[1])).shape == (3, 2)
+    assert cli.main(["sample", sources[0], "-n", "8", "-o", str(tmp_path / "s.png"), "--tracking-uri", uri]) == 0
+    assert sorted(p.name for p in temp.iterdir()) == []
 
 
 def test_versions_registered_before_in_pt2_still_sample(tmp_path):

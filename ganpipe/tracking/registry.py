@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -57,9 +58,9 @@ def model_info(uri: str, source: str):
     could not say."""
     import mlflow
 
-    with fluent_tracking_uri(uri):
+    with fluent_tracking_uri(uri), tempfile.TemporaryDirectory(prefix="ganpipe-model-") as tmp:
         try:
-            return mlflow.models.get_model_info(source)
+            return _read_mlmodel(source, tmp).get_model_info()
         except (MlflowException, OSError) as err:  # OSError: requests' own, from an artifact store over HTTP
             if not absent(err):
                 raise TrackingUnavailable(f"could not read model {source}: {describe(err)}") from err
@@ -77,9 +78,33 @@ def load_model(uri: str | None, source: str):
     """(the model, its MLmodel metadata and signature's input shape) of a model URI."""
     import mlflow
 
-    with fluent_tracking_uri(uri):
-        info = mlflow.models.get_model_info(source)
-        return mlflow.pytorch.load_model(source), dict(info.metadata or {}), info.signature.inputs.inputs[0].shape
+    with fluent_tracking_uri(uri), tempfile.TemporaryDirectory(prefix="ganpipe-model-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=_logged_model_artifacts(source), dst_path=tmp)
+        info = _read_mlmodel(local, tmp).get_model_info()
+        return mlflow.pytorch.load_model(local), dict(info.metadata or {}), info.signature.inputs.inputs[0].shape
+
+
+def _read_mlmodel(source: str, tmp: str):
+    """mlflow.models.Model.load of a model URI or folder, downloading only its MLmodel into `tmp`. MLflow's own
+    (get_model_info, Model.load, pytorch.load_model) downloads into a new temp folder it never removes: with a
+    tracking server, every `ganpipe sample` of a registered model left its MLmodel twice and the whole model
+    once in /tmp (measured); with a local store, a runs:/ URI's MLmodel."""
+    import mlflow
+    from mlflow.models import Model
+
+    if Path(source).is_dir():
+        return Model.load(source)
+    source = _logged_model_artifacts(source)
+    return Model.load(mlflow.artifacts.download_artifacts(artifact_uri=f"{source.rstrip('/')}/MLmodel", dst_path=tmp))
+
+
+def _logged_model_artifacts(source: str) -> str:
+    """A logged model's URI (models:/<model id>) as the URI of its artifacts, as Model.load resolves it: the
+    download functions read models:/X as a registered model's name. Any other URI as it is."""
+    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+
+    return ModelsArtifactRepository.get_underlying_uri(source) if ModelsArtifactRepository._is_logged_model_uri(
+        source) else source
 
 
 def version_by_alias(c: MlflowClient, model_name: str, alias: str):
