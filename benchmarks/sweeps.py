@@ -1090,7 +1090,7 @@ def update_locked(out: str, change) -> dict:
         results = change(json.loads(text) if text else {})
         f.seek(0)
         f.truncate()
-        f.write(json.dumps(results, indent=2, default=str))
+        f.write(json.dumps(results, default=str))  # one line: the search files hold every evaluation (2.5 MB indented)
     return results
 
 
