@@ -77,23 +77,22 @@ def model_info(uri: str, source: str):
 def load_model(uri: str | None, source: str):
     """(the model, its MLmodel metadata and signature's input shape) of a model URI."""
     import mlflow
+    from mlflow.models import Model
 
     with fluent_tracking_uri(uri), tempfile.TemporaryDirectory(prefix="ganpipe-model-") as tmp:
         local = mlflow.artifacts.download_artifacts(artifact_uri=_logged_model_artifacts(source), dst_path=tmp)
-        info = _read_mlmodel(local, tmp).get_model_info()
+        info = Model.load(local).get_model_info()
         return mlflow.pytorch.load_model(local), dict(info.metadata or {}), info.signature.inputs.inputs[0].shape
 
 
 def _read_mlmodel(source: str, tmp: str):
-    """mlflow.models.Model.load of a model URI or folder, downloading only its MLmodel into `tmp`. MLflow's own
+    """mlflow.models.Model.load of a model URI, downloading only its MLmodel into `tmp`. MLflow's own
     (get_model_info, Model.load, pytorch.load_model) downloads into a new temp folder it never removes: with a
     tracking server, every `ganpipe sample` of a registered model left its MLmodel twice and the whole model
     once in /tmp (measured); with a local store, a runs:/ URI's MLmodel."""
     import mlflow
     from mlflow.models import Model
 
-    if Path(source).is_dir():
-        return Model.load(source)
     source = _logged_model_artifacts(source)
     return Model.load(mlflow.artifacts.download_artifacts(artifact_uri=f"{source.rstrip('/')}/MLmodel", dst_path=tmp))
 
