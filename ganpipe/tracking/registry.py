@@ -57,10 +57,15 @@ def model_info(uri: str, source: str):
     ModelNotFound if there is no such model, version, run or MLmodel file; TrackingUnavailable if the store
     could not say."""
     import mlflow
+    from mlflow.models import Model
 
+    # MLflow's own (get_model_info, Model.load, pytorch.load_model) download into a new temp folder they never
+    # remove: with a tracking server every `ganpipe sample` of a registered model left its MLmodel twice and the
+    # whole model once in /tmp (measured). So both readers here download into a folder they remove.
     with fluent_tracking_uri(uri), tempfile.TemporaryDirectory(prefix="ganpipe-model-") as tmp:
         try:
-            return _read_mlmodel(source, tmp).get_model_info()
+            mlmodel = f"{_logged_model_artifacts(source).rstrip('/')}/MLmodel"  # only the MLmodel, not the weights
+            return Model.load(mlflow.artifacts.download_artifacts(artifact_uri=mlmodel, dst_path=tmp)).get_model_info()
         except (MlflowException, OSError) as err:  # OSError: requests' own, from an artifact store over HTTP
             if not absent(err):
                 raise TrackingUnavailable(f"could not read model {source}: {describe(err)}") from err
@@ -83,18 +88,6 @@ def load_model(uri: str | None, source: str):
         local = mlflow.artifacts.download_artifacts(artifact_uri=_logged_model_artifacts(source), dst_path=tmp)
         info = Model.load(local).get_model_info()
         return mlflow.pytorch.load_model(local), dict(info.metadata or {}), info.signature.inputs.inputs[0].shape
-
-
-def _read_mlmodel(source: str, tmp: str):
-    """mlflow.models.Model.load of a model URI, downloading only its MLmodel into `tmp`. MLflow's own
-    (get_model_info, Model.load, pytorch.load_model) downloads into a new temp folder it never removes: with a
-    tracking server, every `ganpipe sample` of a registered model left its MLmodel twice and the whole model
-    once in /tmp (measured); with a local store, a runs:/ URI's MLmodel."""
-    import mlflow
-    from mlflow.models import Model
-
-    source = _logged_model_artifacts(source)
-    return Model.load(mlflow.artifacts.download_artifacts(artifact_uri=f"{source.rstrip('/')}/MLmodel", dst_path=tmp))
 
 
 def _logged_model_artifacts(source: str) -> str:
