@@ -34,6 +34,8 @@ def connect_ray(address: str | None, num_cpus: int | None) -> bool:
                 # the recorded cluster resolved above; Ray turns token auth on by itself for `auto` when a token
                 # exists (never for an explicit address, RAY_ADDRESS included)
                 ray.init(address="auto", log_to_driver=True)
+            elif is_ray_client(target):
+                init_ray_client(target)
             else:
                 ray.init(address=target, log_to_driver=True)
         except Exception as err:  # Ray raises ConnectionError, RuntimeError, ... depending on the form
@@ -64,6 +66,27 @@ def connect_ray(address: str | None, num_cpus: int | None) -> bool:
     )
     sigterm_as_ctrl_c()  # ray.init put in Ray's own SIGTERM handler, which exits without closing runs
     return True
+
+
+# what Ray's client proxy on the head answers when the server it starts for this driver exits at start-up
+CLIENT_SERVER_START_FAILED = "Starting Ray client server failed"
+
+
+def init_ray_client(target: str, retry_after_s: float = 3.0) -> None:
+    """ray.init on a ray:// address, tried a second time when the head's per-driver server did not start.
+
+    The head's proxy starts one server per driver on a port from 23000 up; on a busy head that start can fail
+    (its port taken between the proxy's check and the server's bind, or the start-up outrun). The second try
+    gets a fresh server on the next port; any other failure, or a second one, is the user's to see."""
+    try:
+        ray.init(address=target, log_to_driver=True)
+    except Exception as err:  # ray.util.client re-raises the server's RuntimeError as it came
+        if CLIENT_SERVER_START_FAILED not in str(err):
+            raise
+        print(f"Ray Client: the head at {target} could not start a server for this driver "
+              f"({CLIENT_SERVER_START_FAILED}); trying once more in {retry_after_s:g} s", flush=True)
+        time.sleep(retry_after_s)
+        ray.init(address=target, log_to_driver=True)
 
 
 def resolve_address(address: str) -> str:

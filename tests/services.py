@@ -74,6 +74,12 @@ def ray_head(client_port: int | None = None, **node_env):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def ray_log_tails(tmp: Path, pattern: str, chars: int = 3000) -> str:
+    """The ends of the head's Ray logs matching `pattern`, for a failure message: they go with the head's folder."""
+    logs = sorted(log for log in (tmp / "ray").glob(f"session_*/logs/{pattern}") if "session_latest" not in log.parts)
+    return "".join(f"\n--- {log.name} ---\n{log.read_text(errors='replace')[-chars:]}" for log in logs)
+
+
 def clean_env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_TMPDIR")}
     return {**env, **extra}
