@@ -75,9 +75,9 @@ CLIENT_SERVER_START_FAILED = "Starting Ray client server failed"
 def init_ray_client(target: str, retry_after_s: float = 3.0) -> None:
     """ray.init on a ray:// address, tried a second time when the head's per-driver server did not start.
 
-    The head's proxy starts one server per driver on a port from 23000 up; on a busy head that start can fail
-    (its port taken between the proxy's check and the server's bind, or the start-up outrun). The second try
-    gets a fresh server on the next port; any other failure, or a second one, is the user's to see."""
+    The head's proxy starts one server per driver on a port from 23000 up, and that start can fail now and then
+    (seen once in 40 CI runs, cause not kept: its log is on the head). The second try gets a fresh server on
+    the next port; any other failure, or a second one, is the user's to see."""
     try:
         ray.init(address=target, log_to_driver=True)
     except Exception as err:  # ray.util.client re-raises the server's RuntimeError as it came
