@@ -76,7 +76,7 @@ def init_ray_client(target: str, retry_after_s: float = 3.0) -> None:
     """ray.init on a ray:// address, tried a second time when the head's per-driver server did not start.
 
     The head's proxy starts one server per driver on a port from 23000 up, and that start can fail now and then
-    (seen once, in CI stop 40; the cause was not kept: its log is on the head). The second try gets a fresh
+    (seen once in CI; the cause was not kept: its log is on the head). The second try gets a fresh
     server on the next port; any other failure, or a second one, is the user's to see."""
     try:
         ray.init(address=target, log_to_driver=True)

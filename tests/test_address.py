@@ -128,7 +128,7 @@ def test_ray_client_without_grpcio_says_what_to_install(monkeypatch):
 
 
 def test_ray_client_tries_once_more_when_the_heads_server_for_it_did_not_start(monkeypatch, capsys):
-    """Fault injection: Ray's own failure text, which a real head gives only by chance (CI's stop 40)."""
+    """Fault injection: Ray's own failure text, which a real head gives only by chance (seen once in CI)."""
     from ganpipe import cluster
 
     calls = []
