@@ -104,6 +104,9 @@ SAMPLERS = ("tpe", "tpe-group", "random", "cmaes", "gp")  # search.sampler's cho
 # trials), "default" (the space's first values, one run of the budget)
 DEFAULT_METHODS = ("tpe+asha", "random", "default")
 CURVE_COLUMNS = ["steps_spent", "best_objective", "fid", "modes", "reached"]  # one point of a curve
+# what a stored curve keeps: read as a step function it is the whole curve (one point per evaluation was half
+# of a full-size search file, which grew 86 KB per method and seed; the 2 MB a tracked file may take)
+CURVE_POINTS = "the first evaluation, each one that changes the best so far or reaches the target, the last"
 
 
 def reached(target: dict, row) -> bool:
@@ -330,6 +333,13 @@ def best_curve(dfs, target: dict, budget: int | None = None) -> list[list]:
     return curve
 
 
+def change_points(curve: list[list]) -> list[list]:
+    """The points of `curve` (best_curve's) that CURVE_POINTS keeps. Between two of them nothing but the steps
+    spent moves, so a reader taking the last point at or before a step (the tables at 25 / 50 / 75 / 100 %,
+    the drawn steps, the first hit) reads the same as from the whole curve."""
+    return [p for i, p in enumerate(curve) if i in (0, len(curve) - 1) or p[1:] != curve[i - 1][1:]]
+
+
 def every_of(case: dict, scale: float = 1.0) -> int:
     return max(50, round(case["every"] * min(scale * 10, 1.0)))  # CI's tiny runs evaluate more often
 
@@ -461,7 +471,7 @@ def summarise(curve: list, records: list[dict]) -> dict:
     return {"steps_spent": last[0], "best_objective": last[1], "fid_at_best": last[2], "modes_at_best": last[3],
             "steps_to_target": next((c[0] for c in curve if c[4]), None), "trials": len(records),
             "steps_trained": sum(r["steps"] for r in records),  # with what ran past the budget
-            "train_core_s": sum(r["train_core_s"] for r in records), "curve": curve}
+            "train_core_s": sum(r["train_core_s"] for r in records), "curve": change_points(curve)}
 
 
 def trial_records(dfs, target: dict) -> list[dict]:
@@ -542,9 +552,13 @@ def target_hits(records: list[dict]) -> dict:
 
 def derive(data: dict, case: dict) -> None:
     """What is computed from a space's measured runs (no training): random search's steps to the target over
-    resamples of its trials, per seed; every method's hits per step; and the summary across seeds."""
+    resamples of its trials, per seed; every method's hits per step; and the summary across seeds. Curves
+    stored whole (before CURVE_POINTS) are thinned to the points it keeps."""
+    data["curve_points"] = CURVE_POINTS
     for res in data["seeds"].values():
         for method in methods_of(res):
+            if "curve" in res[method]:  # stored before the curves were thinned: thinned now
+                res[method]["curve"] = change_points(res[method]["curve"])
             if res[method].get("trial_records"):
                 res[method]["target_hits"] = target_hits(res[method]["trial_records"])
         random = res.get("random")

@@ -94,6 +94,8 @@ def test_search_benchmark_runs_tiny_and_ranks_by_the_objective(tmp_path):
         r, records = seed0[method], seed0[method]["trial_records"]
         assert len(records) == r["trials"] and sum(x["steps"] for x in records) >= r["steps_spent"]
         assert [c[1] for c in r["curve"]] == sorted((c[1] for c in r["curve"]), reverse=True)  # a best so far
+        assert all(a[1:] != b[1:] for a, b in zip(r["curve"][:-2], r["curve"][1:-1]))  # its change points
+        assert r["curve"][-1][0] == r["steps_spent"]
         for x in records:  # a trial's best is its lowest objective, here mode_tv; its fid may be any
             assert x["best_objective"] == x["mode_tv_at_best"] and x["lowest_fid"] <= x["fid_at_best"]
         if r["steps_to_target"] is not None:  # the curve's hit is some trial's hit
@@ -194,6 +196,27 @@ def test_target_hits_count_every_trial_that_reached_the_target_per_step_trained(
     assert target_hits(records) == {"trials": 3, "trials_reaching": 2, "steps": 48000, "core_s": 200.0,
                                     "steps_per_hit": 24000, "core_s_per_hit": 100.0}
     assert target_hits(records[1:2])["steps_per_hit"] is None  # none reached it: no rate, not zero
+
+
+def test_a_stored_curve_keeps_its_change_points_and_reads_as_the_whole_curve(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from sweeps import change_points, summarise
+
+    # [steps spent, best objective so far, its fid, its modes, target reached so far], one per evaluation
+    whole = [[500, 0.9, 3.0, 12, False], [1000, 0.9, 3.0, 12, False], [1500, 0.5, 1.0, 20, False],
+             [2000, 0.5, 1.0, 20, False], [2500, 0.5, 1.0, 20, False], [3000, 0.5, 1.0, 20, True],
+             [3500, 0.1, 0.2, 25, True], [4000, 0.1, 0.2, 25, True], [4500, 0.1, 0.2, 25, True]]
+    kept = change_points(whole)
+    assert kept == [whole[i] for i in (0, 2, 5, 6, 8)]  # first, a better best, the hit, a better best, last
+
+    def at(curve, step):  # how the report reads a curve: the last point at or before a step
+        return [p for p in curve if p[0] <= step][-1][1:]
+
+    assert all(at(kept, p[0]) == at(whole, p[0]) for p in whole)
+    records = [{"steps": 4500, "train_core_s": 9.0}]
+    assert {**summarise(whole, records), "curve": None} == {**summarise(kept, records), "curve": None}
+    assert summarise(whole, records)["curve"] == kept and change_points(kept) == kept  # stored thinned, once
+    assert change_points(whole[:1]) == whole[:1] and change_points([]) == []
 
 
 def test_steps_per_hit_over_random_pairs_the_seeds_both_methods_ran(monkeypatch):
