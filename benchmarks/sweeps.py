@@ -105,7 +105,7 @@ SAMPLERS = ("tpe", "tpe-group", "random", "cmaes", "gp")  # search.sampler's cho
 DEFAULT_METHODS = ("tpe+asha", "random", "default")
 CURVE_COLUMNS = ["steps_spent", "best_objective", "fid", "modes", "reached"]  # one point of a curve
 # what a stored curve keeps: read as a step function it is the whole curve (one point per evaluation was half
-# of a full-size search file, which grew 86 KB per method and seed; the 2 MB a tracked file may take)
+# of a full-size search file, which grew by 86 KB per method and seed towards 2 MB, too big to track in git)
 CURVE_POINTS = "the first evaluation, each one that changes the best so far or reaches the target, the last"
 
 
