@@ -950,14 +950,17 @@ def report(results: dict, png: Path) -> str:
     for name, data in search.items():
         across = data.get("across_seeds", {})
         text += f"\n\n{name}: steps to the target ({data['target']['text']}; {data['target']['papers']}), by seed:\n\n"
-        text += "| method | steps to target | median | over random search's | median |\n|---|---|---|---|---|\n"
+        every_seed = sorted(data["seeds"], key=int)
+        text += ("| method | seeds | steps to target | median | over random search's | median |\n"
+                 "|---|---|---|---|---|---|\n")
         for method, a in across.items():
             if method == "random_pooled":
                 continue
             hits = ", ".join(f"{h:,}" if h else "—" for h in a["steps_to_target"])
             med = a["median_steps_to_target"]
             ratios = ", ".join(str(x) if x is not None else "—" for x in a.get("over_random", []))
-            text += (f"| {label(method)} | {hits} | {f'{med:,.0f}' if med else '—'} | {ratios or ''} | "
+            text += (f"| {label(method)} | {seeds_run(a['seeds'], every_seed)} | {hits} | "
+                     f"{f'{med:,.0f}' if med else '—'} | {ratios or ''} | "
                      f"{a.get('median_over_random', '') if a.get('median_over_random') is not None else ''} |\n")
         pooled = across.get("random_pooled")
         resampled = (pooled or {}).get("steps_to_target")
@@ -973,15 +976,16 @@ def report(results: dict, png: Path) -> str:
         counted = [(m, a) for m, a in across.items() if m != "random_pooled" and a.get("target_hits", {}).get("trials")]
         if counted:
             text += ("\nhow often trials reach the target, all seeds together (a seed's first hit is one draw; "
-                     "these count every hit):\n\n| method | trials | reaching the target | steps trained | steps per "
-                     "hit | core-s per hit | steps per hit over random search's, by seed | pooled |\n"
-                     "|---|---|---|---|---|---|---|---|\n")
+                     "these count every hit):\n\n| method | seeds | trials | reaching the target | steps trained | "
+                     "steps per hit | core-s per hit | steps per hit over random search's, by seed | pooled |\n"
+                     "|---|---|---|---|---|---|---|---|---|\n")
         for method, a in counted:
             h = a["target_hits"]
             per_hit = f"{h['steps_per_hit']:,}" if h["steps_per_hit"] else "none reached it"
             by_seed = ", ".join("—" if x is None else str(x) for x in a.get("steps_per_hit_over_random", []))
             pooled_ratio = a.get("pooled_steps_per_hit_over_random")
-            text += (f"| {label(method)} | {h['trials']} | {h['trials_reaching']} | {h['steps']:,} | {per_hit} | "
+            text += (f"| {label(method)} | {seeds_run(a['seeds'], every_seed)} | {h['trials']} | "
+                     f"{h['trials_reaching']} | {h['steps']:,} | {per_hit} | "
                      f"{h['core_s_per_hit'] if h['core_s_per_hit'] is not None else '—'} | {by_seed or '—'} | "
                      f"{'—' if pooled_ratio is None else pooled_ratio} |\n")
         if pooled:
@@ -1004,6 +1008,13 @@ def report(results: dict, png: Path) -> str:
                 for a in rows:
                     text += f"| {seed} | {a['rung']:,} | {a['spearman']} | {a['best_quarter_kept']} of {a['best_quarter']} |\n"
     return text
+
+
+def seeds_run(seeds: list[str], every_seed: list[str]) -> str:
+    """The seeds a method's figures come from, saying which are missing: a median over two seeds of three is
+    not the three-seed median it sits beside."""
+    missing = [s for s in every_seed if s not in seeds]
+    return ", ".join(seeds) + (f" (not {', '.join(missing)})" if missing else "")
 
 
 def fmt_steps(steps) -> str:

@@ -239,6 +239,35 @@ def test_steps_per_hit_over_random_pairs_the_seeds_both_methods_ran(monkeypatch)
     assert tpe["target_hits"]["trials_reaching"] == 7 and out["random"]["target_hits"]["trials_reaching"] == 3
 
 
+def test_the_report_names_the_seeds_a_method_ran_where_it_lacks_some(tmp_path, monkeypatch):
+    """A method run in seeds 0 and 2 only has a median of two values beside the others' medians of three: the
+    report's across-seeds tables say which seeds each row comes from."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from sweeps import SEARCH_CASES, across_seeds, report
+
+    def run(hit):  # one 24,000-step trial reaching the target at `hit` (None: never)
+        best = 0.1 if hit else 0.9
+        curve = [[1000, 0.9, 0.5, 3, False]] + ([[hit, best, 0.02, 25, True]] if hit else [])
+        return {"steps_to_target": hit, "best_objective": best, "fid_at_best": 0.02, "modes_at_best": 25,
+                "trials": 1, "train_core_s": 10.0, "curve": curve + [[24000, best, 0.02, 25, hit is not None]],
+                "trial_records": [{"steps": 24000, "reached_at_step": hit, "train_core_s": 10.0,
+                                   "best_objective": best}]}
+
+    budget = {"trials": 1, "steps_per_trial": 24000, "steps": 24000}
+    target = {"objective_max": 0.2, "modes_min": 25, "text": "mode_tv <= 0.20", "papers": "25/25 modes"}
+    data = {"judged_by": "objective", "target": target, "seeds": {
+        "0": {"budget": budget, "random": run(20000), "gp+asha": run(10000)},
+        "1": {"budget": budget, "random": run(None)},
+        "2": {"budget": budget, "random": run(16000), "gp+asha": run(12000)}}}
+    data["across_seeds"] = across_seeds(data, ["random", "gp+asha"], SEARCH_CASES["grid25-broad"])
+    text = report({"search": {"grid25-broad": data}}, tmp_path / "c.png")
+    rows = [line for line in text.splitlines() if line.startswith("| GP + ASHA | ")]
+    assert len(rows) == 2  # steps to the target, and trials reaching it
+    assert all(row.startswith("| GP + ASHA | 0, 2 (not 1) | ") for row in rows)
+    assert "| GP + ASHA | 0, 2 (not 1) | 10,000, 12,000 | 11,000 |" in text  # its median of two, so marked
+    assert any(line.startswith("| random search | 0, 1, 2 | ") for line in text.splitlines())
+
+
 def _save_seed_many_times(out: str, seed: str, times: int) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from sweeps import save
