@@ -903,7 +903,7 @@ def report(results: dict, png: Path) -> str:
     search = results["search"]
     rows = ["| space | seed | method | trials | best objective at 25 / 50 / 75 / 100 % of the budget | "
             "fid, modes of that evaluation | steps to target | training core-s |", "|---|---|---|---|---|---|---|---|"]
-    fig, axes = plt.subplots(1, len(search), figsize=(6 * len(search), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(search), figsize=(9.5 * len(search), 4.5), squeeze=False)
     for ax, (name, data) in zip(axes[0], search.items()):
         methods: list[str] = []
         for seed, res in sorted(data["seeds"].items(), key=lambda kv: int(kv[0])):
@@ -941,10 +941,10 @@ def report(results: dict, png: Path) -> str:
         ax.set_title(f"{name} (target: {target['text']})", fontsize=8)
         ax.set_xlabel("training steps spent")
         ax.set_ylabel("best objective so far (lower is better)")
-        ax.legend(fontsize=6, loc="best")
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside: 3 seeds x 6 methods hid curves
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=110)
+    fig.savefig(png, dpi=110, bbox_inches="tight")  # the legend beside the axes
     plt.close(fig)
     text = "\n".join(rows)
     for name, data in search.items():
