@@ -607,6 +607,7 @@ def across_seeds(data: dict, methods, case: dict) -> dict:
                     ratios.append(hit_ratio(res[method]["steps_to_target"], res["random"]["steps_to_target"],
                                             res["budget"]["steps"]))
             out[method]["over_random"] = ratios
+            out[method]["paired_seeds"] = paired  # the seeds of the ratios: random search may lack one
             out[method]["median_over_random"] = median_or_none(ratios)
             # steps per trial reaching the target over random search's, on the seeds both ran: per seed, pooled
             def per_hit_ratio(over: list[str]):
@@ -959,6 +960,7 @@ def report(results: dict, png: Path) -> str:
             hits = ", ".join(f"{h:,}" if h else "—" for h in a["steps_to_target"])
             med = a["median_steps_to_target"]
             ratios = ", ".join(str(x) if x is not None else "—" for x in a.get("over_random", []))
+            ratios += ratio_seeds(a) if ratios else ""
             text += (f"| {label(method)} | {seeds_run(a['seeds'], every_seed)} | {hits} | "
                      f"{f'{med:,.0f}' if med else '—'} | {ratios or ''} | "
                      f"{a.get('median_over_random', '') if a.get('median_over_random') is not None else ''} |\n")
@@ -983,6 +985,7 @@ def report(results: dict, png: Path) -> str:
             h = a["target_hits"]
             per_hit = f"{h['steps_per_hit']:,}" if h["steps_per_hit"] else "none reached it"
             by_seed = ", ".join("—" if x is None else str(x) for x in a.get("steps_per_hit_over_random", []))
+            by_seed += ratio_seeds(a) if by_seed else ""
             pooled_ratio = a.get("pooled_steps_per_hit_over_random")
             text += (f"| {label(method)} | {seeds_run(a['seeds'], every_seed)} | {h['trials']} | "
                      f"{h['trials_reaching']} | {h['steps']:,} | {per_hit} | "
@@ -1015,6 +1018,13 @@ def seeds_run(seeds: list[str], every_seed: list[str]) -> str:
     not the three-seed median it sits beside."""
     missing = [s for s in every_seed if s not in seeds]
     return ", ".join(seeds) + (f" (not {', '.join(missing)})" if missing else "")
+
+
+def ratio_seeds(a: dict) -> str:
+    """Where a method's ratios to random search cover fewer seeds than its row (random search lacks one),
+    the seeds they come from; "" where they cover the row's seeds."""
+    paired = a.get("paired_seeds")
+    return "" if paired is None or paired == a["seeds"] else f" (seeds {', '.join(paired)})"
 
 
 def fmt_steps(steps) -> str:

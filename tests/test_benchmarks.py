@@ -268,6 +268,37 @@ def test_the_report_names_the_seeds_a_method_ran_where_it_lacks_some(tmp_path, m
     assert any(line.startswith("| random search | 0, 1, 2 | ") for line in text.splitlines())
 
 
+def test_the_report_says_which_seeds_a_ratio_to_random_search_comes_from_where_random_lacks_one(
+        tmp_path, monkeypatch):
+    """A method run in seeds 0, 1, 2 while random search ran 0 and 2: its ratios to random search are two, and
+    the report says they are seeds 0 and 2's, not the first two of the row's three."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from sweeps import SEARCH_CASES, across_seeds, report
+
+    def run(hit):  # one 24,000-step trial reaching the target at `hit`
+        curve = [[1000, 0.9, 0.5, 3, False], [hit, 0.1, 0.02, 25, True], [24000, 0.1, 0.02, 25, True]]
+        return {"steps_to_target": hit, "best_objective": 0.1, "fid_at_best": 0.02, "modes_at_best": 25,
+                "trials": 1, "train_core_s": 10.0, "curve": curve,
+                "trial_records": [{"steps": 24000, "reached_at_step": hit, "train_core_s": 10.0,
+                                   "best_objective": 0.1}]}
+
+    budget = {"trials": 1, "steps_per_trial": 24000, "steps": 24000}
+    target = {"objective_max": 0.2, "modes_min": 25, "text": "mode_tv <= 0.20", "papers": "25/25 modes"}
+    data = {"judged_by": "objective", "target": target, "seeds": {
+        "0": {"budget": budget, "random": run(20000), "gp+asha": run(10000)},
+        "1": {"budget": budget, "gp+asha": run(4000)},
+        "2": {"budget": budget, "random": run(16000), "gp+asha": run(12000)}}}
+    data["across_seeds"] = across_seeds(data, ["random", "gp+asha"], SEARCH_CASES["grid25-broad"])
+    assert data["across_seeds"]["gp+asha"]["paired_seeds"] == ["0", "2"]
+    text = report({"search": {"grid25-broad": data}}, tmp_path / "c.png")
+    # steps to the target: 10,000 / 20,000 and 12,000 / 16,000, from seeds 0 and 2
+    assert "| GP + ASHA | 0, 1, 2 | 10,000, 4,000, 12,000 | 10,000 | 0.5, 0.75 (seeds 0, 2) |" in text
+    # steps per hit over random search's (24,000 steps a hit in every run): the same two seeds, so marked
+    assert any(line.startswith("| GP + ASHA | 0, 1, 2 | 3 | 3 | ") and "| 1.0, 1.0 (seeds 0, 2) | 1.0 |" in line
+               for line in text.splitlines())
+    assert "| random search | 0, 2 (not 1) | " in text
+
+
 def _save_seed_many_times(out: str, seed: str, times: int) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from sweeps import save
