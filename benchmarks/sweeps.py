@@ -870,7 +870,10 @@ def search_all(results: dict, args, tmp: Path) -> None:
 
 
 LABELS = {"random": "random search", "default": "default config"}
-COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+# Matplotlib's ten, so that a space's methods (seven in grid25-broad's file: five searches, random search, the
+# default config) each have their own: with six the default config drew in TPE + ASHA's blue, stars included
+COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
+           "tab:gray", "tab:olive", "tab:cyan")
 
 
 def label(method: str) -> str:
@@ -883,6 +886,11 @@ def label(method: str) -> str:
         rung = {0: "", 1: " to the first rung", 2: " to the second rung"}.get(short, f" to rung {short}")
         notes.append(f"{startup or ''} start-up{rung}".strip())
     return name + (f" ({', '.join(notes)})" if notes else "") + (" + ASHA" if asha else "")
+
+
+def colour_of(method: str, methods: list[str]) -> str:
+    """A method's colour in the figure: by its place among the space's methods, the same in every seed."""
+    return COLOURS[methods.index(method) % len(COLOURS)]
 
 
 def methods_of(res: dict) -> list[str]:
@@ -912,7 +920,7 @@ def report(results: dict, png: Path) -> str:
             for method in methods_of(res):
                 if method not in methods:
                     methods.append(method)
-                colour = COLOURS[methods.index(method) % len(COLOURS)]
+                colour = colour_of(method, methods)
                 r = res[method]
                 points = []
                 for frac in (0.25, 0.5, 0.75, 1.0):

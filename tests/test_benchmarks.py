@@ -299,6 +299,20 @@ def test_the_report_says_which_seeds_a_ratio_to_random_search_comes_from_where_r
     assert "| random search | 0, 2 (not 1) | " in text
 
 
+def test_every_method_of_the_stored_search_file_has_its_own_colour_in_the_figure(monkeypatch):
+    """The figure tells methods apart by colour (seeds by line style): each method of the shipped
+    grid25-broad file (seven: five searches, random search, the default config) draws in a colour of its own."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from sweeps import colour_of, methods_of
+
+    data = json.loads((ROOT / "docs" / "benchmarks-search-grid25-broad.json").read_text())["search"]["grid25-broad"]
+    methods: list[str] = []
+    for res in data["seeds"].values():
+        methods += [m for m in methods_of(res) if m not in methods]
+    assert len(methods) >= 7
+    assert len({colour_of(m, methods) for m in methods}) == len(methods)
+
+
 def _save_seed_many_times(out: str, seed: str, times: int) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from sweeps import save
