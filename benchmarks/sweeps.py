@@ -904,23 +904,13 @@ def report(results: dict, png: Path) -> str:
     A file from before the objective (section 4) holds best fids: the old report reads it."""
     if any(v.get("judged_by") != "objective" for v in results["search"].values()):
         return "(old judgement: every best is the lowest fid)\n" + report_old(results, png)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     search = results["search"]
     rows = ["| space | seed | method | trials | best objective at 25 / 50 / 75 / 100 % of the budget | "
             "fid, modes of that evaluation | steps to target | training core-s |", "|---|---|---|---|---|---|---|---|"]
-    fig, axes = plt.subplots(1, len(search), figsize=(9.5 * len(search), 4.5), squeeze=False)
-    for ax, (name, data) in zip(axes[0], search.items()):
-        methods: list[str] = []
+    for name, data in search.items():
         for seed, res in sorted(data["seeds"].items(), key=lambda kv: int(kv[0])):
             budget = res["budget"]["steps"]
             for method in methods_of(res):
-                if method not in methods:
-                    methods.append(method)
-                colour = colour_of(method, methods)
                 r = res[method]
                 points = []
                 for frac in (0.25, 0.5, 0.75, 1.0):
@@ -929,32 +919,7 @@ def report(results: dict, png: Path) -> str:
                 hit = f"{r['steps_to_target']:,}" if r["steps_to_target"] else "—"
                 rows.append(f"| {name} | {seed} | {label(method)} | {r['trials']} | {' / '.join(points)} "
                             f"| {r['fid_at_best']:.3g}, {r['modes_at_best']} | {hit} | {r['train_core_s']:.0f} |")
-                xs, ys = [p[0] for p in r["curve"]], [p[1] for p in r["curve"]]
-                ax.step(xs, ys, where="post", color=colour, alpha=0.8, linestyle=("-", "--", ":")[int(seed) % 3],
-                        label=f"{label(method)}, seed {seed}")
-                if r["steps_to_target"]:
-                    ax.plot([r["steps_to_target"]], [next(p[1] for p in r["curve"] if p[0] == r["steps_to_target"])],
-                            marker="*", color=colour, markersize=11)
-        pooled = data.get("across_seeds", {}).get("random_pooled")
-        if pooled:
-            per_trial = data["seeds"][next(iter(data["seeds"]))]["budget"]["steps_per_trial"]
-            m = min(len(pooled["budget_steps"]), data["seeds"][next(iter(data["seeds"]))]["budget"]["trials"])
-            xs = [per_trial * n for n in range(1, m + 1)]
-            ax.plot(xs, pooled["expected_best"][:m], color="black", lw=1.2,
-                    label=f"random search, expected best of n ({pooled['trials']} trials pooled)")
-            ax.fill_between(xs, pooled["low"][:m], pooled["high"][:m], color="grey", alpha=0.25, label="95 % bootstrap")
-        target = data["target"]
-        if math.isfinite(target["objective_max"]):
-            ax.axhline(target["objective_max"], color="black", linestyle="--", lw=0.8)
-        ax.set_yscale("log")
-        ax.set_title(f"{name} (target: {target['text']})", fontsize=8)
-        ax.set_xlabel("training steps spent")
-        ax.set_ylabel("best objective so far (lower is better)")
-        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside: 3 seeds x 6 methods hid curves
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=110, bbox_inches="tight")  # the legend beside the axes
-    plt.close(fig)
+    save_figure(search_figure(search), png)
     text = "\n".join(rows)
     for name, data in search.items():
         across = data.get("across_seeds", {})
@@ -1019,6 +984,81 @@ def report(results: dict, png: Path) -> str:
                 for a in rows:
                     text += f"| {seed} | {a['rung']:,} | {a['spearman']} | {a['best_quarter_kept']} of {a['best_quarter']} |\n"
     return text
+
+
+def methods_of_space(data: dict) -> list[str]:
+    """A space's methods over all its seeds, in one order, so a method keeps its colour in every panel."""
+    methods: list[str] = []
+    for _, res in sorted(data["seeds"].items(), key=lambda kv: int(kv[0])):
+        methods += [m for m in methods_of(res) if m not in methods]
+    return methods
+
+
+def search_figure(search: dict):
+    """The search results' matplotlib figure: one row of panels per space, one panel per seed (a method's three seeds drawn in one panel, told apart
+    only by line style, were unreadable at seven methods): the best objective so far against steps spent per
+    method, a star at its first hit; random search's expected best of n trials pooled over seeds, with its
+    interval, in every panel of its space; the target dashed. One legend per row, beside its last panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter
+
+    columns = max(len(data["seeds"]) for data in search.values())
+    fig, axes = plt.subplots(len(search), columns, figsize=(5.2 * columns + 3.2, 4.2 * len(search)),
+                             squeeze=False, sharey="row")
+    for panels, (name, data) in zip(axes, search.items()):
+        methods = methods_of_space(data)
+        seeds = sorted(data["seeds"], key=int)
+        pooled = data.get("across_seeds", {}).get("random_pooled")
+        target = data["target"]
+        for ax, seed in zip(panels, seeds):
+            res = data["seeds"][seed]
+            for method in methods_of(res):
+                r, colour = res[method], colour_of(method, methods)
+                ax.step([p[0] for p in r["curve"]], [p[1] for p in r["curve"]], where="post", color=colour,
+                        alpha=0.85)
+                if r["steps_to_target"]:
+                    ax.plot([r["steps_to_target"]], [next(p[1] for p in r["curve"] if p[0] == r["steps_to_target"])],
+                            marker="*", color=colour, markersize=11, markeredgecolor="black", markeredgewidth=0.4)
+            if pooled:
+                per_trial, trials = res["budget"]["steps_per_trial"], res["budget"]["trials"]
+                m = min(len(pooled["expected_best"]), trials)
+                xs = [per_trial * n for n in range(1, m + 1)]
+                ax.plot(xs, pooled["expected_best"][:m], color="black", lw=1.2)
+                ax.fill_between(xs, pooled["low"][:m], pooled["high"][:m], color="grey", alpha=0.25)
+            if math.isfinite(target["objective_max"]):
+                ax.axhline(target["objective_max"], color="black", linestyle="--", lw=0.8)
+            ax.set_yscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:,.0f}k"))  # full counts overlapped
+            ax.set_title(f"{name}, seed {seed}", fontsize=9)
+            ax.set_xlabel("training steps spent")
+        for ax in panels[len(seeds):]:
+            ax.set_visible(False)
+        panels[0].set_ylabel(f"best objective so far (lower is better)\ntarget: {target['text']}", fontsize=8)
+        handles = [Line2D([], [], color=colour_of(m, methods), label=label(m)) for m in methods]
+        if any(data["seeds"][seed][m]["steps_to_target"] for seed in seeds for m in methods_of(data["seeds"][seed])):
+            handles.append(Line2D([], [], marker="*", color="grey", markeredgecolor="black", markeredgewidth=0.4,
+                                  linestyle="none", markersize=11, label="first reached the target"))
+        if pooled:
+            handles.append(Line2D([], [], color="black", lw=1.2,
+                                  label=f"random search, expected best of n\n({pooled['trials']} trials pooled over "
+                                        f"seeds; grey: 95 % bootstrap)"))
+        if math.isfinite(target["objective_max"]):
+            handles.append(Line2D([], [], color="black", linestyle="--", lw=0.8, label="target"))
+        panels[len(seeds) - 1].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig, png: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110, bbox_inches="tight")  # the legend beside the axes
+    plt.close(fig)
 
 
 def seeds_run(seeds: list[str], every_seed: list[str]) -> str:

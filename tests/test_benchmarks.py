@@ -300,15 +300,13 @@ def test_the_report_says_which_seeds_a_ratio_to_random_search_comes_from_where_r
 
 
 def test_every_method_of_the_stored_search_file_has_its_own_colour_in_the_figure(monkeypatch):
-    """The figure tells methods apart by colour (seeds by line style): each method of the shipped
-    grid25-broad file (seven: five searches, random search, the default config) draws in a colour of its own."""
+    """The figure tells methods apart by colour (seeds by panel): each method of the shipped grid25-broad file
+    (seven: five searches, random search, the default config) draws in a colour of its own."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    from sweeps import colour_of, methods_of
+    from sweeps import colour_of, methods_of_space
 
     data = json.loads((ROOT / "docs" / "benchmarks-search-grid25-broad.json").read_text())["search"]["grid25-broad"]
-    methods: list[str] = []
-    for res in data["seeds"].values():
-        methods += [m for m in methods_of(res) if m not in methods]
+    methods = methods_of_space(data)
     assert len(methods) >= 7
     assert len({colour_of(m, methods) for m in methods}) == len(methods)
 
@@ -613,3 +611,43 @@ def test_stacked_digits_scorer_counts_modes_in_a_fresh_interpreter(tmp_path):
     assert 0.012 < full["kl"] < 0.03 and 0.012 < full["kl_floor"] < 0.03, full
     collapsed = scored(one)
     assert collapsed["modes"] == 1 and abs(collapsed["kl"] - math.log(1000)) < 1e-6, collapsed
+
+
+def test_the_search_figure_draws_one_panel_per_seed_with_each_method_in_one_colour_throughout(monkeypatch):
+    """Seven methods times three seeds in one panel, told apart by line style, could not be read: the figure has
+    a panel per seed, each drawing only the methods run in that seed, a method in the same colour in every
+    panel, and one legend naming each method once."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    from sweeps import colour_of, label, methods_of, methods_of_space, search_figure
+
+    def run(hit):
+        best = 0.1 if hit else 0.9
+        curve = [[1000, 0.9, 0.5, 3, False]] + ([[hit, best, 0.02, 25, True]] if hit else [])
+        return {"steps_to_target": hit, "best_objective": best, "fid_at_best": 0.02, "modes_at_best": 25,
+                "trials": 1, "train_core_s": 10.0, "curve": curve + [[24000, best, 0.02, 25, hit is not None]]}
+
+    budget = {"trials": 1, "steps_per_trial": 24000, "steps": 24000}
+    target = {"objective_max": 0.2, "modes_min": 25, "text": "mode_tv <= 0.20", "papers": "25/25 modes"}
+    data = {"judged_by": "objective", "target": target, "seeds": {
+        "0": {"budget": budget, "random": run(20000), "gp+asha": run(10000), "default": run(None)},
+        "1": {"budget": budget, "gp+asha": run(4000)},
+        "2": {"budget": budget, "random": run(None), "gp+asha": run(12000)}}}
+    methods = methods_of_space(data)
+    fig = search_figure({"grid25-broad": data})
+    try:
+        panels = [ax for ax in fig.axes if ax.get_visible()]
+        assert [ax.get_title() for ax in panels] == [f"grid25-broad, seed {s}" for s in "012"]
+        for ax, seed in zip(panels, "012"):
+            curves = {to_hex(line.get_color()) for line in ax.get_lines() if len(line.get_xdata()) > 1
+                      and line.get_linestyle() == "-" and to_hex(line.get_color()) != "#000000"}
+            assert curves == {to_hex(colour_of(m, methods)) for m in methods_of(data["seeds"][seed])}, seed
+        legends = [ax.get_legend() for ax in panels if ax.get_legend()]
+        assert len(legends) == 1 and legends[0].axes is panels[-1]
+        names = [t.get_text() for t in legends[0].get_texts()]
+        assert [n for n in names if n in {label(m) for m in methods}] == [label(m) for m in methods]
+        assert "first reached the target" in names and "target" in names
+    finally:
+        plt.close(fig)
