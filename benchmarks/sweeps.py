@@ -995,10 +995,11 @@ def methods_of_space(data: dict) -> list[str]:
 
 
 def search_figure(search: dict):
-    """The search results' matplotlib figure: one row of panels per space, one panel per seed (a method's three seeds drawn in one panel, told apart
-    only by line style, were unreadable at seven methods): the best objective so far against steps spent per
-    method, a star at its first hit; random search's expected best of n trials pooled over seeds, with its
-    interval, in every panel of its space; the target dashed. One legend per row, beside its last panel."""
+    """The search results' matplotlib figure: one row of panels per space, one panel per seed (a method's three
+    seeds in one panel, told apart only by line style, were unreadable at seven methods): the best objective so
+    far against steps spent per method, a star at its first hit; random search's expected best of n trials
+    pooled over seeds, with its interval, in every panel of its space; the target dashed. One legend per row,
+    beside its last panel."""
     import matplotlib
 
     matplotlib.use("Agg")
