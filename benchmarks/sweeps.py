@@ -1112,9 +1112,7 @@ def report_old(results: dict, png: Path) -> str:
         ax.set_ylabel("best fid so far (old judgement)")
     axes[0][-1].legend(fontsize=6, loc="upper right")
     fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    save_figure(fig, png)
     return "\n".join(rows) + "\n"
 
 
