@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mlflow.exceptions import MlflowException
 
 from faultproxy import FaultProxy
 from services import sqlite_mlflow_server
@@ -240,17 +241,22 @@ def test_transient_failures_for_longer_than_the_limit_fail_the_trial_run(proxy, 
     run.close()
 
 
+LOST_OR_NOT = {"lost": "lost", 504: "504 after forwarding", 503: "503"}  # how the proxy logs each fault
+
+
 @pytest.mark.integration
-@pytest.mark.parametrize("fault", ["lost", 504])
+@pytest.mark.parametrize("fault", list(LOST_OR_NOT))
 def test_a_create_whose_answer_is_lost_leaves_one_trial_run(proxy, monkeypatch, fault):
-    """The server makes the run, its answer is lost (dropped, or a gateway's 504) and MLflow's client sends the
-    create again. Before: two child runs of one trial, the first left RUNNING with no metrics."""
+    """The server makes the run and its answer is lost (dropped, or a gateway's 504), or it answers 503 without
+    making it. MLflow's client (3.18) gives a create up at the first such failure; before 3.18 it sent it again.
+    Before: a failed trial, or two child runs of one trial, the first left RUNNING with no metrics. Now: the run
+    is looked for, and made again only if it is not there (resend.create_once)."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     track = parent(proxy.url, f"lost-create-{fault}")
     proxy.fail(fault, match="/runs/create", times=1, forward=fault == 504)
     run = trial_run(track, "t1")
     run.close()
-    assert any(done in ("lost", "504 after forwarding") for _, path, done in proxy.seen if "/runs/create" in path)
+    assert any(done == LOST_OR_NOT[fault] for _, path, done in proxy.seen if "/runs/create" in path)
     c = tracking.client(proxy.url)
     kids = tracking.children(c, track["experiment_id"], track["parent_run_id"])
     assert [k.info.run_id for k in kids] == [run.run_id]
@@ -258,18 +264,46 @@ def test_a_create_whose_answer_is_lost_leaves_one_trial_run(proxy, monkeypatch, 
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("fault", ["lost", 504])
+@pytest.mark.parametrize("fault", list(LOST_OR_NOT))
 def test_a_parent_run_whose_create_answer_is_lost_is_made_once(proxy, monkeypatch, fault):
     """The same for a sweep's (or pipeline's, or stage's) own run: before, the resent create made a second
-    parent run and the first stayed RUNNING for good."""
+    parent run and the first stayed RUNNING for good (MLflow before 3.18), or the sweep stopped (3.18)."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     c = tracking.client(proxy.url)
     experiment_id = tracking.ensure_experiment(c, f"lost-parent-{fault}")
     proxy.fail(fault, match="/runs/create", times=1, forward=fault == 504)
     run_id = tracking.start_parent_run(c, experiment_id, "sweep", {"ganpipe.kind": "sweep"})
-    assert any(done in ("lost", "504 after forwarding") for _, path, done in proxy.seen if "/runs/create" in path)
+    assert any(done == LOST_OR_NOT[fault] for _, path, done in proxy.seen if "/runs/create" in path)
     runs = c.search_runs([experiment_id])  # active runs only: a deleted copy is not among them
     assert [r.info.run_id for r in runs] == [run_id] and runs[0].data.tags["ganpipe.kind"] == "sweep"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("fault", list(LOST_OR_NOT))
+def test_an_experiment_whose_create_answer_is_lost_is_made_once(proxy, monkeypatch, fault):
+    """A sweep's first run makes its experiment: a lost answer stopped the sweep (3.18), or the create sent again
+    met RESOURCE_ALREADY_EXISTS (before 3.18)."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    c = tracking.client(proxy.url)
+    proxy.fail(fault, match="/experiments/create", times=1, forward=fault == 504)
+    experiment_id = tracking.ensure_experiment(c, f"lost-experiment-{fault}")
+    assert any(done == LOST_OR_NOT[fault] for _, path, done in proxy.seen if "/experiments/create" in path)
+    assert c.get_experiment_by_name(f"lost-experiment-{fault}").experiment_id == experiment_id
+
+
+@pytest.mark.integration
+def test_a_create_failing_for_longer_than_its_resends_raises(proxy, monkeypatch):
+    """Resends are MLflow's own schedule (MLFLOW_HTTP_REQUEST_MAX_RETRIES): a create refused each time (503,
+    nothing made) raises the last failure after 1 + 2 attempts, and leaves nothing behind."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    c = tracking.client(proxy.url)
+    experiment_id = tracking.ensure_experiment(c, "refused-parent")
+    proxy.fail(503, match="/runs/create")
+    with pytest.raises(MlflowException, match="503"):
+        tracking.start_parent_run(c, experiment_id, "sweep", {})
+    assert [done for _, path, done in proxy.seen if "/runs/create" in path] == ["503"] * 3
+    assert c.search_runs([experiment_id]) == []
 
 
 # ---- defect 3: a closed TrialRun leaves no thread behind ------------------------------------------------

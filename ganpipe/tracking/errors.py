@@ -4,7 +4,7 @@ Only RESOURCE_DOES_NOT_EXIST says that something is absent. A 5xx, a 401/403, a 
 connection says nothing about the registry or the run, so a read that meets one raises TrackingUnavailable
 instead of answering "none" (promotion would otherwise crown a new champion over one it could not see).
 
-What MLflow 3.17 answers (sqlite store and `mlflow server` over REST alike):
+What MLflow 3.17 and 3.18 answer (sqlite store and `mlflow server` over REST alike):
 - a missing run, registered model, or alias of a missing model: RESOURCE_DOES_NOT_EXIST (404);
 - a missing alias of an existing model: INVALID_PARAMETER_VALUE (400), which is why aliases are read
   from the registered model (registry.version_by_alias) rather than trusting that code;
@@ -14,6 +14,8 @@ What MLflow 3.17 answers (sqlite store and `mlflow server` over REST alike):
   400 BAD_REQUEST, 404 ENDPOINT_NOT_FOUND); 408, 429, 500, 502, 503, 504 and connection errors are first
   retried by MLflow's own HTTP client (MLFLOW_HTTP_REQUEST_MAX_RETRIES=7, backoff factor 2, up to ~4 min per
   call by default), then end as INTERNAL_ERROR ("Max retries exceeded"). `transient` retries the same statuses.
+  From 3.18 a POST that is unsafe to repeat (a create) is retried only on 408 and 429: ganpipe looks for what
+  it asked for and sends it again itself (resend.create_once).
 """
 from __future__ import annotations
 

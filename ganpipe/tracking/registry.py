@@ -11,6 +11,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ganpipe.tracking.errors import TrackingUnavailable, absent, describe, read_or_none
+from ganpipe.tracking.resend import create_once
 from ganpipe.tracking.runs import BEST_PREFIX
 from ganpipe.tracking.store import TRACKING_URI_ENV
 
@@ -142,8 +143,10 @@ def register_generator(uri: str, run_id: str, model_name: str, model, example, m
                 serialization_format="pickle", pickle_module=pickle,
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             )
-            return one_version(c, model_name, mlflow.register_model(info.model_uri, model_name, tags=tags),
-                               tags.get(SOURCE_TAG, ""))
+            source = tags.get(SOURCE_TAG, "")
+            version = create_once(lambda: mlflow.register_model(info.model_uri, model_name, tags=tags),
+                                  find=lambda: find_version(c, model_name, source) if source else None)
+            return one_version(c, model_name, version, source)
     finally:  # a run's end time is its trial's end, not the promotion's
         if before.status == "RUNNING":
             c.update_run(run_id, status="RUNNING")
@@ -152,9 +155,10 @@ def register_generator(uri: str, run_id: str, model_name: str, model, example, m
 
 
 def one_version(c: MlflowClient, model_name: str, version, source: str):
-    """The first version registered from `source`, any later ones deleted. MLflow's HTTP client sends a request
-    again when its answer is lost (a gateway's 504 after the server created the version, a dropped connection),
-    so one registration can leave two versions of the same checkpoint."""
+    """The first version registered from `source`, any later ones deleted. MLflow's HTTP client before 3.18
+    sent a create again when its answer was lost (a gateway's 504 after the server created the version, a
+    dropped connection), and a create sent again after a lookup (resend.create_once) can still cross a slow
+    first one, so one registration can leave two versions of the same checkpoint."""
     if not source:
         return version
     same = c.search_model_versions(f"name = '{model_name}' and tags.`{SOURCE_TAG}` = '{source}'")

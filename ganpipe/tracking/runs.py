@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from ganpipe.tracking.errors import TrackingUnavailable, describe, read_or_none
+from ganpipe.tracking.resend import create_once
 
 PARENT_TAG = "mlflow.parentRunId"
 TRIAL_TAG = "ganpipe.trial_id"
@@ -116,7 +117,8 @@ def ensure_experiment(c: MlflowClient, name: str, description: str = "") -> str:
     """The experiment's id, created if new; either way it opens on MLflow's training-runs view, and a non-empty
     `description` (the sweep's) becomes its description."""
     found = c.get_experiment_by_name(name)
-    experiment_id = found.experiment_id if found is not None else c.create_experiment(name)
+    experiment_id = found.experiment_id if found is not None else create_once(
+        lambda: c.create_experiment(name), find=lambda: getattr(c.get_experiment_by_name(name), "experiment_id", None))
     tags = found.tags if found is not None else {}
     wanted = {EXPERIMENT_KIND_TAG: TRAINING_KIND, **({DESCRIPTION_TAG: description} if description else {})}
     for key, value in wanted.items():
@@ -125,19 +127,26 @@ def ensure_experiment(c: MlflowClient, name: str, description: str = "") -> str:
     return experiment_id
 
 
-CREATED_TAG = "ganpipe.created"  # a token set at creation: finds the copies a resent create made
+CREATED_TAG = "ganpipe.created"  # a token set at creation: finds the run whose create answer was lost
 
 
 def create_run_once(c: MlflowClient, experiment_id: str, run_name: str, tags: dict[str, str], same: str) -> str:
     """Create a run and return the first run matching the filter `same` (this one, unless a copy exists).
-    MLflow's HTTP client sends a create again when its answer is lost (a gateway's 504 after the server made the
-    run, a dropped connection): two runs, the one whose answer was lost left RUNNING. The first is kept, the
-    later copies deleted."""
-    created = c.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
-    found = c.search_runs([experiment_id], filter_string=same, max_results=10)
+    A create whose answer is lost (a gateway's 504 after the server made the run, a dropped connection) is
+    looked for before it is sent again (resend.create_once). MLflow before 3.18 sent it again itself: two runs,
+    the one whose answer was lost left RUNNING; the first is kept, the later copies deleted."""
+    def matching() -> list:
+        return c.search_runs([experiment_id], filter_string=same, max_results=10)
+
+    def oldest(runs: list):
+        return min(runs, key=lambda r: (r.info.start_time, r.info.run_id), default=None)
+
+    created = create_once(lambda: c.create_run(experiment_id, run_name=run_name, tags=tags),
+                          find=lambda: oldest(matching())).info.run_id
+    found = matching()
     if len(found) < 2:
         return created
-    first = min(found, key=lambda r: (r.info.start_time, r.info.run_id))
+    first = oldest(found)
     for run in found:
         if run.info.run_id != first.info.run_id:
             c.delete_run(run.info.run_id)
@@ -145,7 +154,7 @@ def create_run_once(c: MlflowClient, experiment_id: str, run_name: str, tags: di
 
 
 def start_parent_run(c: MlflowClient, experiment_id: str, run_name: str, tags: dict[str, str]) -> str:
-    """A new sweep, pipeline or stage run, made once even when its create is sent twice."""
+    """A new sweep, pipeline or stage run, made once even when the answer to its create is lost."""
     token = uuid.uuid4().hex
     return create_run_once(c, experiment_id, run_name, {**tags, CREATED_TAG: token},
                            same=f"tags.`{CREATED_TAG}` = '{token}'")
