@@ -127,27 +127,36 @@ def test_ray_client_without_grpcio_says_what_to_install(monkeypatch):
     assert "pip install 'ray[client]==" in cluster.ray_client_missing()
 
 
-def test_ray_client_tries_once_more_when_the_heads_server_for_it_did_not_start(monkeypatch, capsys):
-    """Fault injection: Ray's own failure text, which a real head gives only by chance (seen once in CI)."""
+STARTUP_FAILURES = {  # Ray's own failure texts, which a real head gives only by chance (ray-project/ray#63202)
+    "message": "Initialization failure from server:\nTraceback (most recent call last):\nRuntimeError: Starting Ray "
+               "client server failed. See ray_client_server_23000.err for detailed logs.",
+    "zombie": "Initialization failure from server:\nTraceback (most recent call last):\n  File \"proxier.py\", "
+              "line 396, in start_specific_server\n    cmd = psutil_proc.cmdline()\npsutil.ZombieProcess: PID still "
+              "exists but it's a zombie (pid=24734)",
+}
+
+
+@pytest.mark.parametrize("text", list(STARTUP_FAILURES))
+def test_ray_client_tries_again_when_the_heads_server_for_it_did_not_start(monkeypatch, capsys, text):
+    """Fault injection: both texts seen in this project's tests (the second in session 35's run)."""
     from ganpipe import cluster
 
     calls = []
 
     def init(address, **kwargs):
         calls.append(address)
-        if len(calls) == 1:
-            raise ConnectionError("Initialization failure from server:\nTraceback (most recent call last):\n"
-                                  f"RuntimeError: {cluster.CLIENT_SERVER_START_FAILED}. See "
-                                  "ray_client_server_23000.err for detailed logs.")
+        if len(calls) <= 2:
+            raise ConnectionError(STARTUP_FAILURES[text])
 
     monkeypatch.setattr(cluster.ray, "init", init)
     cluster.init_ray_client("ray://127.0.0.1:10001", retry_after_s=0)
-    assert calls == ["ray://127.0.0.1:10001"] * 2
-    assert "could not start a server for this driver" in capsys.readouterr().out
+    assert calls == ["ray://127.0.0.1:10001"] * 3
+    assert capsys.readouterr().out.count("could not start a server for this driver") == 2
 
 
-@pytest.mark.parametrize("failures", [["Starting Ray client server failed"] * 2, ["version mismatch"]])
-def test_ray_client_gives_up_after_one_more_try_and_never_retries_other_failures(monkeypatch, failures):
+@pytest.mark.parametrize("failures", [[STARTUP_FAILURES["message"]] * 3, [STARTUP_FAILURES["zombie"]] * 3,
+                                      ["version mismatch"]])
+def test_ray_client_gives_up_after_two_more_tries_and_never_retries_other_failures(monkeypatch, failures):
     from ganpipe import cluster
 
     calls = []
@@ -157,7 +166,7 @@ def test_ray_client_gives_up_after_one_more_try_and_never_retries_other_failures
         raise ConnectionError(failures[len(calls) - 1])
 
     monkeypatch.setattr(cluster.ray, "init", init)
-    with pytest.raises(ConnectionError, match=failures[-1]):
+    with pytest.raises(ConnectionError, match=failures[-1].splitlines()[-1][:20]):
         cluster.init_ray_client("ray://127.0.0.1:10001", retry_after_s=0)
     assert len(calls) == len(failures)
 

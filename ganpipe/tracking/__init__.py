@@ -68,4 +68,4 @@ from ganpipe.tracking.views import experiments_with_view, set_trials_view, trial
 # the submodules are attributes of the package too: none may share a name with a function exported here
 __all__ = [name for name in dir()
            if not name.startswith("_")
-           and name not in ("errors", "history", "registry", "runs", "store", "trial_run", "views")]
+           and name not in ("errors", "history", "registry", "resend", "runs", "store", "trial_run", "views")]
