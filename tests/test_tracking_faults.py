@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
 
 from faultproxy import FaultProxy
 from services import sqlite_mlflow_server
 
 from ganpipe import tracking
+from ganpipe.tracking import resend
 from ganpipe.tracking import trial_run as trial_run_module
 
 READS = ("/registered-models/", "/model-versions/")  # every registry read the promotion makes
@@ -304,6 +306,29 @@ def test_a_create_failing_for_longer_than_its_resends_raises(proxy, monkeypatch)
         tracking.start_parent_run(c, experiment_id, "sweep", {})
     assert [done for _, path, done in proxy.seen if "/runs/create" in path] == ["503"] * 3
     assert c.search_runs([experiment_id]) == []
+
+
+def unavailable_create(calls: list):
+    def create():
+        calls.append("create")
+        raise MlflowException("injected: the server is busy", error_code=TEMPORARILY_UNAVAILABLE)  # a 503
+    return create
+
+
+@pytest.mark.parametrize("mlflow_resends", [False, True])
+def test_who_sends_a_failed_create_again_depends_on_the_mlflow_version(monkeypatch, mlflow_resends):
+    """MLflow before 3.18 sent every failed request again itself (the Docker images pin 3.17.2): there a failed
+    create is only looked for, so the two schedules do not multiply; from 3.18 ganpipe resends it."""
+    monkeypatch.setattr(resend, "MLFLOW_RESENDS_CREATES", mlflow_resends)
+    for key, value in {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0",
+                       "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0"}.items():
+        monkeypatch.setenv(key, value)
+    calls = []
+    with pytest.raises(MlflowException, match="busy"):
+        resend.create_once(unavailable_create(calls), find=lambda: calls.append("find"))
+    assert calls == ["create", "find"] if mlflow_resends else ["create", "find"] * 3
+    calls.clear()
+    assert resend.create_once(unavailable_create(calls), find=lambda: "made") == "made" and calls == ["create"]
 
 
 # ---- defect 3: a closed TrialRun leaves no thread behind ------------------------------------------------

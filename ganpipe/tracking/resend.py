@@ -10,7 +10,8 @@ and made two (hence the clean-ups in runs.create_run_once and registry.one_versi
 (a read, which MLflow's client still retries), returns it if the server made it, and otherwise sends the create
 again, on MLflow's own schedule for the requests it does retry (MLFLOW_HTTP_REQUEST_MAX_RETRIES resends,
 urllib3's backoff: 0 s, then MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR × 2^(n-1) s plus up to
-MLFLOW_HTTP_REQUEST_BACKOFF_JITTER s).
+MLFLOW_HTTP_REQUEST_BACKOFF_JITTER s). With an MLflow that still resends creates itself (the Docker images pin
+3.17.2) it only looks: resending there too would multiply the two schedules (8 × ~4 min against a dead server).
 """
 from __future__ import annotations
 
@@ -24,15 +25,20 @@ from mlflow.environment_variables import (
     MLFLOW_HTTP_REQUEST_MAX_RETRIES,
 )
 from mlflow.exceptions import MlflowException
+from mlflow.version import VERSION
+from packaging.version import Version
 
 from ganpipe.tracking.errors import transient
 
 T = TypeVar("T")
 BACKOFF_MAX = 120.0  # urllib3's Retry.DEFAULT_BACKOFF_MAX, which caps MLflow's own waits too
+MLFLOW_RESENDS_CREATES = Version(VERSION).release < (3, 18)  # its HTTP client sent every request again before 3.18
 
 
 def resend_delays() -> list[float]:
-    """Seconds to wait before each resend, as urllib3 spaces MLflow's retries."""
+    """Seconds to wait before each resend, as urllib3 spaces MLflow's retries (none where MLflow resends)."""
+    if MLFLOW_RESENDS_CREATES:
+        return []
     factor, jitter = MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get(), MLFLOW_HTTP_REQUEST_BACKOFF_JITTER.get()
     return [0.0 if n == 1 else min(BACKOFF_MAX, factor * 2 ** (n - 1) + random.uniform(0, jitter))
             for n in range(1, MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() + 1)]
