@@ -326,7 +326,7 @@ def test_who_sends_a_failed_create_again_depends_on_the_mlflow_version(monkeypat
     calls = []
     with pytest.raises(MlflowException, match="busy"):
         resend.create_once(unavailable_create(calls), find=lambda: calls.append("find"))
-    assert calls == ["create", "find"] if mlflow_resends else ["create", "find"] * 3
+    assert calls == (["create", "find"] if mlflow_resends else ["create", "find"] * 3)
     calls.clear()
     assert resend.create_once(unavailable_create(calls), find=lambda: "made") == "made" and calls == ["create"]
 

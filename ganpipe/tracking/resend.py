@@ -15,8 +15,6 @@ MLFLOW_HTTP_REQUEST_BACKOFF_JITTER s). With an MLflow that still resends creates
 """
 from __future__ import annotations
 
-import random
-import time
 from typing import Callable, TypeVar
 
 from mlflow.environment_variables import (
@@ -27,29 +25,29 @@ from mlflow.environment_variables import (
 from mlflow.exceptions import MlflowException
 from mlflow.version import VERSION
 from packaging.version import Version
+from urllib3.exceptions import MaxRetryError
+from urllib3.util import Retry
 
 from ganpipe.tracking.errors import transient
 
 T = TypeVar("T")
-BACKOFF_MAX = 120.0  # urllib3's Retry.DEFAULT_BACKOFF_MAX, which caps MLflow's own waits too
 MLFLOW_RESENDS_CREATES = Version(VERSION).release < (3, 18)  # its HTTP client sent every request again before 3.18
 
 
-def resend_delays() -> list[float]:
-    """Seconds to wait before each resend, as urllib3 spaces MLflow's retries (none where MLflow resends)."""
-    if MLFLOW_RESENDS_CREATES:
-        return []
-    factor, jitter = MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get(), MLFLOW_HTTP_REQUEST_BACKOFF_JITTER.get()
-    return [0.0 if n == 1 else min(BACKOFF_MAX, factor * 2 ** (n - 1) + random.uniform(0, jitter))
-            for n in range(1, MLFLOW_HTTP_REQUEST_MAX_RETRIES.get() + 1)]
+def resends() -> Retry:
+    """The resends left, as urllib3's Retry that MLflow's client builds from the same settings (none where
+    MLflow resends creates itself)."""
+    return Retry(total=0 if MLFLOW_RESENDS_CREATES else MLFLOW_HTTP_REQUEST_MAX_RETRIES.get(),
+                 backoff_factor=MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get(),
+                 backoff_jitter=MLFLOW_HTTP_REQUEST_BACKOFF_JITTER.get())
 
 
 def create_once(create: Callable[[], T], find: Callable[[], T | None]) -> T:
     """create(), or what find() returns once a create has failed on the way back. A transient failure
     (errors.transient) is followed by find(); if it finds nothing the create is sent again, up to
     MLFLOW_HTTP_REQUEST_MAX_RETRIES times; then the last failure is raised. Any other error is raised at once."""
-    delays = resend_delays()
-    for attempt in range(len(delays) + 1):
+    retry = resends()
+    while True:
         try:
             return create()
         except (MlflowException, OSError) as err:
@@ -59,6 +57,8 @@ def create_once(create: Callable[[], T], find: Callable[[], T | None]) -> T:
         made = find()
         if made is not None:
             return made
-        if attempt < len(delays):
-            time.sleep(delays[attempt])
-    raise failure
+        try:
+            retry = retry.increment()
+        except MaxRetryError:
+            raise failure from None
+        retry.sleep()  # urllib3's backoff: 0 s, then factor × 2^(n-1) s plus jitter, at most 120 s
