@@ -45,20 +45,24 @@ def swept(tmp_path_factory):
 def ui(swept):
     folder, _ = swept
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "ganpipe.cli", "ui", "--tracking-uri",
-                             f"sqlite:///{folder / 'mlflow.db'}", "--port", str(port)],
-                            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    # the UI's output goes to a file, never to a pipe nobody reads: the server logs every request, and once the
+    # pipe's buffer was full its next log line blocked it, so a page's requests (and chromium) waited forever
+    # (CI, session 35: the fifth page load; 64 KiB, about 25 page loads, on this machine)
+    log = folder / "ui.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "ganpipe.cli", "ui", "--tracking-uri",
+                                 f"sqlite:///{folder / 'mlflow.db'}", "--port", str(port)],
+                                cwd=folder, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        lines = [proc.stdout.readline() for _ in range(4)]  # the address, a header, one sweep, the models page
         deadline = time.time() + 120
         while True:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
                     break
             except OSError:
-                assert proc.poll() is None and time.time() < deadline, "".join(lines)
+                assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
                 time.sleep(1)
+        lines = log.read_text().splitlines(keepends=True)[:4]  # the address, a header, one sweep, the models page
         yield port, "".join(lines)
     finally:
         stop_group(proc)  # the UI runs its server in child processes
