@@ -23,6 +23,19 @@ def _no_leaked_tracking_uri(monkeypatch):
     yield
 
 
+@pytest.fixture(autouse=True)
+def _no_mlflow_artifacts_where_pytest_runs():
+    """An experiment made in a sqlite store keeps its artifacts under ./mlruns of the process that made it
+    (MLflow's default artifact root). A test that logs artifacts in-process would leave them where pytest runs
+    (the checkout): it must work in its own folder (monkeypatch.chdir(tmp_path))."""
+    leak = Path.cwd() / "mlruns"
+    before = leak.exists()
+    yield
+    if not before and leak.exists():
+        pytest.fail(f"{leak} appeared during this test (or one running beside it on another xdist worker): "
+                    "log artifacts from the test's own folder (monkeypatch.chdir(tmp_path))", pytrace=False)
+
+
 def interrupt_when(cmd: list[str], cwd, ready, timeout: float = 300, sig: str = "SIGINT") -> tuple[int, str]:
     """Run `cmd`, send `sig` once `ready()` is true (exceptions count as not yet), return (code, output)."""
     import signal
@@ -109,6 +122,15 @@ def sqlite_runs(db: Path) -> list[dict]:
     return list(runs.values())
 
 
+def experiment_in(folder: Path, c, name: str) -> str:
+    """A new experiment `name` whose artifacts go under folder/mlruns, where a sweep run from `folder` puts
+    them (not under ./mlruns of the test process, which is the checkout); its id."""
+    from ganpipe import tracking
+
+    c.create_experiment(name, artifact_location=(Path(folder) / "mlruns").as_uri())
+    return tracking.ensure_experiment(c, name)
+
+
 def register_export(tmp_path: Path, trainer, model_name: str):
     """Register what `trainer.export()` gives as version 1 of `model_name` in a fresh sqlite store
     under tmp_path, as a promotion would; returns (tracking uri, model version)."""
@@ -116,6 +138,6 @@ def register_export(tmp_path: Path, trainer, model_name: str):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     c = tracking.client(uri)
-    run_id = tracking.start_parent_run(c, tracking.ensure_experiment(c, model_name), "r", {})
+    run_id = tracking.start_parent_run(c, experiment_in(tmp_path, c, model_name), "r", {})
     model, example, meta = trainer.export()
     return uri, tracking.register_generator(uri, run_id, model_name, model, example, meta, {})

@@ -9,6 +9,7 @@ from ganpipe import __version__, cli, tracking
 from ganpipe.config import load_sweep
 from ganpipe.tune.plan import describe_plan, read_by_trials
 from ganpipe.tune.report import to_screen
+from conftest import experiment_in
 
 
 def test_bare_ganpipe_prints_help_and_version(capsys):
@@ -72,7 +73,7 @@ def test_promotion_keeps_the_trials_end_time(tmp_path):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     c = tracking.client(uri)
-    run_id = tracking.start_parent_run(c, tracking.ensure_experiment(c, "m"), "trial", {})
+    run_id = tracking.start_parent_run(c, experiment_in(tmp_path, c, "m"), "trial", {})
     c.set_terminated(run_id, "FINISHED", end_time=1_700_000_000_000)
     model = plain_torch(torch.nn.Sequential(torch.nn.Linear(4, 2)))
     tracking.register_generator(uri, run_id, "m", model, torch.zeros(3, 4), {"ganpipe_kind": "generator"}, {})

@@ -15,7 +15,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import register_export
+from conftest import experiment_in, register_export
 from ganpipe import cli
 from ganpipe.config.schema import DataConfig, EvalConfig, ModelConfig, TrainConfig, TrialConfig
 from ganpipe.train import make_trainer
@@ -183,7 +183,7 @@ def test_versions_registered_before_in_pt2_still_sample(tmp_path):
         signature = infer_signature(example.numpy(), g(example).numpy())
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     c = tracking.client(uri)
-    run_id = tracking.start_parent_run(c, tracking.ensure_experiment(c, "old"), "r", {})
+    run_id = tracking.start_parent_run(c, experiment_in(tmp_path, c, "old"), "r", {})
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(g, name="generator", signature=signature, input_example=example.numpy(),

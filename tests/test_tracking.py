@@ -6,6 +6,7 @@ import pytest
 
 from ganpipe import tracking
 from ganpipe.tune.sweep_run import SweepRun, retire_unsaved_trials
+from conftest import experiment_in
 
 
 @pytest.fixture
@@ -13,7 +14,7 @@ def sweep_runs(tmp_path):
     """(client, track) with an experiment and a parent run in a fresh store."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     c = tracking.client(uri)
-    experiment_id = tracking.ensure_experiment(c, "s")
+    experiment_id = experiment_in(tmp_path, c, "s")
     parent = tracking.start_parent_run(c, experiment_id, "sweep", {})
     return c, {"uri": uri, "experiment_id": experiment_id, "parent_run_id": parent}
 

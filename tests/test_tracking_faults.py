@@ -18,6 +18,7 @@ from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
 
 from faultproxy import FaultProxy
 from services import sqlite_mlflow_server
+from conftest import experiment_in
 
 from ganpipe import tracking
 from ganpipe.tracking import resend
@@ -41,7 +42,8 @@ def proxy(server, monkeypatch):
 
 def parent(uri: str, experiment: str) -> dict:
     c = tracking.client(uri)
-    experiment_id = tracking.ensure_experiment(c, experiment)
+    experiment_id = (experiment_in(Path(uri.removeprefix("sqlite:///")).parent, c, experiment)  # beside the db
+                     if uri.startswith("sqlite:///") else tracking.ensure_experiment(c, experiment))
     return {"uri": uri, "experiment_id": experiment_id,
             "parent_run_id": tracking.start_parent_run(c, experiment_id, "sweep", {})}
 
