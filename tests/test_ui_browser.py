@@ -45,9 +45,9 @@ def swept(tmp_path_factory):
 def ui(swept):
     folder, _ = swept
     port = free_port()
-    # the UI's output goes to a file, never to a pipe nobody reads: the server logs every request, and once the
-    # pipe's buffer was full its next log line blocked it, so a page's requests (and chromium) waited forever
-    # (CI, session 35: the fifth page load; 64 KiB, about 25 page loads, on this machine)
+    # the UI's output goes to a file, never to a pipe nobody reads: the server logs every request (this test's
+    # six page loads: ~63 KB, a pipe holds 64 KiB), and once the pipe was full its next log line blocked it, so
+    # the page's requests (and chromium) waited forever (CI, session 35: at the fifth page load)
     log = folder / "ui.log"
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "ganpipe.cli", "ui", "--tracking-uri",
