@@ -27,13 +27,14 @@ def _no_leaked_tracking_uri(monkeypatch):
 def _no_mlflow_artifacts_where_pytest_runs():
     """An experiment made in a sqlite store keeps its artifacts under ./mlruns of the process that made it
     (MLflow's default artifact root). A test that logs artifacts in-process would leave them where pytest runs
-    (the checkout): it must work in its own folder (monkeypatch.chdir(tmp_path))."""
+    (the checkout): it makes its experiment with `experiment_in(tmp_path, ...)` or works from tmp_path."""
     leak = Path.cwd() / "mlruns"
     before = leak.exists()
     yield
     if not before and leak.exists():
         pytest.fail(f"{leak} appeared during this test (or one running beside it on another xdist worker): "
-                    "log artifacts from the test's own folder (monkeypatch.chdir(tmp_path))", pytrace=False)
+                    "make the experiment with conftest.experiment_in(tmp_path, ...) or work from tmp_path "
+                    "(monkeypatch.chdir)", pytrace=False)
 
 
 def interrupt_when(cmd: list[str], cwd, ready, timeout: float = 300, sig: str = "SIGINT") -> tuple[int, str]:
